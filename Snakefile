@@ -1,0 +1,23 @@
+# bertlottery: "When BERT Plays the Lottery, All Tickets Are Winning" (Prasanna et al., EMNLP 2020), end to end.
+#   snakemake --cores 8 --resources gpu=4                      # the paper (config/config.yaml)
+#   snakemake --cores 2 --configfile config/smoke.yaml ...     # a minutes-long smoke run
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/finetune.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

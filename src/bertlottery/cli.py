@@ -1,0 +1,52 @@
+"""`python -m bertlottery <command> [args]`: one sub-command per Snakemake rule.
+
+Each command lives in the module that does the work, as a `main(argv)` function with its own argparse
+parser; this dispatcher imports only the module a command needs, so `--help` and light commands start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from bertlottery.errors import BertLotteryError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # command: (module, one-line help)
+    "prepare-data": ("bertlottery.data", "load, validate, subsample and tokenize one GLUE task"),
+    "finetune": ("bertlottery.training", "fine-tune a (masked) model on one task with one seed"),
+    "evaluate-full": ("bertlottery.evaluation", "dev metrics of a fine-tuned model"),
+    "find-s-mask": ("bertlottery.spruning", "s-pruning search (heads and MLPs) on a fine-tuned model"),
+    "find-m-mask": ("bertlottery.mpruning", "m-pruning search (global magnitude) on a fine-tuned model"),
+    "derive-s-masks": ("bertlottery.subnetworks", "random and bad s-masks from a good one"),
+    "super-masks": ("bertlottery.subnetworks_super", "super-survivor good / random / bad masks of a task"),
+    "evaluate-pruned": ("bertlottery.evaluation", "dev metrics of a fine-tuned model with a mask applied"),
+    "aggregate": ("bertlottery.aggregate", "all metric JSONs into one tidy table"),
+    "stats": ("bertlottery.stats", "stability, overlaps, paired tests, claims"),
+    "tables": ("bertlottery.tables", "Table 2, Appendix C/E tables, sizes"),
+    "figures": ("bertlottery.figures", "Figures 1, 2, 3, 5 and the Appendix B heatmaps"),
+    "patterns": ("bertlottery.patterns", "self-attention pattern extraction and classification"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m bertlottery <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        sys.exit(f"bertlottery: unknown command {command!r}\n\n{_usage()}")
+    module = importlib.import_module(COMMANDS[command][0])
+    entry = getattr(module, "main_" + command.replace("-", "_"))
+    try:
+        entry(rest)
+    except BertLotteryError as exc:
+        sys.exit(f"bertlottery {command}: error: {exc}")

@@ -1,0 +1,39 @@
+rule finetune:
+    input:
+        card=f"{RESULTS}/data/{{task}}/data_card.json",
+    output:
+        model=directory(f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model"),
+        log_csv=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/train_log.csv",
+        summary=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/train_summary.json",
+    params:
+        model=config["model"],
+        training=lambda wc: training_json(wc.task),
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/finetune/{{task}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/finetune/{{task}}/seed{{seed}}.tsv"
+    shell:
+        "{PY} finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
+        " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q}"
+        " --out-dir {RESULTS}/finetune/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
+
+
+rule evaluate_full:
+    input:
+        model=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model",
+    output:
+        f"{RESULTS}/finetune/{{task}}/seed{{seed}}/metrics.json",
+    params:
+        training=lambda wc: training_json(wc.task),
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/evaluate_full/{{task}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_full/{{task}}/seed{{seed}}.tsv"
+    shell:
+        "{PY} evaluate-full --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
+        " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q}"
+        " --output {output} > {log} 2>&1"
