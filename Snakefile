@@ -15,6 +15,8 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"
+include: "workflow/rules/masks.smk"
+include: "workflow/rules/subnetworks.smk"
 
 
 rule all:

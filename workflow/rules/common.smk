@@ -13,6 +13,8 @@ TASKS = config["tasks"]
 SEEDS = [str(s) for s in config["seeds"]]
 RESULTS = "results"
 PY = "python -m bertlottery"
+# Prefix of every GPU job: claims a free GPU slot on a local multi-GPU box (see devices.py).
+GPU = ""
 
 try:
     # Resolve every task now, so a bad override stops the run before any job, naming the key.
@@ -24,8 +26,8 @@ except BertLotteryError as exc:
 wildcard_constraints:
     task="|".join(t.replace("-", r"\-") for t in TASKS),
     seed=r"\d+",
-    family="m|s|super",
-    kind="good|random|bad",
+    family="m|s|super|s-heads|s-mlps",
+    kind="good|random|bad|random_like_bad",
 
 
 def training_json(task):

@@ -15,7 +15,7 @@ rule finetune:
     benchmark:
         f"{RESULTS}/benchmarks/finetune/{{task}}/seed{{seed}}.tsv"
     shell:
-        "{PY} finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
+        "{GPU} {PY} finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
         " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q}"
         " --out-dir {RESULTS}/finetune/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
 
@@ -34,6 +34,6 @@ rule evaluate_full:
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_full/{{task}}/seed{{seed}}.tsv"
     shell:
-        "{PY} evaluate-full --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
+        "{GPU} {PY} evaluate-full --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
         " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q}"
         " --output {output} > {log} 2>&1"

@@ -1,0 +1,51 @@
+# Mask searches on the fine-tuned models (PAPER_SPEC sections 3 and 4).
+S_MODES = {"s": "joint", "s-heads": "heads", "s-mlps": "mlps"}
+S_FAMILIES = [fam for fam, mode in S_MODES.items() if mode in config["s_pruning"]["modes"]]
+
+
+rule find_s_mask:
+    input:
+        model=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model",
+        card=f"{RESULTS}/data/{{task}}/data_card.json",
+    output:
+        good=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/good.safetensors",
+        search=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/search.json",
+        trace=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/trace.json",
+    wildcard_constraints:
+        sfamily="s|s-heads|s-mlps",
+    params:
+        mode=lambda wc: S_MODES[wc.sfamily],
+        settings=section_json("s_pruning"),
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/find_s_mask/{{sfamily}}/{{task}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/find_s_mask/{{sfamily}}/{{task}}/seed{{seed}}.tsv"
+    shell:
+        "{GPU} {PY} find-s-mask --task {wildcards.task} --seed {wildcards.seed} --mode {params.mode}"
+        " --model-dir {input.model} --data-dir {RESULTS}/data/{wildcards.task} --settings {params.settings:q}"
+        " --out-dir {RESULTS}/masks/{wildcards.sfamily}/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
+
+
+rule find_m_mask:
+    input:
+        model=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model",
+        card=f"{RESULTS}/data/{{task}}/data_card.json",
+    output:
+        good=f"{RESULTS}/masks/m/{{task}}/seed{{seed}}/good.safetensors",
+        random=f"{RESULTS}/masks/m/{{task}}/seed{{seed}}/random.safetensors",
+        bad=f"{RESULTS}/masks/m/{{task}}/seed{{seed}}/bad.safetensors",
+        search=f"{RESULTS}/masks/m/{{task}}/seed{{seed}}/search.json",
+    params:
+        settings=section_json("m_pruning"),
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/find_m_mask/{{task}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/find_m_mask/{{task}}/seed{{seed}}.tsv"
+    shell:
+        "{GPU} {PY} find-m-mask --task {wildcards.task} --seed {wildcards.seed}"
+        " --model-dir {input.model} --data-dir {RESULTS}/data/{wildcards.task} --settings {params.settings:q}"
+        " --out-dir {RESULTS}/masks/m/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"

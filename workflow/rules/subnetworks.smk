@@ -1,0 +1,128 @@
+# Derived masks (random, bad, super-survivors), pruned evaluation and retraining (PAPER_SPEC section 5).
+
+
+rule derive_s_masks:
+    input:
+        good=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/good.safetensors",
+    output:
+        random=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/random.safetensors",
+        bad=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/bad.safetensors",
+        random_like_bad=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/random_like_bad.safetensors",
+    wildcard_constraints:
+        sfamily="s|s-heads|s-mlps",
+    params:
+        mode=config["subnetworks"]["random_mode"],
+    log:
+        f"{RESULTS}/logs/derive_s_masks/{{sfamily}}/{{task}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/derive_s_masks/{{sfamily}}/{{task}}/seed{{seed}}.tsv"
+    shell:
+        "{PY} derive-s-masks --task {wildcards.task} --seed {wildcards.seed} --good {input.good}"
+        " --mode {params.mode} --out-dir {RESULTS}/masks/{wildcards.sfamily}/{wildcards.task}/seed{wildcards.seed}"
+        " > {log} 2>&1"
+
+
+rule super_masks:
+    input:
+        goods=expand(f"{RESULTS}/masks/s/{{{{task}}}}/seed{{seed}}/good.safetensors", seed=SEEDS),
+    output:
+        masks=expand(f"{RESULTS}/masks/super/{{{{task}}}}/seed{{seed}}/{{kind}}.safetensors",
+                     seed=SEEDS, kind=["good", "random", "bad"]),
+        summary=f"{RESULTS}/masks/super/{{task}}/summary.json",
+    params:
+        seeds=" ".join(SEEDS),
+    log:
+        f"{RESULTS}/logs/super_masks/{{task}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/super_masks/{{task}}.tsv"
+    shell:
+        "{PY} super-masks --task {wildcards.task} --seeds {params.seeds} --goods {input.goods}"
+        " --out-root {RESULTS}/masks/super/{wildcards.task} > {log} 2>&1"
+
+
+rule evaluate_pruned:
+    input:
+        model=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model",
+        mask=f"{RESULTS}/masks/{{family}}/{{task}}/seed{{seed}}/{{kind}}.safetensors",
+    output:
+        f"{RESULTS}/eval/{{family}}/{{kind}}/{{task}}/seed{{seed}}/pruned.json",
+    params:
+        training=lambda wc: training_json(wc.task),
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/evaluate_pruned/{{family}}/{{kind}}/{{task}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_pruned/{{family}}/{{kind}}/{{task}}/seed{{seed}}.tsv"
+    shell:
+        "{GPU} {PY} evaluate-pruned --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
+        " --mask {input.mask} --family {wildcards.family} --kind {wildcards.kind}"
+        " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q} --output {output} > {log} 2>&1"
+
+
+def retrain_settings(wc):
+    """The full model's settings; Appendix D's 6-epoch bad retraining changes only the epochs."""
+    settings = dict(TRAINING[wc.task])
+    if wc.variant == "bad_6ep":
+        settings["epochs"] = 6
+    return json.dumps(settings, sort_keys=True)
+
+
+RETRAIN_VARIANTS = {  # variant -> (mask kind, extra flags)
+    "good": ("good", ""),
+    "random": ("random", ""),
+    "bad": ("bad", ""),
+    "bad_6ep": ("bad", ""),
+    "randinit_random": ("random_like_bad", "--random-init"),
+}
+
+
+rule retrain:
+    input:
+        card=f"{RESULTS}/data/{{task}}/data_card.json",
+        mask=lambda wc: f"{RESULTS}/masks/{wc.family}/{wc.task}/seed{wc.seed}/{RETRAIN_VARIANTS[wc.variant][0]}.safetensors",
+    output:
+        f"{RESULTS}/retrain/{{family}}/{{variant}}/{{task}}/seed{{seed}}/metrics.json",
+    wildcard_constraints:
+        family="m|s|super|s-heads|s-mlps",
+        variant="|".join(RETRAIN_VARIANTS),
+    params:
+        model=config["model"],
+        training=retrain_settings,
+        flags=lambda wc: RETRAIN_VARIANTS[wc.variant][1],
+        save="" if config["retrain"]["keep_weights"] else "--no-save",
+        out_dir=lambda wc: f"{RESULTS}/retrain/{wc.family}/{wc.variant}/{wc.task}/seed{wc.seed}",
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/retrain/{{family}}/{{variant}}/{{task}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/retrain/{{family}}/{{variant}}/{{task}}/seed{{seed}}.tsv"
+    shell:
+        "{GPU} {PY} finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
+        " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q} --mask {input.mask}"
+        " {params.flags} {params.save} --family {wildcards.family} --kind {wildcards.variant}"
+        " --out-dir {params.out_dir} --eval-output {output} > {log} 2>&1"
+
+
+def subnetwork_targets():
+    families = config["retrain"]["families"]
+    kinds = config["retrain"]["kinds"]
+    pattern = "{family}/{kind}/{task}/seed{seed}"
+    units = expand(pattern, family=families, kind=kinds, task=TASKS, seed=SEEDS)
+    extras = []
+    if config["retrain"]["bad_6_epochs"]:
+        extras += expand(pattern, family="s", kind="bad_6ep", task=TASKS, seed=SEEDS)
+    if config["retrain"]["random_init_random_s"]:
+        extras += expand(pattern, family="s", kind="randinit_random", task=TASKS, seed=SEEDS)
+    if config["retrain"]["separate_searches"]:
+        separate = [fam for fam in S_FAMILIES if fam != "s"]
+        units += expand(pattern, family=separate, kind=["good", "random"], task=TASKS, seed=SEEDS)
+    return (
+        [f"{RESULTS}/eval/{unit}/pruned.json" for unit in units]
+        + [f"{RESULTS}/retrain/{unit}/metrics.json" for unit in units + extras]
+        + [f"{RESULTS}/masks/{fam}/{task}/seed{seed}/search.json" for fam in S_FAMILIES for task in TASKS for seed in SEEDS]
+    )
+
+
+EXTRA_TARGETS.append(subnetwork_targets)
