@@ -38,3 +38,37 @@ def minilm_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_dir() -> Path:
     return REPO
+
+
+def tiny_bert_config(**overrides):
+    """A tiny BERT (2 layers, 4 heads, hidden 32) with the real uncased vocabulary size."""
+    from transformers import BertConfig
+
+    values = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=128)
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, minilm_dir) -> Path:
+    """A randomly initialised tiny BERT saved like a hub checkpoint, with MiniLM's real tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(tiny_bert_config()).save_pretrained(path)
+    AutoTokenizer.from_pretrained(str(minilm_dir)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def rte_small(tmp_path_factory, glue_dir, minilm_dir) -> Path:
+    """Real RTE, subsampled (96 train / 48 dev), tokenized with MiniLM's tokenizer."""
+    from bertlottery.data import prepare_data
+
+    out = tmp_path_factory.mktemp("rte-small")
+    prepare_data("RTE", str(minilm_dir), out, glue_dir=glue_dir, max_train_examples=96,
+                 max_dev_examples=48, subsample_seed=0, max_seq_length=64)
+    return out
