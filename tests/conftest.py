@@ -72,3 +72,28 @@ def rte_small(tmp_path_factory, glue_dir, minilm_dir) -> Path:
     prepare_data("RTE", str(minilm_dir), out, glue_dir=glue_dir, max_train_examples=96,
                  max_dev_examples=48, subsample_seed=0, max_seq_length=64)
     return out
+
+
+def smoke_command(workdir: Path, *extra: str, cores: int = 2) -> list[str]:
+    """`snakemake` on config/smoke.yaml with the README's offline overrides, outputs under `workdir`."""
+    import sys
+
+    return [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--cores", str(cores), "--configfile", str(REPO / "config" / "smoke.yaml"),
+        "--config", f"model={MINILM_DIR}", f"glue_dir={GLUE_DIR}", *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, glue_dir, minilm_dir) -> Path:
+    """The whole smoke workflow, run once per test session; returns the working directory."""
+    import subprocess
+
+    workdir = tmp_path_factory.mktemp("smoke")
+    result = subprocess.run(smoke_command(workdir), cwd=REPO, capture_output=True, text=True)
+    if result.returncode != 0:
+        logs = sorted((workdir / "results" / "logs").rglob("*.log"))
+        tail = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in logs[-3:])
+        pytest.fail(f"smoke workflow failed:\n{result.stderr[-6000:]}\n{tail}")
+    return workdir

@@ -7,6 +7,7 @@ parser; this dispatcher imports only the module a command needs, so `--help` and
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from bertlottery.errors import BertLotteryError
@@ -26,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tables": ("bertlottery.tables", "Table 2, Appendix C/E tables, sizes"),
     "figures": ("bertlottery.figures", "Figures 1, 2, 3, 5 and the Appendix B heatmaps"),
     "patterns": ("bertlottery.patterns", "self-attention pattern extraction and classification"),
+    "with-gpu": ("bertlottery.devices", "run a command on its own free GPU (CUDA_VISIBLE_DEVICES; CPU without GPUs)"),
 }
 
 
@@ -36,6 +38,15 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _limit_threads() -> None:
+    """Honour BERTLOTTERY_THREADS (set by the rules from Snakemake's `threads`) before torch starts work."""
+    threads = os.environ.get("BERTLOTTERY_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
@@ -44,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         sys.exit(f"bertlottery: unknown command {command!r}\n\n{_usage()}")
+    _limit_threads()
     module = importlib.import_module(COMMANDS[command][0])
     entry = getattr(module, "main_" + command.replace("-", "_"))
     try:

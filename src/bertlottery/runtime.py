@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 
 import numpy as np
@@ -27,10 +26,6 @@ def configure_torch(tf32: bool = False) -> None:
     """Process-wide math settings. TF32 is off by default: the paper ran in fp32."""
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
-    # Avoid oversubscribing small machines when several jobs share them.
-    threads = os.environ.get("BERTLOTTERY_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
 
 
 def autocast(device: torch.device, precision: str):

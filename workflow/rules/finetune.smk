@@ -8,6 +8,7 @@ rule finetune:
     params:
         model=config["model"],
         training=lambda wc: training_json(wc.task),
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
@@ -15,7 +16,7 @@ rule finetune:
     benchmark:
         f"{RESULTS}/benchmarks/finetune/{{task}}/seed{{seed}}.tsv"
     shell:
-        "{GPU} {PY} finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
+        "BERTLOTTERY_THREADS={threads} {GPU} {PY} finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
         " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q}"
         " --out-dir {RESULTS}/finetune/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
 
@@ -27,6 +28,7 @@ rule evaluate_full:
         f"{RESULTS}/finetune/{{task}}/seed{{seed}}/metrics.json",
     params:
         training=lambda wc: training_json(wc.task),
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
@@ -34,6 +36,6 @@ rule evaluate_full:
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_full/{{task}}/seed{{seed}}.tsv"
     shell:
-        "{GPU} {PY} evaluate-full --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
+        "BERTLOTTERY_THREADS={threads} {GPU} {PY} evaluate-full --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
         " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q}"
         " --output {output} > {log} 2>&1"

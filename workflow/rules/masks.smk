@@ -16,6 +16,7 @@ rule find_s_mask:
     params:
         mode=lambda wc: S_MODES[wc.sfamily],
         settings=section_json("s_pruning"),
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
@@ -23,7 +24,7 @@ rule find_s_mask:
     benchmark:
         f"{RESULTS}/benchmarks/find_s_mask/{{sfamily}}/{{task}}/seed{{seed}}.tsv"
     shell:
-        "{GPU} {PY} find-s-mask --task {wildcards.task} --seed {wildcards.seed} --mode {params.mode}"
+        "BERTLOTTERY_THREADS={threads} {GPU} {PY} find-s-mask --task {wildcards.task} --seed {wildcards.seed} --mode {params.mode}"
         " --model-dir {input.model} --data-dir {RESULTS}/data/{wildcards.task} --settings {params.settings:q}"
         " --out-dir {RESULTS}/masks/{wildcards.sfamily}/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
 
@@ -39,6 +40,7 @@ rule find_m_mask:
         search=f"{RESULTS}/masks/m/{{task}}/seed{{seed}}/search.json",
     params:
         settings=section_json("m_pruning"),
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
@@ -46,6 +48,6 @@ rule find_m_mask:
     benchmark:
         f"{RESULTS}/benchmarks/find_m_mask/{{task}}/seed{{seed}}.tsv"
     shell:
-        "{GPU} {PY} find-m-mask --task {wildcards.task} --seed {wildcards.seed}"
+        "BERTLOTTERY_THREADS={threads} {GPU} {PY} find-m-mask --task {wildcards.task} --seed {wildcards.seed}"
         " --model-dir {input.model} --data-dir {RESULTS}/data/{wildcards.task} --settings {params.settings:q}"
         " --out-dir {RESULTS}/masks/m/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"

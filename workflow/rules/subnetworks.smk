@@ -48,6 +48,7 @@ rule evaluate_pruned:
         f"{RESULTS}/eval/{{family}}/{{kind}}/{{task}}/seed{{seed}}/pruned.json",
     params:
         training=lambda wc: training_json(wc.task),
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
@@ -55,7 +56,7 @@ rule evaluate_pruned:
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_pruned/{{family}}/{{kind}}/{{task}}/seed{{seed}}.tsv"
     shell:
-        "{GPU} {PY} evaluate-pruned --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
+        "BERTLOTTERY_THREADS={threads} {GPU} {PY} evaluate-pruned --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
         " --mask {input.mask} --family {wildcards.family} --kind {wildcards.kind}"
         " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q} --output {output} > {log} 2>&1"
 
@@ -92,6 +93,7 @@ rule retrain:
         flags=lambda wc: RETRAIN_VARIANTS[wc.variant][1],
         save="" if config["retrain"]["keep_weights"] else "--no-save",
         out_dir=lambda wc: f"{RESULTS}/retrain/{wc.family}/{wc.variant}/{wc.task}/seed{wc.seed}",
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
@@ -99,7 +101,7 @@ rule retrain:
     benchmark:
         f"{RESULTS}/benchmarks/retrain/{{family}}/{{variant}}/{{task}}/seed{{seed}}.tsv"
     shell:
-        "{GPU} {PY} finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
+        "BERTLOTTERY_THREADS={threads} {GPU} {PY} finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
         " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q} --mask {input.mask}"
         " {params.flags} {params.save} --family {wildcards.family} --kind {wildcards.variant}"
         " --out-dir {params.out_dir} --eval-output {output} > {log} 2>&1"

@@ -1,0 +1,144 @@
+"""Integration: the Snakemake workflow on real GLUE data and the real MiniLM model (config/smoke.yaml)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from conftest import REPO, smoke_command
+
+pytestmark = pytest.mark.slow
+
+
+def dry_run_jobs(command: list[str], cwd: Path = REPO) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    out = subprocess.run(command + ["--dry-run"], cwd=cwd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-4000:] + out.stdout[-4000:]
+    jobs, rule = [], None
+    for line in out.stdout.splitlines():
+        if m := re.match(r"^(?:local)?rule (\S+):$", line.strip()):
+            rule = m.group(1)
+            jobs.append((rule, {}))
+        elif line.strip().startswith("wildcards:") and jobs:
+            pairs = line.strip().removeprefix("wildcards:").split(",")
+            jobs[-1] = (rule, dict(p.strip().split("=", 1) for p in pairs if "=" in p))
+    return jobs
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_smoke_full_models_beat_the_majority_baseline(smoke_run):
+    for task in ("RTE", "MRPC"):
+        card = read(smoke_run / "results" / "data" / task / "data_card.json")
+        majority = card["splits"]["dev"]["majority_baseline"]["score"]
+        for seed in (1337, 42):
+            record = read(smoke_run / "results" / "finetune" / task / f"seed{seed}" / "metrics.json")
+            assert record["task"] == task and record["evaluated"] == "full"
+            assert record["n_examples"] == card["splits"]["dev"]["rows_kept"]
+            print(f"{task} seed {seed}: accuracy {record['reported']:.3f} (majority {majority:.3f})")
+            if task == "MRPC":
+                assert record["reported"] > majority + 0.02
+
+
+def test_smoke_writes_every_family_and_kind(smoke_run):
+    results = smoke_run / "results"
+    for family in ("m", "s", "super"):
+        for kind in ("good", "random", "bad"):
+            for task in ("RTE", "MRPC"):
+                for seed in (1337, 42):
+                    unit = f"{family}/{kind}/{task}/seed{seed}"
+                    pruned = read(results / "eval" / unit / "pruned.json")
+                    retrained = read(results / "retrain" / unit / "metrics.json")
+                    assert pruned["evaluated"] == "pruned" and retrained["evaluated"] == "retrained"
+                    assert pruned["mask_size"] == retrained["mask_size"]
+                    assert 0 < pruned["mask_size"]["params_kept"] <= pruned["mask_size"]["params_total"]
+
+
+def test_smoke_good_masks_keep_90_percent_of_the_full_score(smoke_run):
+    results = smoke_run / "results"
+    for task in ("RTE", "MRPC"):
+        for seed in (1337, 42):
+            full = read(results / "finetune" / task / f"seed{seed}" / "metrics.json")["stop"]
+            for family in ("s", "m"):
+                pruned = read(results / "eval" / family / "good" / task / f"seed{seed}" / "pruned.json")
+                assert pruned["stop"] >= 0.9 * full - 1e-9, (family, task, seed, pruned["stop"], full)
+
+
+def test_every_job_has_a_log_and_a_benchmark(smoke_run):
+    results = smoke_run / "results"
+    logs = {p.relative_to(results / "logs").with_suffix("") for p in (results / "logs").rglob("*.log")}
+    benchmarks = {p.relative_to(results / "benchmarks").with_suffix("")
+                  for p in (results / "benchmarks").rglob("*.tsv")}
+    assert logs and logs == benchmarks
+
+
+def test_paper_config_lists_the_45_fine_tunes(tmp_path):
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "8",
+               "--resources", "gpu=4", "--directory", str(tmp_path),
+               "--configfile", str(REPO / "config" / "config.yaml")]
+    jobs = dry_run_jobs(command)
+    finetunes = {(w["task"], w["seed"]) for rule, w in jobs if rule == "finetune"}
+    assert len(finetunes) == 45
+
+
+def test_config_typo_stops_before_any_job(tmp_path):
+    out = subprocess.run(smoke_command(tmp_path, "trainig={epochs: 1}", "--dry-run"), cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "trainig" in out.stdout + out.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_editing_one_task_reruns_only_that_task(smoke_run, tmp_path):
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["overrides"] = {"RTE": {"learning_rate": 5.0e-5}}
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    command = smoke_command(smoke_run)
+    command[command.index("--configfile") + 1] = str(edited)
+    jobs = dry_run_jobs(command)
+    print("\n".join(f"{rule} {w}" for rule, w in jobs))
+    tasks = {w.get("task") for rule, w in jobs if w}
+    assert tasks == {"RTE"}, tasks
+    assert {rule for rule, _ in jobs} >= {"finetune", "retrain"}
+    untouched = dry_run_jobs(smoke_command(smoke_run))
+    assert [rule for rule, _ in untouched if rule != "all"] == []
+
+
+def test_killed_smoke_finetune_resumes_to_identical_weights(smoke_run, tmp_path):
+    """SIGKILL the whole Snakemake run mid fine-tune; --rerun-incomplete resumes from the checkpoint."""
+    shutil.copytree(smoke_run / "results" / "data", tmp_path / "results" / "data")
+    target = "results/finetune/RTE/seed1337/train_summary.json"
+    proc = subprocess.Popen(smoke_command(tmp_path, target, "--cores", "1"), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = tmp_path / "results" / "finetune" / "RTE" / "seed1337" / ".resume" / "state.pt"
+    deadline = time.time() + 600
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert state.exists(), "no checkpoint appeared"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / target).exists()
+    subprocess.run(smoke_command(tmp_path, "--unlock"), cwd=REPO, check=True, capture_output=True)
+    rerun = subprocess.run(smoke_command(tmp_path, target, "--rerun-incomplete"), cwd=REPO,
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    log = (tmp_path / "results" / "logs" / "finetune" / "RTE" / "seed1337.log").read_text()
+    assert "resuming from step" in log
+    resumed = load_file(tmp_path / "results/finetune/RTE/seed1337/model/model.safetensors")
+    straight = load_file(smoke_run / "results/finetune/RTE/seed1337/model/model.safetensors")
+    for name, tensor in straight.items():
+        assert (resumed[name] == tensor).all(), name
