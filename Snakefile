@@ -17,6 +17,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/subnetworks.smk"
+include: "workflow/rules/patterns.smk"
 
 
 rule all:
