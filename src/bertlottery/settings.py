@@ -35,6 +35,12 @@ def training_defaults() -> dict[str, Any]:
     return {key: sub["default"] for key, sub in props.items()}
 
 
+def section_defaults(section: str) -> dict[str, Any]:
+    """Schema defaults of one top-level config section (s_pruning, m_pruning, ...): one source of truth."""
+    props = load_schema()["properties"][section]["properties"]
+    return {key: sub["default"] for key, sub in props.items()}
+
+
 def resolve_training(config: dict, task: str) -> dict[str, Any]:
     """`training` (with schema defaults) merged with `overrides[task]`, validated."""
     merged = training_defaults()

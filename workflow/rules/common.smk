@@ -16,7 +16,7 @@ PY = "python -m bertlottery"
 # Prefix of every GPU job: claims a free GPU slot on a local multi-GPU box (see devices.py).
 GPU = ""
 # CPU threads per model job (torch intra-op threads): jobs share the machine without oversubscribing it.
-MODEL_THREADS = 2
+MODEL_THREADS = 1
 
 try:
     # Resolve every task now, so a bad override stops the run before any job, naming the key.
