@@ -14,7 +14,7 @@ SEEDS = [str(s) for s in config["seeds"]]
 RESULTS = "results"
 PY = "python -m bertlottery"
 # Prefix of every GPU job: claims a free GPU slot on a local multi-GPU box (see devices.py).
-GPU = ""
+GPU = f"{PY} with-gpu --"
 # CPU threads per model job (torch intra-op threads): jobs share the machine without oversubscribing it.
 MODEL_THREADS = 1
 

@@ -1,0 +1,204 @@
+"""GPU slot assignment for concurrent jobs on one multi-GPU machine.
+
+Snakemake's `--resources gpu=N` caps how many GPU jobs run at once but does not say which device
+each job gets, and every job would otherwise start on GPU 0. A slot here is one visible GPU with a
+lock file (`<lock dir>/<host>.gpu<id>.lock`); a job takes a free slot with `flock`, sets
+`CUDA_VISIBLE_DEVICES` to that GPU and keeps the lock for its whole life. The kernel drops a flock
+when the last descriptor to it closes, so a crashed or killed job frees its slot with no cleanup.
+
+    python -m bertlottery with-gpu -- python -m bertlottery finetune ...
+
+`with-gpu` takes the slot and then *execs* the command with the lock descriptor inherited, so the
+command itself holds the lock (no wrapper process in between: signals, exit codes and Snakemake's
+benchmarks see the real job).
+
+Which devices are slots:
+- `CUDA_VISIBLE_DEVICES` already set (a scheduler such as SLURM assigned the job its GPUs, or the
+  user chose them): left as it is, no locking.
+- else `BERTLOTTERY_GPUS` (comma-separated device ids; empty = none) when set: for restricting a
+  run to some GPUs, and for tests with fake devices;
+- else the GPUs that `nvidia-smi -L` lists (no CUDA initialisation in this process);
+- no GPU at all: the command runs unchanged, on CPU.
+Lock files live in `BERTLOTTERY_GPU_LOCK_DIR` (default `results/.gpu_locks`); the host name in their
+names keeps machines that share a file system apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bertlottery.errors import BertLotteryError
+
+ENV_VISIBLE = "CUDA_VISIBLE_DEVICES"
+ENV_GPUS = "BERTLOTTERY_GPUS"
+ENV_LOCK_DIR = "BERTLOTTERY_GPU_LOCK_DIR"
+DEFAULT_LOCK_DIR = "results/.gpu_locks"
+POLL_S = 0.5
+
+
+def parse_device_list(text: str, source: str) -> list[str]:
+    """'0, 2,3' -> ['0', '2', '3']; '' -> []. Ids may also be GPU UUIDs (as CUDA accepts)."""
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    for dev in ids:
+        if not re.fullmatch(r"[0-9]+|(GPU|MIG)-[0-9A-Za-z/-]+", dev):
+            raise BertLotteryError(f"{source}={text!r}: {dev!r} is not a device index or GPU UUID")
+    if len(set(ids)) != len(ids):
+        raise BertLotteryError(f"{source}={text!r}: a device is listed twice")
+    return ids
+
+
+def nvidia_smi_devices() -> list[str]:
+    """Indices of the GPUs `nvidia-smi -L` lists ([] without the tool or a driver)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=60, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    # "GPU 0: NVIDIA H100 ... (UUID: GPU-...)"; MIG instances are indented lines below their GPU.
+    return re.findall(r"^GPU (\d+):", out, flags=re.MULTILINE)
+
+
+def slot_devices(env: dict[str, str] | None = None) -> list[str] | None:
+    """The devices to share out, or None when CUDA_VISIBLE_DEVICES is already decided."""
+    env = os.environ if env is None else env
+    if ENV_VISIBLE in env:
+        return None
+    if ENV_GPUS in env:
+        return parse_device_list(env[ENV_GPUS], ENV_GPUS)
+    return nvidia_smi_devices()
+
+
+def lock_dir(env: dict[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get(ENV_LOCK_DIR) or DEFAULT_LOCK_DIR)
+
+
+def _lock_path(directory: Path, device: str) -> Path:
+    return directory / f"{socket.gethostname()}.gpu{device.replace('/', '_')}.lock"
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive flock on `path`, or None if another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    # Record the holder for people inspecting a busy machine (the lock itself is the flock).
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _try_take(devices: list[str], count: int, directory: Path) -> dict[str, int] | None:
+    """All-or-nothing: `count` free slots (lowest ids first), or None; never holds a partial set."""
+    held: dict[str, int] = {}
+    for dev in devices:
+        fd = _try_lock(_lock_path(directory, dev))
+        if fd is not None:
+            held[dev] = fd
+            if len(held) == count:
+                return held
+    for fd in held.values():
+        os.close(fd)
+    return None
+
+
+def take_slots(
+    devices: list[str], count: int = 1, directory: Path | None = None, timeout_s: float | None = None
+) -> dict[str, int]:
+    """Wait until `count` of `devices` are free; returns {device: locked descriptor}."""
+    if count < 1 or count > len(devices):
+        raise BertLotteryError(f"asked for {count} GPU slot(s); {len(devices)} device(s) available: {devices}")
+    directory = lock_dir() if directory is None else Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    start, announced = time.monotonic(), False
+    while True:
+        held = _try_take(devices, count, directory)
+        if held is not None:
+            return held
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            raise BertLotteryError(
+                f"no {count} free GPU slot(s) among {devices} in {directory} after {timeout_s} s"
+            )
+        if not announced:
+            print(f"bertlottery with-gpu: all GPU slots in {directory} busy; waiting", file=sys.stderr, flush=True)
+            announced = True
+        time.sleep(POLL_S)
+
+
+@contextlib.contextmanager
+def acquire_gpu_slot(
+    count: int = 1, directory: Path | None = None, timeout_s: float | None = None
+) -> Iterator[list[str] | None]:
+    """In-process use: hold `count` slots and set CUDA_VISIBLE_DEVICES for the block.
+
+    Yields the assigned devices, [] on a machine without GPUs, or None when CUDA_VISIBLE_DEVICES was
+    already set. Must be entered before torch initialises CUDA (the first torch.cuda call), which
+    reads the variable once.
+    """
+    devices = slot_devices()
+    if not devices:
+        yield devices
+        return
+    held = take_slots(devices, count, directory, timeout_s)
+    os.environ[ENV_VISIBLE] = ",".join(held)
+    try:
+        yield list(held)
+    finally:
+        del os.environ[ENV_VISIBLE]
+        for fd in held.values():
+            os.close(fd)
+
+
+def exec_with_gpu(command: list[str], count: int = 1, directory: Path | None = None) -> None:
+    """Take slots, then replace this process by `command`, which inherits the locks (never returns)."""
+    devices = slot_devices()
+    if devices is None:
+        note = f"{ENV_VISIBLE}={os.environ[ENV_VISIBLE]} (already set; left as is)"
+    elif not devices:
+        note = "no GPU found; running on CPU"
+    else:
+        held = take_slots(devices, count, directory)
+        for fd in held.values():
+            os.set_inheritable(fd, True)  # the exec'd job keeps holding the lock
+        os.environ[ENV_VISIBLE] = ",".join(held)
+        where = lock_dir() if directory is None else directory
+        note = f"{ENV_VISIBLE}={os.environ[ENV_VISIBLE]} (slot lock in {where})"
+    # start= is when the job got its device (after any wait): tests compare it across jobs.
+    print(f"bertlottery with-gpu: start={time.time():.3f} host={socket.gethostname()} {note}", file=sys.stderr, flush=True)
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        raise BertLotteryError(f"cannot run {command[0]!r}: {exc}") from exc
+
+
+def main_with_gpu(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bertlottery with-gpu",
+        description="Run COMMAND on its own free GPU (sets CUDA_VISIBLE_DEVICES; CPU without GPUs).",
+    )
+    parser.add_argument("--count", type=int, default=1, help="GPUs the job needs (default 1)")
+    parser.add_argument(
+        "--lock-dir", type=Path, default=None, help=f"slot lock files (default ${ENV_LOCK_DIR} or {DEFAULT_LOCK_DIR})"
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given (usage: with-gpu [--count N] -- COMMAND [ARGS...])")
+    exec_with_gpu(command, args.count, args.lock_dir)

@@ -1,0 +1,172 @@
+"""GPU slot assignment: real concurrent processes on fake device lists (BERTLOTTERY_GPUS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bertlottery import devices
+from bertlottery.errors import BertLotteryError
+
+# The job each wrapped process runs: record which device it saw and when it ran.
+JOB = """
+import json, os, sys, time
+start = time.time()
+time.sleep(float(sys.argv[2]))
+with open(sys.argv[1], "a") as f:
+    f.write(json.dumps({"dev": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start, "end": time.time(), "pid": os.getpid()}) + "\\n")
+"""
+
+
+def _env(tmp_path: Path, gpus: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {devices.ENV_VISIBLE, devices.ENV_GPUS}}
+    env[devices.ENV_LOCK_DIR] = str(tmp_path / "locks")
+    if gpus is not None:
+        env[devices.ENV_GPUS] = gpus
+    return env
+
+
+def _with_gpu(env: dict[str, str], *command: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bertlottery", "with-gpu", "--", *command],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _max_overlap(runs: list[dict]) -> int:
+    events = sorted([(r["start"], 1) for r in runs] + [(r["end"], -1) for r in runs], key=lambda e: (e[0], e[1]))
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def _assert_distinct_when_overlapping(runs: list[dict], key: str) -> None:
+    for i, a in enumerate(runs):
+        for b in runs[i + 1 :]:
+            if a["start"] < b["end"] and b["start"] < a["end"]:
+                assert a[key] != b[key], (a, b)
+
+
+def test_parse_device_list():
+    assert devices.parse_device_list(" 0, 2,3 ", "X") == ["0", "2", "3"]
+    assert devices.parse_device_list("", "X") == []
+    assert devices.parse_device_list("GPU-8f3a-11", "X") == ["GPU-8f3a-11"]
+    with pytest.raises(BertLotteryError, match="X='0,a'"):
+        devices.parse_device_list("0,a", "X")
+    with pytest.raises(BertLotteryError, match="twice"):
+        devices.parse_device_list("1,1", "X")
+
+
+def test_slot_devices_sources(tmp_path, monkeypatch):
+    # A scheduler's (or the user's) CUDA_VISIBLE_DEVICES wins, even an empty one.
+    assert devices.slot_devices({"CUDA_VISIBLE_DEVICES": "2", "BERTLOTTERY_GPUS": "0,1"}) is None
+    assert devices.slot_devices({"CUDA_VISIBLE_DEVICES": ""}) is None
+    assert devices.slot_devices({"BERTLOTTERY_GPUS": "0,1"}) == ["0", "1"]
+    # Else nvidia-smi: a fake one that lists two GPUs, one split into MIG instances.
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: GPU-aa)'\necho '  MIG 1g.10gb Device 0: (UUID: MIG-bb)'\n"
+        "echo 'GPU 1: NVIDIA H100 (UUID: GPU-cc)'\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert devices.slot_devices({}) == ["0", "1"]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no nvidia-smi: no GPU
+    assert devices.slot_devices({}) == []
+
+
+def test_concurrent_jobs_get_distinct_slots(tmp_path):
+    """4 jobs, 2 fake GPUs: at most 2 run at once, overlapping jobs never share a device."""
+    record = tmp_path / "runs.jsonl"
+    env = _env(tmp_path, "0,1")
+    procs = [_with_gpu(env, sys.executable, "-c", JOB, str(record), "1.5") for _ in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    runs = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(runs) == 4
+    assert {r["dev"] for r in runs} <= {"0", "1"}
+    assert _max_overlap(runs) <= 2
+    _assert_distinct_when_overlapping(runs, "dev")
+    # The lock files carry the host name and the holder's pid (the exec'd job itself).
+    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "locks").iterdir()) == ["gpu0.lock", "gpu1.lock"]
+
+
+def test_killed_holder_releases_its_slot(tmp_path):
+    env = _env(tmp_path, "0")
+    holder = _with_gpu(env, "sleep", "60")
+    lock = tmp_path / "locks"
+    deadline = time.monotonic() + 30
+    while not any(p.read_text().strip() == str(holder.pid) for p in lock.glob("*.lock")):
+        assert time.monotonic() < deadline, "holder never took the slot"
+        time.sleep(0.05)
+    # The only slot is busy: a second taker times out.
+    with pytest.raises(BertLotteryError, match="no 1 free GPU slot"):
+        devices.take_slots(["0"], 1, lock, timeout_s=1.0)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    held = devices.take_slots(["0"], 1, lock, timeout_s=10.0)
+    assert list(held) == ["0"]
+    for fd in held.values():
+        os.close(fd)
+
+
+def test_acquire_gpu_slot_in_process(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("BERTLOTTERY_GPUS", "3,5")
+    with devices.acquire_gpu_slot(count=2, directory=tmp_path) as got:
+        assert got == ["3", "5"]
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"
+        # All slots taken: another taker (all-or-nothing) gets none, not a partial set.
+        with pytest.raises(BertLotteryError):
+            devices.take_slots(["3", "5"], 1, tmp_path, timeout_s=0.2)
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    with devices.acquire_gpu_slot(count=1, directory=tmp_path) as got:  # released on exit
+        assert got == ["3"]
+    with pytest.raises(BertLotteryError, match="asked for 3 GPU slot"):
+        devices.take_slots(["3", "5"], 3, tmp_path)
+    monkeypatch.setenv("BERTLOTTERY_GPUS", "")
+    with devices.acquire_gpu_slot(directory=tmp_path) as got:  # no GPU: CPU, nothing set
+        assert got == [] and "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_with_gpu_cpu_fallback_and_scheduler_value(tmp_path):
+    show = [sys.executable, "-c", "import os, sys; print(os.environ.get('CUDA_VISIBLE_DEVICES')); sys.exit(3)"]
+    cpu = _with_gpu(_env(tmp_path, ""), *show)
+    out, err = cpu.communicate(timeout=60)
+    assert (cpu.returncode, out.strip()) == (3, "None")  # exit status passes through
+    assert "running on CPU" in err
+    slurm_env = _env(tmp_path, "0,1") | {"CUDA_VISIBLE_DEVICES": "2"}
+    slurm = _with_gpu(slurm_env, *show)
+    out, err = slurm.communicate(timeout=60)
+    assert out.strip() == "2" and "left as is" in err
+    assert not (tmp_path / "locks").exists()  # a scheduler's choice takes no local lock
+
+
+def test_local_profile_runs_gpu_jobs_on_distinct_slots(tmp_path):
+    """Through Snakemake: the default profile, 4 GPU jobs, 2 fake GPUs, Snakemake allowing 3 at once."""
+    repo = Path(__file__).resolve().parents[1]
+    env = _env(tmp_path, "0,1")
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "tests/slurm/gpu_probe/Snakefile"), "-d", str(tmp_path / "wd"),
+         "--profile", str(repo / "workflow/profiles/default"), "--cores", "4", "--resources", "gpu=3",
+         "--config", "probe_seconds=4"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    runs = json.loads((tmp_path / "wd/probe/all.json").read_text())
+    assert len(runs) == 4 and {r["CUDA_VISIBLE_DEVICES"] for r in runs} == {"0", "1"}
+    assert _max_overlap(runs) <= 2
+    _assert_distinct_when_overlapping(runs, "CUDA_VISIBLE_DEVICES")
+    # Each job's log says which slot it got; one of the 3 jobs Snakemake started had to wait.
+    logs = "".join(p.read_text() for p in (tmp_path / "wd/probe/logs/gpu_probe").glob("*.log"))
+    assert logs.count("slot lock in") == 4 and "busy; waiting" in logs
