@@ -41,7 +41,7 @@ def read(path: Path) -> dict:
 
 
 def test_smoke_full_models_beat_the_majority_baseline(smoke_run):
-    for task in ("RTE", "MRPC"):
+    for task in ("SST-2", "MRPC"):
         card = read(smoke_run / "results" / "data" / task / "data_card.json")
         majority = card["splits"]["dev"]["majority_baseline"]["score"]
         for seed in (1337, 42):
@@ -49,15 +49,15 @@ def test_smoke_full_models_beat_the_majority_baseline(smoke_run):
             assert record["task"] == task and record["evaluated"] == "full"
             assert record["n_examples"] == card["splits"]["dev"]["rows_kept"]
             print(f"{task} seed {seed}: accuracy {record['reported']:.3f} (majority {majority:.3f})")
-            if task == "MRPC":
-                assert record["reported"] > majority + 0.02
+            if task == "SST-2":  # learnable from the smoke run's ~100 examples; MRPC is not, reliably
+                assert record["reported"] > majority + 0.05
 
 
 def test_smoke_writes_every_family_and_kind(smoke_run):
     results = smoke_run / "results"
     for family in ("m", "s", "super"):
         for kind in ("good", "random", "bad"):
-            for task in ("RTE", "MRPC"):
+            for task in ("SST-2", "MRPC"):
                 for seed in (1337, 42):
                     unit = f"{family}/{kind}/{task}/seed{seed}"
                     pruned = read(results / "eval" / unit / "pruned.json")
@@ -69,7 +69,7 @@ def test_smoke_writes_every_family_and_kind(smoke_run):
 
 def test_smoke_good_masks_keep_90_percent_of_the_full_score(smoke_run):
     results = smoke_run / "results"
-    for task in ("RTE", "MRPC"):
+    for task in ("SST-2", "MRPC"):
         for seed in (1337, 42):
             full = read(results / "finetune" / task / f"seed{seed}" / "metrics.json")["stop"]
             for family in ("s", "m"):
@@ -104,7 +104,7 @@ def test_config_typo_stops_before_any_job(tmp_path):
 
 def test_editing_one_task_reruns_only_that_task(smoke_run, tmp_path):
     config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-    config["overrides"] = {"RTE": {"learning_rate": 5.0e-5}}
+    config["overrides"] = {"MRPC": {"learning_rate": 5.0e-5}}
     edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump(config))
     command = smoke_command(smoke_run)
@@ -112,7 +112,7 @@ def test_editing_one_task_reruns_only_that_task(smoke_run, tmp_path):
     jobs = dry_run_jobs(command)
     print("\n".join(f"{rule} {w}" for rule, w in jobs))
     tasks = {w.get("task") for rule, w in jobs if w}
-    assert tasks == {"RTE"}, tasks
+    assert tasks == {"MRPC"}, tasks
     assert {rule for rule, _ in jobs} >= {"finetune", "retrain"}
     untouched = dry_run_jobs(smoke_command(smoke_run))
     assert [rule for rule, _ in untouched if rule != "all"] == []
@@ -121,10 +121,10 @@ def test_editing_one_task_reruns_only_that_task(smoke_run, tmp_path):
 def test_killed_smoke_finetune_resumes_to_identical_weights(smoke_run, tmp_path):
     """SIGKILL the whole Snakemake run mid fine-tune; --rerun-incomplete resumes from the checkpoint."""
     shutil.copytree(smoke_run / "results" / "data", tmp_path / "results" / "data")
-    target = "results/finetune/RTE/seed1337/train_summary.json"
+    target = "results/finetune/MRPC/seed1337/train_summary.json"
     proc = subprocess.Popen(smoke_command(tmp_path, target, "--cores", "1"), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    state = tmp_path / "results" / "finetune" / "RTE" / "seed1337" / ".resume" / "state.pt"
+    state = tmp_path / "results" / "finetune" / "MRPC" / "seed1337" / ".resume" / "state.pt"
     deadline = time.time() + 600
     while not state.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
@@ -136,9 +136,9 @@ def test_killed_smoke_finetune_resumes_to_identical_weights(smoke_run, tmp_path)
     rerun = subprocess.run(smoke_command(tmp_path, target, "--rerun-incomplete"), cwd=REPO,
                            capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    log = (tmp_path / "results" / "logs" / "finetune" / "RTE" / "seed1337.log").read_text()
+    log = (tmp_path / "results" / "logs" / "finetune" / "MRPC" / "seed1337.log").read_text()
     assert "resuming from step" in log
-    resumed = load_file(tmp_path / "results/finetune/RTE/seed1337/model/model.safetensors")
-    straight = load_file(smoke_run / "results/finetune/RTE/seed1337/model/model.safetensors")
+    resumed = load_file(tmp_path / "results/finetune/MRPC/seed1337/model/model.safetensors")
+    straight = load_file(smoke_run / "results/finetune/MRPC/seed1337/model/model.safetensors")
     for name, tensor in straight.items():
         assert (resumed[name] == tensor).all(), name
