@@ -288,8 +288,9 @@ def test_command_writes_three_masks_and_summary(tmp_path):
 
 def test_unknown_settings_are_errors():
     from bertlottery.errors import BertLotteryError
+    from bertlottery.search_cli import resolve_section
 
     with pytest.raises(BertLotteryError, match="max_iteration"):
-        MP.resolve_settings({"max_iteration": 3}, "--settings")
+        resolve_section("m_pruning", {"max_iteration": 3}, "--settings")
     with pytest.raises(BertLotteryError, match="bad_mode"):
         MP.find_m_mask(tiny_bert(), RTE, self_labelled_split(tiny_bert(), n=4), seed=1, bad_mode="worst")

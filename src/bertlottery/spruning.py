@@ -44,14 +44,13 @@ from bertlottery import metrics as M
 from bertlottery.data import TokenizedSplit, load_split
 from bertlottery.errors import BertLotteryError
 from bertlottery.evaluation import iterate_batches, to_device
-from bertlottery.settings import config_hash, library_versions, parse_json_arg, write_json, section_defaults
+from bertlottery.settings import config_hash, library_versions, parse_json_arg, write_json
 from bertlottery.tasks import TaskSpec, get_task
 
 MODES = ("joint", "heads", "mlps")
 ACCUMULATIONS = ("cumulative", "per_batch")
 STATE_FILE = "s_search_state.safetensors"
 STATE_VERSION = 1
-DEFAULTS = section_defaults("s_pruning")  # the config schema's defaults
 
 
 @dataclass(frozen=True)
@@ -466,36 +465,16 @@ def write_outputs(result: SearchResult, out_dir: str | Path, *, spec: TaskSpec, 
     })
 
 
-def resolve_settings(section: dict, where: str) -> dict:
-    unknown = sorted(set(section) - set(DEFAULTS))
-    if unknown:
-        raise BertLotteryError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(DEFAULTS)}")
-    return DEFAULTS | section
-
-
 def main_find_s_mask(argv: list[str]) -> None:
-    from bertlottery.model import load_classifier
-    from bertlottery.runtime import configure_torch, device_name, pick_device, set_seed
+    from bertlottery.runtime import device_name
+    from bertlottery.search_cli import load_search_inputs, search_parser
 
-    parser = argparse.ArgumentParser(prog="bertlottery find-s-mask", description=__doc__.split("\n")[0])
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--model-dir", required=True, help="fine-tuned model (save_pretrained directory)")
-    parser.add_argument("--data-dir", required=True, help="prepared data of the task (prepare-data output)")
+    parser = search_parser("bertlottery find-s-mask", __doc__.split("\n")[0], "s_pruning")
     parser.add_argument("--mode", choices=MODES, default="joint")
-    parser.add_argument("--settings", default="{}", help="the config's s_pruning section (JSON)")
-    parser.add_argument("--out-dir", required=True)
-    parser.add_argument("--state-dir", default=None, help="resumable search state (default <out-dir>/search_state)")
     args = parser.parse_args(argv)
-    spec = get_task(args.task)
-    settings = resolve_settings(parse_json_arg(args.settings, "settings"), "--settings (s_pruning)")
-    state_dir = Path(args.state_dir) if args.state_dir else Path(args.out_dir) / "search_state"
-    started = time.time()
-    configure_torch()  # fp32 matmuls as the paper; BERTLOTTERY_THREADS caps CPU threads
-    device = pick_device()
-    set_seed(args.seed)  # as the original; matters only for weights missing from the checkpoint
-    model = load_classifier(args.model_dir, spec.num_labels).to(device)
-    split = load_split(args.data_dir, "dev")  # MNLI: matched dev only, as the original
+    inputs = load_search_inputs(args, "s_pruning")
+    spec, settings, state_dir, started = inputs.spec, inputs.settings, inputs.state_dir, inputs.started
+    model, split, device = inputs.model, inputs.dev_split, inputs.device
     result = find_s_mask(model, spec, split, mode=args.mode, threshold=settings["threshold"],
                          amount=settings["amount"], batch_size=settings["batch_size"],
                          accumulation=settings["gradient_accumulation"], state_dir=state_dir,
