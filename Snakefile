@@ -18,6 +18,8 @@ include: "workflow/rules/finetune.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/subnetworks.smk"
 include: "workflow/rules/patterns.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

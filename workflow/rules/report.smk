@@ -1,0 +1,206 @@
+# Presentation (PAPER_SPEC section 7): the claims check, the paper's tables and figures, all marked for
+# `snakemake --report results/report.html` with captions from workflow/report/*.rst. CPU only.
+# Include after analysis.smk.
+
+TABLES = f"{RESULTS}/tables"
+FIGURES = f"{RESULTS}/figures"
+SEPARATE_FAMILIES = [f for f in S_FAMILIES if f != "s"] if config["retrain"]["separate_searches"] else []
+TABLE_FAMILIES = [f for f in ["s", "m", "super"] if f in RETRAIN_FAMILIES] + SEPARATE_FAMILIES
+FAMILY_TABLE_NAMES = {"s": "appendix_c_s", "m": "appendix_c_m", "super": "appendix_e_super",
+                      "s-heads": "appendix_b_heads_only", "s-mlps": "appendix_b_mlps_only"}
+# Figure 3 shows CoLA seed 71 in the paper; other runs use their first task / seed.
+FIG3_TASK = "CoLA" if "CoLA" in TASKS else TASKS[0]
+FIG3_SEED = "71" if "71" in SEEDS else SEEDS[0]
+
+
+def table_names():
+    """Every table the `tables` rule writes for this configuration, with its caption file."""
+    names = {"table2": "table2", "sizes": "sizes", "paired_tests": "paired_tests"}
+    names |= {FAMILY_TABLE_NAMES[f]: "appendix_c" for f in TABLE_FAMILIES}
+    if has_mask_stats():
+        names |= {"s_counts": "s_counts", "stability": "stability"}
+        names |= {f"overlaps_{s}{u}": "overlaps" for s in ("", "super_") for u in ("heads", "mlps")}
+    return names
+
+
+def mask_tables():
+    """The mask-statistics tables, when there are head/MLP masks to analyse."""
+    if not has_mask_stats():
+        return {}
+    return {name: f"{ANALYSIS}/{name}.parquet" for name in ("stability", "overlaps", "survivors")}
+
+
+def mask_table_args():
+    return " ".join(f"--{name} {path}" for name, path in mask_tables().items())
+
+
+def optional_flag(flag, paths):
+    return f"{flag} {paths[0]}" if paths else ""
+
+
+rule claims:
+    input:
+        **mask_tables(),
+        summary=f"{ANALYSIS}/summary.parquet",
+        tests=f"{ANALYSIS}/paired_tests.parquet",
+        m_blocks=[f"{ANALYSIS}/m_blocks.parquet"] if "m" in RETRAIN_FAMILIES else [],
+        traces=s_traces(),
+    output:
+        html=report(f"{ANALYSIS}/claims.html", caption="../report/claims.rst", category="1. Claims",
+                    labels={"name": "the paper's claims on our numbers"}),
+        md=f"{ANALYSIS}/claims.md",
+        json=f"{ANALYSIS}/claims.json",
+    params:
+        masks=mask_table_args(),
+        blocks=lambda wc, input: optional_flag("--m-blocks", input.m_blocks),
+        alpha=config["analysis"]["alpha"],
+    log:
+        f"{RESULTS}/logs/report/claims.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/claims.tsv"
+    shell:
+        "{PY} stats claims --summary {input.summary} --tests {input.tests} {params.masks} {params.blocks}"
+        " --traces {input.traces} --alpha {params.alpha} --out-dir {ANALYSIS} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        **mask_tables(),
+        summary=f"{ANALYSIS}/summary.parquet",
+        tests=f"{ANALYSIS}/paired_tests.parquet",
+        paper=PAPER_YAML,
+    output:
+        **{name: report(f"{TABLES}/{name}.html", caption=f"../report/{rst}.rst", category="2. Tables",
+                        labels={"name": name}) for name, rst in table_names().items()},
+        other=[f"{TABLES}/{name}.{ext}" for name in table_names() for ext in ("csv", "md", "tex")],
+    params:
+        masks=mask_table_args(),
+        truncate=str(config["analysis"]["truncate_table2"]).lower(),
+        families=" ".join(TABLE_FAMILIES),
+    log:
+        f"{RESULTS}/logs/report/tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/tables.tsv"
+    shell:
+        "{PY} tables --summary {input.summary} --tests {input.tests} {params.masks} --paper {input.paper}"
+        " --truncate-table2 {params.truncate} --families {params.families} --out-dir {TABLES} > {log} 2>&1"
+
+
+rule figure1:
+    input:
+        masks=lambda wc: [ORIGINAL_MASKS] if ORIGINAL_MASKS else s_good_masks("s", wc.task),
+        blocks=[f"{ANALYSIS}/m_blocks.parquet"] if "m" in RETRAIN_FAMILIES else [],
+    output:
+        png=report(f"{FIGURES}/fig1_{{task}}.png", caption="../report/fig1.rst", category="3. Figures",
+                   subcategory="Figure 1: survival heatmaps", labels={"name": "Figure 1", "task": "{task}"}),
+        pdf=f"{FIGURES}/fig1_{{task}}.pdf",
+    params:
+        masks=lambda wc, input: (f"--original-masks {ORIGINAL_MASKS}" if ORIGINAL_MASKS
+                                 else "--s-masks " + " ".join(input.masks)),
+        blocks=lambda wc, input: optional_flag("--m-blocks", input.blocks),
+    log:
+        f"{RESULTS}/logs/report/figure1/{{task}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/figure1/{{task}}.tsv"
+    shell:
+        "{PY} figures fig1 --task {wildcards.task} {params.masks} {params.blocks}"
+        " --out {FIGURES}/fig1_{wildcards.task} > {log} 2>&1"
+
+
+rule figure2:
+    input:
+        summary=f"{ANALYSIS}/summary.parquet",
+        paper=PAPER_YAML,
+    output:
+        png=report(f"{FIGURES}/fig2_{{fig_family}}.png", caption="../report/fig2.rst", category="3. Figures",
+                   subcategory="Figure 2 and Appendix E: good, random, bad", labels={"name": "Figure 2",
+                                                                                     "family": "{fig_family}"}),
+        pdf=f"{FIGURES}/fig2_{{fig_family}}.pdf",
+    wildcard_constraints:
+        fig_family="|".join(RETRAIN_FAMILIES + SEPARATE_FAMILIES),
+    log:
+        f"{RESULTS}/logs/report/figure2/{{fig_family}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/figure2/{{fig_family}}.tsv"
+    shell:
+        "{PY} figures fig2 --summary {input.summary} --paper {input.paper} --family {wildcards.fig_family}"
+        " --out {FIGURES}/fig2_{wildcards.fig_family} > {log} 2>&1"
+
+
+rule figure3:
+    input:
+        trace=f"{RESULTS}/masks/s/{FIG3_TASK}/seed{FIG3_SEED}/trace.json",
+    output:
+        png=report(f"{FIGURES}/fig3_importance.png", caption="../report/fig3.rst", category="3. Figures",
+                   subcategory="Figure 3: importance scores", labels={"name": "Figure 3"}),
+        pdf=f"{FIGURES}/fig3_importance.pdf",
+    params:
+        amount=config["s_pruning"]["amount"],
+    log:
+        f"{RESULTS}/logs/report/figure3.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/figure3.tsv"
+    shell:
+        "{PY} figures fig3 --trace {input.trace} --task {FIG3_TASK} --seed {FIG3_SEED} --iteration 0"
+        " --amount {params.amount} --out {FIGURES}/fig3_importance > {log} 2>&1"
+
+
+rule figure5:
+    input:
+        f"{ANALYSIS}/overlaps.parquet",
+    output:
+        png=report(f"{FIGURES}/overlap_{{set}}_{{unit}}.png", caption="../report/fig5.rst", category="3. Figures",
+                   subcategory="Figure 5 and Appendix G: overlaps", labels={"name": "overlap", "set": "{set}",
+                                                                            "unit": "{unit}"}),
+        pdf=f"{FIGURES}/overlap_{{set}}_{{unit}}.pdf",
+    wildcard_constraints:
+        set="good|super",
+        unit="heads|mlps",
+    log:
+        f"{RESULTS}/logs/report/figure5/{{set}}_{{unit}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/figure5/{{set}}_{{unit}}.tsv"
+    shell:
+        "{PY} figures fig5 --overlaps {input} --set {wildcards.set} --unit {wildcards.unit}"
+        " --out {FIGURES}/overlap_{wildcards.set}_{wildcards.unit} > {log} 2>&1"
+
+
+rule appendix_b:
+    input:
+        masks=[ORIGINAL_MASKS] if ORIGINAL_MASKS else s_good_masks(),
+        heads_only=s_good_masks("s-heads"),
+        mlps_only=s_good_masks("s-mlps"),
+        blocks=[f"{ANALYSIS}/m_blocks.parquet"] if "m" in RETRAIN_FAMILIES else [],
+    output:
+        png=report(f"{FIGURES}/appendix_b_all_tasks.png", caption="../report/appendix_b.rst", category="3. Figures",
+                   subcategory="Figure 1: survival heatmaps", labels={"name": "Appendix B", "task": "all tasks"}),
+        pdf=f"{FIGURES}/appendix_b_all_tasks.pdf",
+    params:
+        masks=lambda wc, input: (f"--original-masks {ORIGINAL_MASKS}" if ORIGINAL_MASKS
+                                 else "--s-masks " + " ".join(input.masks)),
+        blocks=lambda wc, input: optional_flag("--m-blocks", input.blocks),
+    log:
+        f"{RESULTS}/logs/report/appendix_b.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/appendix_b.tsv"
+    shell:
+        "{PY} figures appb {params.masks} --heads-only-masks {input.heads_only} --mlps-only-masks {input.mlps_only}"
+        " {params.blocks} --out {FIGURES}/appendix_b_all_tasks > {log} 2>&1"
+
+
+def analysis_targets():
+    """Everything the analysis and report stages make for this configuration."""
+    targets = [f"{ANALYSIS}/claims.{ext}" for ext in ("html", "md", "json")]
+    targets += [f"{TABLES}/{name}.{ext}" for name in table_names() for ext in ("csv", "md", "tex", "html")]
+    figures = [f"fig2_{fam}" for fam in RETRAIN_FAMILIES + SEPARATE_FAMILIES]
+    if has_mask_stats() or "m" in RETRAIN_FAMILIES:
+        figures += [f"fig1_{task}" for task in TASKS] + ["appendix_b_all_tasks"]
+    if has_mask_stats():
+        figures += [f"overlap_{s}_{u}" for s in ("good", "super") for u in ("heads", "mlps")]
+    if s_traces():
+        figures.append("fig3_importance")
+    targets += [f"{FIGURES}/{name}.{ext}" for name in figures for ext in ("png", "pdf")]
+    return targets
+
+
+EXTRA_TARGETS.append(analysis_targets)
