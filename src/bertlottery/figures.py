@@ -113,6 +113,8 @@ def head_mlp_panel(fig, spec, heads_mean, heads_std, mlp_mean, mlp_std, *, title
             cmap=cmap, digits=digits, fontsize=fontsize, xlabel="layer (MLP)", yticklabels=["MLP"])
     cax = fig.add_subplot(grid[0, 1])
     bar = fig.colorbar(image, cax=cax)
+    if digits < 2:  # counts of tasks: whole-number ticks
+        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     bar.ax.tick_params(labelsize=5.5, length=2)
     bar.set_label(cbar_label, fontsize=6)
     return ax_h, ax_m

@@ -305,7 +305,7 @@ def counts_table(survivors: pd.DataFrame, paper: dict, tasks: list[str]) -> tupl
                                " ".join(map(str, pc["heads"])) if pc else "–"),
             "heads mean ± sd": (fmt_ms(o["heads_mean"], o["heads_std"], 1) if o is not None else MISSING,
                                 fmt_ms(np.mean(pc["heads"]), np.std(pc["heads"], ddof=1), 1) if pc else "–"),
-            "MLPs mean ± sd": (fmt_ms(o["mlps_mean"], o["mlps_std"], 1) if o is not None else MISSING,
+            "MLPs mean ± sd": (fmt_ms(o["mlps_mean"], o["mlps_std"], 2) if o is not None else MISSING,
                                fmt_ms(np.mean(pc["mlps"]), np.std(pc["mlps"], ddof=1), 2) if pc else "–"),
             "super heads / MLPs": (f"{o['super_heads']} / {o['super_mlps']}" if o is not None else MISSING,
                                    f"{pc['super_heads']} / {pc['super_mlps']}" if pc else "–"),

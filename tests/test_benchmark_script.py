@@ -1,0 +1,75 @@
+"""benchmarks/finetune_speed.py runs end to end (--quick, a tiny BERT, a few real RTE rows) and writes its JSON.
+
+A functional test only: the speed numbers themselves are measured by the script, not asserted here."""
+
+import importlib.util
+import json
+import re
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("finetune_speed", REPO / "benchmarks" / "finetune_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_half_heads_mask_is_seeded_and_keeps_half():
+    from bertlottery.masks import HeadMlpMask
+
+    bench = load_script()
+
+    class Config:  # the mask only needs the model's shape
+        num_hidden_layers, num_attention_heads = 3, 4
+
+    class Model:
+        config = Config()
+
+    a, b = bench.half_heads_mask(Model(), 7), bench.half_heads_mask(Model(), 7)
+    assert isinstance(a, HeadMlpMask) and a == b
+    assert a.heads_kept == 6 and a.mlps_kept == 3
+    assert a != bench.half_heads_mask(Model(), 8)
+
+
+def test_cost_model_sums_the_glue_tasks():
+    bench = load_script()
+    rows = sum(n for n, _, _ in bench.GLUE_TRAIN.values())
+    assert rows == 949_733  # PAPER_SPEC 10: one 1-epoch sweep over the nine tasks
+    hours = bench.study_hours(3600.0, False, 128)  # 3600 padded tokens/s, every example padded to 128
+    assert hours["core_450"] == pytest.approx(150 * rows * 128 / 3600 / 3600)
+    assert hours["paper_complete_540"] == pytest.approx(195 * rows * 128 / 3600 / 3600)
+    dynamic = bench.study_hours(3600.0, True, 128)
+    assert dynamic["core_450"] < hours["core_450"]  # every task's mean padded length is below 128
+
+
+@pytest.mark.slow
+def test_quick_run_writes_json_and_prints_the_speedup_last(tmp_path, tiny_model_dir, glue_dir, capsys):
+    bench = load_script()
+    out, table = tmp_path / "bench.json", tmp_path / "table.md"
+    bench.main(["--quick", "--model", str(tiny_model_dir), "--glue-dir", str(glue_dir), "--task", "RTE",
+                "--train-examples", "40", "--dev-examples", "16", "--output", str(out),
+                "--markdown", str(table), "--work-dir", str(tmp_path / "work")])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    report = json.loads(out.read_text())
+    summary = report["summary"]
+    assert re.fullmatch(r"speedup_vs_trainer=\d+\.\d\d", last)
+    assert float(last.split("=")[1]) == round(summary["speedup_vs_trainer"], 2)
+
+    a, b, c = summary["trainer"], summary["bertlottery"], summary["subnetwork"]
+    assert a["train_examples"] == b["train_examples"] == c["train_examples"] == 40  # 1 epoch of 40 rows
+    assert a["real_tokens"] == b["real_tokens"] == c["real_tokens"]  # the same inputs on both paths
+    assert a["padded_tokens"] == 40 * 128 and b["padded_tokens"] <= a["padded_tokens"]
+    assert summary["speedup_vs_trainer"] == pytest.approx(b["examples_per_s"] / a["examples_per_s"])
+    assert c["mask_size"]["heads_kept"] == c["mask_size"]["heads_total"] // 2
+    assert c["encoder_params"] < b["encoder_params"] and summary["subnetwork_flop_ratio"] > 1
+    for run in (a, b, c):
+        assert run["examples_per_s"] > 0 and run["peak_memory_bytes"] > 0 and run["mfu"] is None  # CPU
+        assert 0 <= run["dev_reported"] <= 1 and run["dev_metrics"]["accuracy"] == run["dev_reported"]
+    assert report["device"] == "cpu" and report["setup"]["dev_examples"] == 16
+    assert np.isfinite(report["cost_model"]["device_hours"]["core_450"])
+    assert "(a) HF Trainer" in table.read_text() and "(c)" in table.read_text()
