@@ -80,8 +80,9 @@ def smoke_command(workdir: Path, *extra: str, cores: int = 2) -> list[str]:
 
     return [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--cores", str(cores), "--configfile", str(REPO / "config" / "smoke.yaml"),
-        "--config", f"model={MINILM_DIR}", f"glue_dir={GLUE_DIR}", *extra,
+        "--cores", str(cores), *extra, "--configfile", str(REPO / "config" / "smoke.yaml"),
+        # last: `--config` takes every following word as key=value (targets must come before it)
+        "--config", f"model={MINILM_DIR}", f"glue_dir={GLUE_DIR}",
     ]
 
 
