@@ -107,7 +107,7 @@ def test_generic_profile_submits_through_its_scripts(cluster_env, tmp_path):
 
 # Metric files of the shared contract, and the fields that legitimately differ between runs.
 METRIC_GLOBS = ["finetune/*/seed*/metrics.json", "eval/*/*/*/seed*/pruned.json", "retrain/*/*/*/seed*/metrics.json"]
-RUN_FIELDS = {"wall_time_s", "device", "versions"}
+RUN_FIELDS = {"wall_time_s", "device", "versions", "train_time_s", "examples_per_s"}
 
 
 def _metric_files(results: Path) -> dict[str, dict]:
@@ -115,8 +115,17 @@ def _metric_files(results: Path) -> dict[str, dict]:
     return {str(p.relative_to(results)): json.loads(p.read_text()) for p in files}
 
 
-def _without_run_fields(doc: dict) -> dict:
-    return {k: v for k, v in doc.items() if k not in RUN_FIELDS}
+def _without_run_fields(doc: dict, prefix: str = "") -> dict:
+    """Flattened (dotted keys, so pytest.approx can compare) without the fields that vary per run."""
+    flat = {}
+    for key, value in doc.items():
+        if key in RUN_FIELDS:
+            continue
+        if isinstance(value, dict):
+            flat |= _without_run_fields(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def _gpu_runs(results: Path) -> list[dict]:
