@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
@@ -277,9 +278,17 @@ def build_model(args: argparse.Namespace, num_labels: int, attention: str | None
     return load_classifier(args.model, num_labels, attn_implementation=attention)
 
 
-def half_heads_mask(model, seed: int) -> HeadMlpMask:
+def model_config(args: argparse.Namespace):
+    from transformers import AutoConfig, BertConfig
+
+    if args.random_init_config:
+        return BertConfig(**ARCHITECTURES[args.random_init_config])
+    return AutoConfig.from_pretrained(args.model)
+
+
+def half_heads_mask(model_or_config, seed: int) -> HeadMlpMask:
     """A seeded random mask keeping exactly half of all heads (anywhere in the model) and every MLP."""
-    mask = HeadMlpMask.for_model(model)
+    mask = HeadMlpMask.for_model(model_or_config)
     flat = torch.zeros(mask.heads.numel(), dtype=torch.bool)
     keep = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(seed))[: flat.numel() // 2]
     flat[keep] = True
@@ -367,22 +376,22 @@ def warm_up(args, data, spec, device) -> None:
 
 def run_all(args, data, spec, device, settings: dict, work: Path) -> list[dict]:
     """(a), (b) and (c) interleaved `repeats` times (the machine's load drifts; medians are reported)."""
-    mask = None if args.no_subnetwork else half_heads_mask(build_model(args, spec.num_labels, "sdpa",
-                                                                        plain=False), args.seed)
+    mask = None if args.no_subnetwork else half_heads_mask(model_config(args), args.seed)
     runs = []
     for i in range(args.repeats):
-        for result in (
-            run_trainer(args, data, spec, device, work, i),
-            run_bertlottery(args, data, spec, device, settings, work, f"bertlottery{i}"),
-            None if mask is None else run_bertlottery(args, data, spec, device, settings, work,
-                                                      f"subnetwork{i}", mask),
-        ):
-            if result is not None:
-                result["repeat"] = i
-                print(f"  {result['path']:<14} repeat {i}: {result['examples_per_s']:.2f} ex/s, "
-                      f"{result['train_wall_s']:.1f} s, dev {spec.reported_metric} "
-                      f"{result['dev_reported']:.4f}", file=sys.stderr)
-                runs.append(result)
+        jobs = [lambda: run_trainer(args, data, spec, device, work, i),
+                lambda: run_bertlottery(args, data, spec, device, settings, work, f"bertlottery{i}")]
+        if mask is not None:
+            jobs.append(lambda: run_bertlottery(args, data, spec, device, settings, work, f"subnetwork{i}", mask))
+        for job in jobs:
+            result = job() | {"repeat": i}
+            gc.collect()  # the finished run's model and optimizer must not count in the next run's peak
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            print(f"  {result['path']:<14} repeat {i}: {result['examples_per_s']:.2f} ex/s, "
+                  f"{result['train_wall_s']:.1f} s, dev {spec.reported_metric} {result['dev_reported']:.4f}",
+                  file=sys.stderr)
+            runs.append(result)
     return runs
 
 
