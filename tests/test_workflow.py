@@ -99,6 +99,22 @@ def test_paper_config_lists_the_45_fine_tunes(tmp_path):
     assert len(finetunes) == 45
 
 
+@pytest.mark.parametrize("extras", [False, True], ids=["paper", "paper+extras"])
+def test_snakemake_lint_reports_nothing(tmp_path, extras):
+    """`snakemake --lint` on the paper config, and with every optional rule family switched on."""
+    configs = [str(REPO / "config" / "config.yaml")]
+    if extras:
+        (tmp_path / "extras.yaml").write_text(yaml.safe_dump({
+            "retrain": {"bad_6_epochs": True, "random_init_random_s": True, "separate_searches": True},
+            "s_pruning": {"modes": ["joint", "heads", "mlps"]},
+        }))
+        configs.append(str(tmp_path / "extras.yaml"))
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--lint",
+                          "--directory", str(tmp_path), "--configfile", *configs], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "Lints for" not in out.stdout + out.stderr, out.stdout + out.stderr
+
+
 def test_config_typo_stops_before_any_job(tmp_path):
     out = subprocess.run(smoke_command(tmp_path, "--dry-run") + ["trainig={epochs: 1}"], cwd=REPO,
                          capture_output=True, text=True)

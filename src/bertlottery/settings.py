@@ -48,7 +48,7 @@ def resolve_training(config: dict, task: str) -> dict[str, Any]:
     overrides = (config.get("overrides") or {}).get(task) or {}
     merged.update(overrides)
     schema = load_schema()["definitions"]["training"]
-    validator = jsonschema.Draft7Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema)
     for error in validator.iter_errors(merged):
         key = ".".join(str(p) for p in error.path) or "?"
         where = f"overrides.{task}.{key}" if key in overrides else f"training.{key}"

@@ -11,14 +11,16 @@ rule finetune:
     threads: MODEL_THREADS
     resources:
         gpu=1,
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/finetune/{{task}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/finetune/{{task}}/seed{{seed}}.tsv"
     shell:
-        "BERTLOTTERY_THREADS={threads} {GPU} {PY} finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
-        " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q}"
-        " --out-dir {RESULTS}/finetune/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
+        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
+        " --data-dir results/data/{wildcards.task} --training {params.training:q}"
+        " --out-dir results/finetune/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
 
 
 rule evaluate_full:
@@ -31,11 +33,13 @@ rule evaluate_full:
     threads: MODEL_THREADS
     resources:
         gpu=1,
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/evaluate_full/{{task}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_full/{{task}}/seed{{seed}}.tsv"
     shell:
-        "BERTLOTTERY_THREADS={threads} {GPU} {PY} evaluate-full --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
-        " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q}"
+        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery evaluate-full --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
+        " --data-dir results/data/{wildcards.task} --training {params.training:q}"
         " --output {output} > {log} 2>&1"

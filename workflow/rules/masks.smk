@@ -1,8 +1,4 @@
 # Mask searches on the fine-tuned models (PAPER_SPEC sections 3 and 4).
-S_MODES = {"s": "joint", "s-heads": "heads", "s-mlps": "mlps"}
-S_FAMILIES = [fam for fam, mode in S_MODES.items() if mode in config["s_pruning"]["modes"]]
-
-
 rule find_s_mask:
     input:
         model=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model",
@@ -19,14 +15,16 @@ rule find_s_mask:
     threads: MODEL_THREADS
     resources:
         gpu=1,
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/find_s_mask/{{sfamily}}/{{task}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/find_s_mask/{{sfamily}}/{{task}}/seed{{seed}}.tsv"
     shell:
-        "BERTLOTTERY_THREADS={threads} {GPU} {PY} find-s-mask --task {wildcards.task} --seed {wildcards.seed} --mode {params.mode}"
-        " --model-dir {input.model} --data-dir {RESULTS}/data/{wildcards.task} --settings {params.settings:q}"
-        " --out-dir {RESULTS}/masks/{wildcards.sfamily}/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
+        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-s-mask --task {wildcards.task} --seed {wildcards.seed} --mode {params.mode}"
+        " --model-dir {input.model} --data-dir results/data/{wildcards.task} --settings {params.settings:q}"
+        " --out-dir results/masks/{wildcards.sfamily}/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
 
 
 rule find_m_mask:
@@ -43,11 +41,13 @@ rule find_m_mask:
     threads: MODEL_THREADS
     resources:
         gpu=1,
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/find_m_mask/{{task}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/find_m_mask/{{task}}/seed{{seed}}.tsv"
     shell:
-        "BERTLOTTERY_THREADS={threads} {GPU} {PY} find-m-mask --task {wildcards.task} --seed {wildcards.seed}"
-        " --model-dir {input.model} --data-dir {RESULTS}/data/{wildcards.task} --settings {params.settings:q}"
-        " --out-dir {RESULTS}/masks/m/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
+        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-m-mask --task {wildcards.task} --seed {wildcards.seed}"
+        " --model-dir {input.model} --data-dir results/data/{wildcards.task} --settings {params.settings:q}"
+        " --out-dir results/masks/m/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"

@@ -2,25 +2,6 @@
 # One extraction job per (model config, task, seed) classifies every head's raw and normed maps of
 # patterns.n_examples dev examples, for all heads and (in the network pruned to them) the task's
 # super-survivors; one summary job writes the tables, Figure 4 and the correlation.
-import os
-
-PATTERNS = config["patterns"]
-PATTERN_CONFIGS = ["finetuned", "pretrained"]
-# The paper leaves WNLI out of the pattern analysis (no super-survivor heads).
-PATTERN_TASKS = [t for t in TASKS if t != "WNLI"]
-PATTERN_LABELLED = PATTERNS["labelled_dir"]
-# A CNN for each kind whose labelled maps exist (<labelled_dir>/<kind>/labels.csv); other kinds use the rules.
-PATTERN_CNN_KINDS = [
-    kind for kind in ("raw", "normed")
-    if PATTERN_LABELLED and os.path.isfile(os.path.join(PATTERN_LABELLED, kind, "labels.csv"))
-]
-if PATTERN_LABELLED and not PATTERN_CNN_KINDS:
-    raise WorkflowError(f"config patterns.labelled_dir={PATTERN_LABELLED}: neither raw/labels.csv nor "
-                        "normed/labels.csv found there (expected CSV files with columns file,label)")
-PATTERN_CNN = [f"{RESULTS}/patterns/cnn/{kind}/card.json" for kind in PATTERN_CNN_KINDS]
-PAPER_RESULTS = "config/paper_results.yaml"
-
-
 if PATTERN_CNN_KINDS:
 
     rule patterns_train_cnn:
@@ -37,19 +18,18 @@ if PATTERN_CNN_KINDS:
         threads: MODEL_THREADS
         resources:
             gpu=1,
+        conda:
+            CONDA_ENV
         log:
             f"{RESULTS}/logs/patterns_train_cnn/{{pkind}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/patterns_train_cnn/{{pkind}}.tsv"
         shell:
-            "BERTLOTTERY_THREADS={threads} {GPU} {PY} patterns train-cnn --labelled-dir {params.labelled:q}"
-            " --kind {wildcards.pkind} --epochs {params.epochs} --out-dir {RESULTS}/patterns/cnn/{wildcards.pkind}"
+            "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery patterns train-cnn --labelled-dir {params.labelled:q}"
+            " --kind {wildcards.pkind} --epochs {params.epochs} --out-dir results/patterns/cnn/{wildcards.pkind}"
             " > {log} 2>&1"
 
 
-def pattern_model(wc):
-    """Fine-tuned: the (task, seed) model; pre-trained: config `model` (hub id or directory)."""
-    return finetune_dir(wc.task, wc.seed) + "/model" if wc.pconfig == "finetuned" else config["model"]
 
 
 rule patterns_extract:
@@ -69,13 +49,15 @@ rule patterns_extract:
     threads: MODEL_THREADS
     resources:
         gpu=1,
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/patterns_extract/{{pconfig}}/{{task}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/patterns_extract/{{pconfig}}/{{task}}/seed{{seed}}.tsv"
     shell:
-        "BERTLOTTERY_THREADS={threads} {GPU} {PY} patterns extract --task {wildcards.task} --seed {wildcards.seed}"
-        " --config {wildcards.pconfig} --model {params.model:q} --data-dir {RESULTS}/data/{wildcards.task}"
+        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery patterns extract --task {wildcards.task} --seed {wildcards.seed}"
+        " --config {wildcards.pconfig} --model {params.model:q} --data-dir results/data/{wildcards.task}"
         " --n-examples {params.n_examples} --super-mask {input.super_mask} {params.cnn}"
         " --output {output} > {log} 2>&1"
 
@@ -101,19 +83,16 @@ rule patterns_summarize:
                            caption="../report/patterns_correlation.rst", category="Attention patterns"),
     params:
         paper=lambda wc, input: f"--paper {input.paper[0]}" if input.paper else "",
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/patterns_summarize.log",
     benchmark:
         f"{RESULTS}/benchmarks/patterns_summarize.tsv"
     shell:
-        "{PY} patterns summarize --counts {input.counts} {params.paper} --tables-dir {RESULTS}/tables"
-        " --figures-dir {RESULTS}/figures --correlation {output.correlation} > {log} 2>&1"
+        "python -m bertlottery patterns summarize --counts {input.counts} {params.paper} --tables-dir results/tables"
+        " --figures-dir results/figures --correlation {output.correlation} > {log} 2>&1"
 
 
-def pattern_targets():
-    if not PATTERNS["enabled"] or not PATTERN_TASKS:
-        return []
-    return [f"{RESULTS}/analysis/patterns_correlation.json", f"{RESULTS}/figures/figure4_finetuned.pdf"]
 
 
-EXTRA_TARGETS.append(pattern_targets)

@@ -2,42 +2,6 @@
 # `snakemake --report results/report.html` with captions from workflow/report/*.rst. CPU only.
 # Include after analysis.smk.
 
-TABLES = f"{RESULTS}/tables"
-FIGURES = f"{RESULTS}/figures"
-SEPARATE_FAMILIES = [f for f in S_FAMILIES if f != "s"] if config["retrain"]["separate_searches"] else []
-TABLE_FAMILIES = [f for f in ["s", "m", "super"] if f in RETRAIN_FAMILIES] + SEPARATE_FAMILIES
-FAMILY_TABLE_NAMES = {"s": "appendix_c_s", "m": "appendix_c_m", "super": "appendix_e_super",
-                      "s-heads": "appendix_b_heads_only", "s-mlps": "appendix_b_mlps_only"}
-# Figure 3 shows CoLA seed 71 in the paper; other runs use their first task / seed.
-FIG3_TASK = "CoLA" if "CoLA" in TASKS else TASKS[0]
-FIG3_SEED = "71" if "71" in SEEDS else SEEDS[0]
-
-
-def table_names():
-    """Every table the `tables` rule writes for this configuration, with its caption file."""
-    names = {"table2": "table2", "sizes": "sizes", "paired_tests": "paired_tests"}
-    names |= {FAMILY_TABLE_NAMES[f]: "appendix_c" for f in TABLE_FAMILIES}
-    if has_mask_stats():
-        names |= {"s_counts": "s_counts", "stability": "stability"}
-        names |= {f"overlaps_{s}{u}": "overlaps" for s in ("", "super_") for u in ("heads", "mlps")}
-    return names
-
-
-def mask_tables():
-    """The mask-statistics tables, when there are head/MLP masks to analyse."""
-    if not has_mask_stats():
-        return {}
-    return {name: f"{ANALYSIS}/{name}.parquet" for name in ("stability", "overlaps", "survivors")}
-
-
-def mask_table_args():
-    return " ".join(f"--{name} {path}" for name, path in mask_tables().items())
-
-
-def optional_flag(flag, paths):
-    return f"{flag} {paths[0]}" if paths else ""
-
-
 rule claims:
     input:
         **mask_tables(),
@@ -54,13 +18,15 @@ rule claims:
         masks=mask_table_args(),
         blocks=lambda wc, input: optional_flag("--m-blocks", input.m_blocks),
         alpha=config["analysis"]["alpha"],
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/report/claims.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/claims.tsv"
     shell:
-        "{PY} stats claims --summary {input.summary} --tests {input.tests} {params.masks} {params.blocks}"
-        " --traces {input.traces} --alpha {params.alpha} --out-dir {ANALYSIS} > {log} 2>&1"
+        "python -m bertlottery stats claims --summary {input.summary} --tests {input.tests} {params.masks} {params.blocks}"
+        " --traces {input.traces} --alpha {params.alpha} --out-dir results/analysis > {log} 2>&1"
 
 
 rule tables:
@@ -77,13 +43,15 @@ rule tables:
         masks=mask_table_args(),
         truncate=str(config["analysis"]["truncate_table2"]).lower(),
         families=" ".join(TABLE_FAMILIES),
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/report/tables.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/tables.tsv"
     shell:
-        "{PY} tables --summary {input.summary} --tests {input.tests} {params.masks} --paper {input.paper}"
-        " --truncate-table2 {params.truncate} --families {params.families} --out-dir {TABLES} > {log} 2>&1"
+        "python -m bertlottery tables --summary {input.summary} --tests {input.tests} {params.masks} --paper {input.paper}"
+        " --truncate-table2 {params.truncate} --families {params.families} --out-dir results/tables > {log} 2>&1"
 
 
 rule figure1:
@@ -95,16 +63,17 @@ rule figure1:
                    subcategory="Figure 1: survival heatmaps", labels={"name": "Figure 1", "task": "{task}"}),
         pdf=f"{FIGURES}/fig1_{{task}}.pdf",
     params:
-        masks=lambda wc, input: (f"--original-masks {ORIGINAL_MASKS}" if ORIGINAL_MASKS
-                                 else "--s-masks " + " ".join(input.masks)),
+        masks=mask_source_args,
         blocks=lambda wc, input: optional_flag("--m-blocks", input.blocks),
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/report/figure1/{{task}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/figure1/{{task}}.tsv"
     shell:
-        "{PY} figures fig1 --task {wildcards.task} {params.masks} {params.blocks}"
-        " --out {FIGURES}/fig1_{wildcards.task} > {log} 2>&1"
+        "python -m bertlottery figures fig1 --task {wildcards.task} {params.masks} {params.blocks}"
+        " --out results/figures/fig1_{wildcards.task} > {log} 2>&1"
 
 
 rule figure2:
@@ -118,13 +87,15 @@ rule figure2:
         pdf=f"{FIGURES}/fig2_{{fig_family}}.pdf",
     wildcard_constraints:
         fig_family="|".join(RETRAIN_FAMILIES + SEPARATE_FAMILIES),
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/report/figure2/{{fig_family}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/figure2/{{fig_family}}.tsv"
     shell:
-        "{PY} figures fig2 --summary {input.summary} --paper {input.paper} --family {wildcards.fig_family}"
-        " --out {FIGURES}/fig2_{wildcards.fig_family} > {log} 2>&1"
+        "python -m bertlottery figures fig2 --summary {input.summary} --paper {input.paper} --family {wildcards.fig_family}"
+        " --out results/figures/fig2_{wildcards.fig_family} > {log} 2>&1"
 
 
 rule figure3:
@@ -136,13 +107,17 @@ rule figure3:
         pdf=f"{FIGURES}/fig3_importance.pdf",
     params:
         amount=config["s_pruning"]["amount"],
+        task=FIG3_TASK,
+        seed=FIG3_SEED,
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/report/figure3.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/figure3.tsv"
     shell:
-        "{PY} figures fig3 --trace {input.trace} --task {FIG3_TASK} --seed {FIG3_SEED} --iteration 0"
-        " --amount {params.amount} --out {FIGURES}/fig3_importance > {log} 2>&1"
+        "python -m bertlottery figures fig3 --trace {input.trace} --task {params.task} --seed {params.seed} --iteration 0"
+        " --amount {params.amount} --out results/figures/fig3_importance > {log} 2>&1"
 
 
 rule figure5:
@@ -156,13 +131,15 @@ rule figure5:
     wildcard_constraints:
         set="good|super",
         unit="heads|mlps",
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/report/figure5/{{set}}_{{unit}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/figure5/{{set}}_{{unit}}.tsv"
     shell:
-        "{PY} figures fig5 --overlaps {input} --set {wildcards.set} --unit {wildcards.unit}"
-        " --out {FIGURES}/overlap_{wildcards.set}_{wildcards.unit} > {log} 2>&1"
+        "python -m bertlottery figures fig5 --overlaps {input} --set {wildcards.set} --unit {wildcards.unit}"
+        " --out results/figures/overlap_{wildcards.set}_{wildcards.unit} > {log} 2>&1"
 
 
 rule appendix_b:
@@ -176,31 +153,18 @@ rule appendix_b:
                    subcategory="Figure 1: survival heatmaps", labels={"name": "Appendix B", "task": "all tasks"}),
         pdf=f"{FIGURES}/appendix_b_all_tasks.pdf",
     params:
-        masks=lambda wc, input: (f"--original-masks {ORIGINAL_MASKS}" if ORIGINAL_MASKS
-                                 else "--s-masks " + " ".join(input.masks)),
+        masks=mask_source_args,
         blocks=lambda wc, input: optional_flag("--m-blocks", input.blocks),
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/report/appendix_b.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/appendix_b.tsv"
     shell:
-        "{PY} figures appb {params.masks} --heads-only-masks {input.heads_only} --mlps-only-masks {input.mlps_only}"
-        " {params.blocks} --out {FIGURES}/appendix_b_all_tasks > {log} 2>&1"
+        "python -m bertlottery figures appb {params.masks} --heads-only-masks {input.heads_only} --mlps-only-masks {input.mlps_only}"
+        " {params.blocks} --out results/figures/appendix_b_all_tasks > {log} 2>&1"
 
 
-def analysis_targets():
-    """Everything the analysis and report stages make for this configuration."""
-    targets = [f"{ANALYSIS}/claims.{ext}" for ext in ("html", "md", "json")]
-    targets += [f"{TABLES}/{name}.{ext}" for name in table_names() for ext in ("csv", "md", "tex", "html")]
-    figures = [f"fig2_{fam}" for fam in RETRAIN_FAMILIES + SEPARATE_FAMILIES]
-    if has_mask_stats() or "m" in RETRAIN_FAMILIES:
-        figures += [f"fig1_{task}" for task in TASKS] + ["appendix_b_all_tasks"]
-    if has_mask_stats():
-        figures += [f"overlap_{s}_{u}" for s in ("good", "super") for u in ("heads", "mlps")]
-    if s_traces():
-        figures.append("fig3_importance")
-    targets += [f"{FIGURES}/{name}.{ext}" for name in figures for ext in ("png", "pdf")]
-    return targets
 
 
-EXTRA_TARGETS.append(analysis_targets)

@@ -12,13 +12,15 @@ rule derive_s_masks:
         sfamily="s|s-heads|s-mlps",
     params:
         mode=config["subnetworks"]["random_mode"],
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/derive_s_masks/{{sfamily}}/{{task}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/derive_s_masks/{{sfamily}}/{{task}}/seed{{seed}}.tsv"
     shell:
-        "{PY} derive-s-masks --task {wildcards.task} --seed {wildcards.seed} --good {input.good}"
-        " --mode {params.mode} --out-dir {RESULTS}/masks/{wildcards.sfamily}/{wildcards.task}/seed{wildcards.seed}"
+        "python -m bertlottery derive-s-masks --task {wildcards.task} --seed {wildcards.seed} --good {input.good}"
+        " --mode {params.mode} --out-dir results/masks/{wildcards.sfamily}/{wildcards.task}/seed{wildcards.seed}"
         " > {log} 2>&1"
 
 
@@ -31,13 +33,15 @@ rule super_masks:
         summary=f"{RESULTS}/masks/super/{{task}}/summary.json",
     params:
         seeds=" ".join(SEEDS),
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/super_masks/{{task}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/super_masks/{{task}}.tsv"
     shell:
-        "{PY} super-masks --task {wildcards.task} --seeds {params.seeds} --goods {input.goods}"
-        " --out-root {RESULTS}/masks/super/{wildcards.task} > {log} 2>&1"
+        "python -m bertlottery super-masks --task {wildcards.task} --seeds {params.seeds} --goods {input.goods}"
+        " --out-root results/masks/super/{wildcards.task} > {log} 2>&1"
 
 
 rule evaluate_pruned:
@@ -51,31 +55,18 @@ rule evaluate_pruned:
     threads: MODEL_THREADS
     resources:
         gpu=1,
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/evaluate_pruned/{{family}}/{{kind}}/{{task}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_pruned/{{family}}/{{kind}}/{{task}}/seed{{seed}}.tsv"
     shell:
-        "BERTLOTTERY_THREADS={threads} {GPU} {PY} evaluate-pruned --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
+        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery evaluate-pruned --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
         " --mask {input.mask} --family {wildcards.family} --kind {wildcards.kind}"
-        " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q} --output {output} > {log} 2>&1"
+        " --data-dir results/data/{wildcards.task} --training {params.training:q} --output {output} > {log} 2>&1"
 
 
-def retrain_settings(wc):
-    """The full model's settings; Appendix D's 6-epoch bad retraining changes only the epochs."""
-    settings = dict(TRAINING[wc.task])
-    if wc.variant == "bad_6ep":
-        settings["epochs"] = 6
-    return json.dumps(settings, sort_keys=True)
-
-
-RETRAIN_VARIANTS = {  # variant -> (mask kind, extra flags)
-    "good": ("good", ""),
-    "random": ("random", ""),
-    "bad": ("bad", ""),
-    "bad_6ep": ("bad", ""),
-    "randinit_random": ("random_like_bad", "--random-init"),
-}
 
 
 rule retrain:
@@ -96,35 +87,18 @@ rule retrain:
     threads: MODEL_THREADS
     resources:
         gpu=1,
+    conda:
+        CONDA_ENV
     log:
         f"{RESULTS}/logs/retrain/{{family}}/{{variant}}/{{task}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/retrain/{{family}}/{{variant}}/{{task}}/seed{{seed}}.tsv"
     shell:
-        "BERTLOTTERY_THREADS={threads} {GPU} {PY} finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
-        " --data-dir {RESULTS}/data/{wildcards.task} --training {params.training:q} --mask {input.mask}"
+        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
+        " --data-dir results/data/{wildcards.task} --training {params.training:q} --mask {input.mask}"
         " {params.flags} {params.save} --family {wildcards.family} --kind {wildcards.variant}"
         " --out-dir {params.out_dir} --eval-output {output} > {log} 2>&1"
 
 
-def subnetwork_targets():
-    families = config["retrain"]["families"]
-    kinds = config["retrain"]["kinds"]
-    pattern = "{family}/{kind}/{task}/seed{seed}"
-    units = expand(pattern, family=families, kind=kinds, task=TASKS, seed=SEEDS)
-    extras = []
-    if config["retrain"]["bad_6_epochs"]:
-        extras += expand(pattern, family="s", kind="bad_6ep", task=TASKS, seed=SEEDS)
-    if config["retrain"]["random_init_random_s"]:
-        extras += expand(pattern, family="s", kind="randinit_random", task=TASKS, seed=SEEDS)
-    if config["retrain"]["separate_searches"]:
-        separate = [fam for fam in S_FAMILIES if fam != "s"]
-        units += expand(pattern, family=separate, kind=["good", "random"], task=TASKS, seed=SEEDS)
-    return (
-        [f"{RESULTS}/eval/{unit}/pruned.json" for unit in units]
-        + [f"{RESULTS}/retrain/{unit}/metrics.json" for unit in units + extras]
-        + [f"{RESULTS}/masks/{fam}/{task}/seed{seed}/search.json" for fam in S_FAMILIES for task in TASKS for seed in SEEDS]
-    )
 
 
-EXTRA_TARGETS.append(subnetwork_targets)
