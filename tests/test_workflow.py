@@ -143,6 +143,33 @@ def test_editing_one_task_reruns_only_that_task(smoke_run, tmp_path):
     assert [rule for rule, _ in untouched if rule != "all"] == []
 
 
+def test_paper_extras_run_on_the_smoke_models(smoke_run):
+    """The optional paper settings as targets on the smoke models: s-bad retrained for 6 epochs
+    (Appendix D), random-init BERT with a random mask sized like s-bad (Table 2), and a heads-only
+    s-search with its good retraining (Appendix B)."""
+    unit = "SST-2/seed1337"
+    targets = [f"results/retrain/s/bad_6ep/{unit}/metrics.json", f"results/retrain/s/randinit_random/{unit}/metrics.json",
+               f"results/retrain/s-heads/good/{unit}/metrics.json"]
+    run = subprocess.run(smoke_command(smoke_run, *targets, "--printshellcmds"), cwd=REPO, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    commands = [line for line in (run.stdout + run.stderr).splitlines() if "bertlottery finetune" in line]
+    assert any("random_like_bad.safetensors --random-init" in c for c in commands), commands
+    results = smoke_run / "results"
+    bad, bad6 = read(results / f"retrain/s/bad/{unit}/metrics.json"), read(results / f"retrain/s/bad_6ep/{unit}/metrics.json")
+    assert bad6["train"]["epochs"] == 6 and bad6["train"]["steps"] == bad["train"]["steps"] * 6 // bad["train"]["epochs"]
+    assert bad6["mask_size"] == bad["mask_size"]
+    randinit = read(results / f"retrain/s/randinit_random/{unit}/metrics.json")
+    assert randinit["train"]["mask"].endswith("random_like_bad.safetensors")
+    assert randinit["mask_size"]["heads_kept"] == bad["mask_size"]["heads_kept"]
+    heads_only = read(results / f"retrain/s-heads/good/{unit}/metrics.json")
+    assert heads_only["mask_size"]["mlps_kept"] == heads_only["mask_size"]["mlps_total"]  # MLPs never pruned
+    search = read(results / f"masks/s-heads/{unit}/search.json")
+    assert search["mode"] == "heads"
+    for record in (bad6, randinit, heads_only):
+        assert 0 <= record["reported"] <= 1
+
+
 def test_killed_smoke_finetune_resumes_to_identical_weights(smoke_run, tmp_path):
     """SIGKILL the whole Snakemake run mid fine-tune; --rerun-incomplete resumes from the checkpoint."""
     shutil.copytree(smoke_run / "results" / "data", tmp_path / "results" / "data")
