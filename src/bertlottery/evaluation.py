@@ -144,16 +144,23 @@ def main_evaluate_full(argv: list[str]) -> None:
     settings = parse_json_arg(args.training, "training")
     started = time.time()
     device = pick_device()
-    model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings["attention"]).to(device)
+    model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings["attention"])
+    record = _evaluate_and_write(model.to(device), spec, args, settings, started, device, family="full", kind=None,
+                                 evaluated="full", size=None)
+    print(f"{spec.name} seed {args.seed}: {spec.reported_metric} = {record['reported']:.4f}")
+
+
+def _evaluate_and_write(model, spec, args, settings, started, device, *, family, kind, evaluated, size) -> dict:
+    """Dev metrics of `model` as a metrics record, written to --output."""
     values, n = evaluate_splits(
         model, spec, args.data_dir, batch_size=settings["eval_batch_size"], precision=settings["precision"]
     )
     record = metrics_record(
-        spec, args.seed, values, n, family="full", kind=None, evaluated="full",
-        mask_size=None, started=started, device=device, settings=settings,
+        spec, args.seed, values, n, family=family, kind=kind, evaluated=evaluated,
+        mask_size=size, started=started, device=device, settings=settings,
     )
     write_json(args.output, record)
-    print(f"{spec.name} seed {args.seed}: {spec.reported_metric} = {record['reported']:.4f}")
+    return record
 
 
 def main_evaluate_pruned(argv: list[str]) -> None:
@@ -173,14 +180,7 @@ def main_evaluate_pruned(argv: list[str]) -> None:
     device = pick_device()
     model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings["attention"])
     size = apply_mask(model, load_any_mask(args.mask))  # s-masks physically: really smaller
-    model.to(device)
-    values, n = evaluate_splits(
-        model, spec, args.data_dir, batch_size=settings["eval_batch_size"], precision=settings["precision"]
-    )
-    record = metrics_record(
-        spec, args.seed, values, n, family=args.family, kind=args.kind, evaluated="pruned",
-        mask_size=size, started=started, device=device, settings=settings,
-    )
-    write_json(args.output, record)
+    record = _evaluate_and_write(model.to(device), spec, args, settings, started, device, family=args.family,
+                                 kind=args.kind, evaluated="pruned", size=size)
     print(f"{spec.name} seed {args.seed} {args.family}/{args.kind} pruned: "
           f"{spec.reported_metric} = {record['reported']:.4f}")
