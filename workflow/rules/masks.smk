@@ -7,6 +7,9 @@ rule find_s_mask:
         good=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/good.safetensors",
         search=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/search.json",
         trace=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/trace.json",
+        # every iteration's masks and importances (s_pruning.save_iterations)
+        iterations=[f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/trace.safetensors"]
+        if config["s_pruning"]["save_iterations"] else [],
     wildcard_constraints:
         sfamily="s|s-heads|s-mlps",
     params:
