@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 from statsmodels.stats.multitest import multipletests
 
+from bertlottery import claims as C
 from bertlottery import stats as S
 from bertlottery.aggregate import collect, load_paper, summarize
 from bertlottery.masks import HeadMlpMask, WeightMask
@@ -247,20 +248,20 @@ def test_paired_tests_table(tmp_path):
 def test_claims_on_the_papers_numbers_match_the_spec():
     """The claim criteria, applied to the paper's own numbers, give the spec's reading of them."""
     paper = load_paper()
-    claims = {c["id"]: c for c in S.evaluate_claims(S.paper_numbers(paper), None, 0.05, S.PAR_TOLERANCE)}
+    claims = {c["id"]: c for c in C.evaluate_claims(C.paper_numbers(paper), None, 0.05, C.PAR_TOLERANCE)}
     # spec 6.2: on the true random-retrained numbers the claim holds except CoLA, MRPC and QNLI
     par = claims["s-random-on-par"]
-    assert par["verdict"] == S.HOLDS and "no: CoLA, MRPC, QNLI" in par["reason"]
+    assert par["verdict"] == C.HOLDS and "no: CoLA, MRPC, QNLI" in par["reason"]
     # spec 8.1: MNLI (p = 0.39) and STS-B (0.058) do not reject, so 'all tasks' does not hold
-    assert claims["cochran-unstable"]["verdict"] == S.FAILS
+    assert claims["cochran-unstable"]["verdict"] == C.FAILS
     assert "no: STS-B, MNLI" in claims["cochran-unstable"]["reason"]
-    assert claims["kappa-range"]["verdict"] == S.HOLDS  # 0.180..0.325, truncated 0.32
-    assert claims["m-bad-behind"]["verdict"] == S.HOLDS and claims["m-bad-behind"]["reason"].startswith("6/9")
+    assert claims["kappa-range"]["verdict"] == C.HOLDS  # 0.180..0.325, truncated 0.32
+    assert claims["m-bad-behind"]["verdict"] == C.HOLDS and claims["m-bad-behind"]["reason"].startswith("6/9")
     assert claims["m-more-compression"]["reason"].startswith("7/9")  # differences 14,13,11,12,15,12,14,7,-31
     assert claims["s-bad-glove"]["reason"].startswith("vs BiLSTM+GloVe over 9 tasks: 5 within 0.05, 2 wins, 2 large")
-    assert claims["super-loss"]["verdict"] == S.HOLDS and "8.9 points" in claims["super-loss"]["reason"]
-    assert claims["randinit-vs-m-bad"]["verdict"] == S.HOLDS
-    assert claims["m-half"]["verdict"] == S.UNCHECKABLE  # the paper's m-masks are not published
+    assert claims["super-loss"]["verdict"] == C.HOLDS and "8.9 points" in claims["super-loss"]["reason"]
+    assert claims["randinit-vs-m-bad"]["verdict"] == C.HOLDS
+    assert claims["m-half"]["verdict"] == C.UNCHECKABLE  # the paper's m-masks are not published
 
 
 def test_claims_never_crash_on_sparse_inputs(tmp_path):
@@ -268,9 +269,9 @@ def test_claims_never_crash_on_sparse_inputs(tmp_path):
 
     path = tmp_path / "m.json"
     path.write_text(json.dumps(metrics_record("RTE", 1, "full", None, "full", 0.6)))
-    ours = S.our_numbers(summarize(collect([path])), load_paper())
-    claims = S.evaluate_claims(ours, S.paper_numbers(load_paper()), 0.05, 0.03)
-    assert {c["verdict"] for c in claims} == {S.UNCHECKABLE}
+    ours = C.our_numbers(summarize(collect([path])), load_paper())
+    claims = C.evaluate_claims(ours, C.paper_numbers(load_paper()), 0.05, 0.03)
+    assert {c["verdict"] for c in claims} == {C.UNCHECKABLE}
     assert all(c["reason"] for c in claims)
 
 
@@ -322,8 +323,8 @@ def test_stats_cli_end_to_end(tmp_path):
                   "--survivors", str(a / "survivors.parquet"), "--m-blocks", str(a / "m_blocks.parquet"),
                   "--traces", *map(str, sorted(tmp_path.glob("masks/s/*/*/trace.json"))), "--out-dir", str(a)])
     claims = json.loads((a / "claims.json").read_text())["claims"]
-    assert len(claims) == len(S.claim_list(0.05, 0.03))
-    assert {c["verdict"] for c in claims} <= {S.HOLDS, S.FAILS, S.UNCHECKABLE}
+    assert len(claims) == len(C.claim_list(0.05, 0.03))
+    assert {c["verdict"] for c in claims} <= {C.HOLDS, C.FAILS, C.UNCHECKABLE}
     text = (a / "claims.md").read_text()
     assert "random s-subnetworks (retrained) mostly perform on par" in text
     assert "<table" in (a / "claims.html").read_text()
