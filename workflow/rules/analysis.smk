@@ -33,7 +33,7 @@ rule mask_stats:
         overlaps=f"{ANALYSIS}/overlaps.parquet",
         csvs=expand(f"{ANALYSIS}/{{name}}.csv", name=["stability", "stability_pairs", "survivors", "overlaps"]),
     params:
-        masks=mask_args(),
+        masks=mask_source_args,
         alpha=config["analysis"]["alpha"],
     conda:
         CONDA_ENV

@@ -65,6 +65,8 @@ PAPER_RESULTS = "config/paper_results.yaml"
 ANALYSIS = f"{RESULTS}/analysis"
 TABLES = f"{RESULTS}/tables"
 FIGURES = f"{RESULTS}/figures"
+# The m-pruning block fractions (an input of the claims and Figure 1) exist when m-masks are retrained.
+M_BLOCKS = [f"{ANALYSIS}/m_blocks.parquet"] if "m" in RETRAIN_FAMILIES else []
 PAPER_YAML = str(PAPER_RESULTS_PATH)  # config/paper_results.yaml of the installed source tree
 ORIGINAL_MASKS = config["analysis"]["original_masks_dir"]
 SEPARATE_FAMILIES = [f for f in S_FAMILIES if f != "s"] if config["retrain"]["separate_searches"] else []
@@ -136,13 +138,6 @@ def s_traces():
     return expand(f"{RESULTS}/masks/s/{{task}}/seed{{seed}}/trace.json", task=TASKS, seed=SEEDS)
 
 
-def mask_args():
-    """The mask source of the head/MLP analyses: the original masks directory or our joint good masks."""
-    if ORIGINAL_MASKS:
-        return f"--original-masks {ORIGINAL_MASKS}"
-    return "--s-masks " + " ".join(s_good_masks())
-
-
 def has_mask_stats():
     return bool(ORIGINAL_MASKS) or "s" in S_FAMILIES
 
@@ -181,7 +176,8 @@ def optional_flag(flag, paths):
 
 
 def mask_source_args(wc, input):
-    """Figure 1 / Appendix B: the original study's masks, or our joint good masks."""
+    """The mask source of the head/MLP analyses (input.masks): the original study's masks directory, or
+    our joint good masks."""
     return f"--original-masks {ORIGINAL_MASKS}" if ORIGINAL_MASKS else "--s-masks " + " ".join(input.masks)
 
 

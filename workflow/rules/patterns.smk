@@ -30,8 +30,6 @@ if PATTERN_CNN_KINDS:
             " > {log} 2>&1"
 
 
-
-
 rule patterns_extract:
     input:
         card=f"{RESULTS}/data/{{task}}/data_card.json",
@@ -92,7 +90,3 @@ rule patterns_summarize:
     shell:
         "python -m bertlottery patterns summarize --counts {input.counts} {params.paper} --tables-dir results/tables"
         " --figures-dir results/figures --correlation {output.correlation} > {log} 2>&1"
-
-
-
-

@@ -7,7 +7,7 @@ rule claims:
         **mask_tables(),
         summary=f"{ANALYSIS}/summary.parquet",
         tests=f"{ANALYSIS}/paired_tests.parquet",
-        m_blocks=[f"{ANALYSIS}/m_blocks.parquet"] if "m" in RETRAIN_FAMILIES else [],
+        m_blocks=M_BLOCKS,
         traces=s_traces(),
     output:
         html=report(f"{ANALYSIS}/claims.html", caption="../report/claims.rst", category="1. Claims",
@@ -57,7 +57,7 @@ rule tables:
 rule figure1:
     input:
         masks=lambda wc: [ORIGINAL_MASKS] if ORIGINAL_MASKS else s_good_masks("s", wc.task),
-        blocks=[f"{ANALYSIS}/m_blocks.parquet"] if "m" in RETRAIN_FAMILIES else [],
+        blocks=M_BLOCKS,
     output:
         png=report(f"{FIGURES}/fig1_{{task}}.png", caption="../report/fig1.rst", category="3. Figures",
                    subcategory="Figure 1: survival heatmaps", labels={"name": "Figure 1", "task": "{task}"}),
@@ -147,7 +147,7 @@ rule appendix_b:
         masks=[ORIGINAL_MASKS] if ORIGINAL_MASKS else s_good_masks(),
         heads_only=s_good_masks("s-heads"),
         mlps_only=s_good_masks("s-mlps"),
-        blocks=[f"{ANALYSIS}/m_blocks.parquet"] if "m" in RETRAIN_FAMILIES else [],
+        blocks=M_BLOCKS,
     output:
         png=report(f"{FIGURES}/appendix_b_all_tasks.png", caption="../report/appendix_b.rst", category="3. Figures",
                    subcategory="Figure 1: survival heatmaps", labels={"name": "Appendix B", "task": "all tasks"}),
@@ -164,7 +164,3 @@ rule appendix_b:
     shell:
         "python -m bertlottery figures appb {params.masks} --heads-only-masks {input.heads_only} --mlps-only-masks {input.mlps_only}"
         " {params.blocks} --out results/figures/appendix_b_all_tasks > {log} 2>&1"
-
-
-
-

@@ -67,8 +67,6 @@ rule evaluate_pruned:
         " --data-dir results/data/{wildcards.task} --training {params.training:q} --output {output} > {log} 2>&1"
 
 
-
-
 rule retrain:
     input:
         card=f"{RESULTS}/data/{{task}}/data_card.json",
@@ -98,7 +96,3 @@ rule retrain:
         " --data-dir results/data/{wildcards.task} --training {params.training:q} --mask {input.mask}"
         " {params.flags} {params.save} --family {wildcards.family} --kind {wildcards.variant}"
         " --out-dir {params.out_dir} --eval-output {output} > {log} 2>&1"
-
-
-
-
