@@ -37,11 +37,14 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.masks import HeadMlpMask
 from bertlottery.metrics import reported, task_metrics
 from bertlottery.runtime import configure_torch, device_name, pick_device, set_seed
-from bertlottery.settings import library_versions, parse_json_arg, training_defaults, write_json
+from bertlottery.settings import library_versions, parse_json_arg, resolve_training, write_json
 from bertlottery.tasks import get_task
 from bertlottery.training import Plan, apply_mask, epoch_order, train
 
 MAX_SEQ_LENGTH = 128
+# Training settings (a) shares with (b): --training may not change them (that would compare different training).
+SHARED_WITH_TRAINER = {"epochs", "learning_rate", "batch_size", "warmup_steps", "weight_decay", "adam_epsilon",
+                       "adam_beta1", "adam_beta2", "max_grad_norm", "max_seq_length"}
 QUICK = {"train_examples": 256, "dev_examples": 128, "epochs": 1}
 
 # Dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s. First match of the
@@ -118,16 +121,20 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.device, self.peak, self.start = device, 0, 0
         self._stop = threading.Event()
-
-    def _rss(self) -> int:
+        self._thread = None
         try:
             import psutil
 
-            return psutil.Process().memory_info().rss
+            self._process = psutil.Process()
         except ImportError:
-            import resource
+            self._process = None
 
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    def _rss(self) -> int:
+        if self._process is not None:
+            return self._process.memory_info().rss
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     def _sample(self) -> None:
         while not self._stop.wait(0.01):
@@ -140,8 +147,9 @@ class PeakMemory:
             self.start = torch.cuda.memory_allocated()
         else:
             self.start = self.peak = self._rss()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+            if self._process is not None:  # ru_maxrss only grows: one reading at exit is enough
+                self._thread = threading.Thread(target=self._sample, daemon=True)
+                self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -150,7 +158,8 @@ class PeakMemory:
             self.peak = torch.cuda.max_memory_allocated()
         else:
             self._stop.set()
-            self._thread.join()
+            if self._thread is not None:
+                self._thread.join()
             self.peak = max(self.peak, self._rss())
 
 
@@ -188,9 +197,9 @@ def flop_counts(model: torch.nn.Module) -> tuple[int, int]:
     return params, sum(head_counts(model)) * head_dim
 
 
-def train_flops(model: torch.nn.Module, lengths: np.ndarray) -> float:
-    """Useful training FLOPs over these real (non-pad) sequence lengths, one entry per example seen."""
-    params, width = flop_counts(model)
+def train_flops(params: int, width: int, lengths: np.ndarray) -> float:
+    """Useful training FLOPs of an encoder with `params` weights and attention `width` (flop_counts) over
+    these real (non-pad) sequence lengths, one entry per example seen."""
     lengths = lengths.astype(np.float64)
     return 6.0 * params * lengths.sum() + 12.0 * width * (lengths**2).sum()
 
@@ -217,7 +226,7 @@ def prepare(args: argparse.Namespace, work: Path) -> dict:
         if not np.array_equal(hf_lengths, split.lengths.numpy()):
             raise BertLotteryError(f"{name}: the Trainer dataset's token lengths differ from prepare_data's; "
                                    "the two paths would not see the same inputs")
-    return {"data_dir": data_dir, "train": train_split, "dev": dev_split, "hf_train": hf_train,
+    return {"train": train_split, "dev": dev_split, "hf_train": hf_train,
             "hf_dev": hf_dev, "prepare_s": clock["seconds"], "hf_tokenize_s": hf_clock["seconds"]}
 
 
@@ -302,21 +311,24 @@ def half_heads_mask(model_or_config, seed: int) -> HeadMlpMask:
 # the runs
 
 
-def run_trainer(args, data, spec, device, work: Path, index: int) -> dict:
-    """(a) HF Trainer, fp32, padding to 128: --learning-rate, batch 32, linear decay, no warm-up, clip 1.0."""
+def run_trainer(args, data, spec, device, settings: dict, work: Path, index: int) -> dict:
+    """(a) HF Trainer, fp32, padding to 128, with (b)'s optimisation settings (SHARED_WITH_TRAINER: the
+    paper's lr 2e-5 unless --learning-rate, batch 32, linear decay, no warm-up, clip 1.0)."""
     from transformers import Trainer, TrainingArguments
 
     model = build_model(args, spec.num_labels, None, plain=True)
     targs = TrainingArguments(
-        output_dir=str(work / f"trainer{index}"), per_device_train_batch_size=32,
-        per_device_eval_batch_size=args.trainer_eval_batch_size, learning_rate=args.learning_rate,
-        num_train_epochs=args.epochs, warmup_steps=0, lr_scheduler_type="linear", weight_decay=0.0,
-        max_grad_norm=1.0, seed=args.seed, eval_strategy="no", save_strategy="no", report_to="none",
+        output_dir=str(work / f"trainer{index}"), per_device_train_batch_size=settings["batch_size"],
+        per_device_eval_batch_size=args.trainer_eval_batch_size, learning_rate=settings["learning_rate"],
+        num_train_epochs=settings["epochs"], warmup_steps=settings["warmup_steps"], lr_scheduler_type="linear",
+        weight_decay=settings["weight_decay"], max_grad_norm=settings["max_grad_norm"],
+        adam_epsilon=settings["adam_epsilon"], adam_beta1=settings["adam_beta1"], adam_beta2=settings["adam_beta2"],
+        seed=args.seed, eval_strategy="no", save_strategy="no", report_to="none",
         logging_strategy="no", bf16=False, fp16=False, tf32=False if device.type == "cuda" else None,
         disable_tqdm=not args.progress, dataloader_pin_memory=device.type == "cuda",
     )
     trainer = Trainer(model=model, args=targs, train_dataset=data["hf_train"])
-    train_lengths = np.tile(data["train"].lengths.numpy(), args.epochs)
+    train_lengths = np.tile(data["train"].lengths.numpy(), settings["epochs"])
     result = {"path": "trainer", "padded_tokens": len(train_lengths) * MAX_SEQ_LENGTH}
     with PeakMemory(device) as memory, timed(device, clock := {}):
         trainer.train()
@@ -350,15 +362,16 @@ def run_bertlottery(args, data, spec, device, settings: dict, work: Path, name: 
 
 
 def measured(model, lengths: np.ndarray, clock: dict, memory: PeakMemory) -> dict:
-    seconds, flops = clock["seconds"], train_flops(model, lengths)
+    params, width = flop_counts(model)
+    seconds, flops = clock["seconds"], train_flops(params, width, lengths)
     return {
-        "train_examples": int(len(lengths)), "train_wall_s": round(seconds, 3),
+        "train_examples": int(len(lengths)), "train_wall_s": seconds,
         "train_cpu_s": round(clock["cpu_seconds"], 3), "examples_per_s": len(lengths) / seconds,
         "examples_per_cpu_s": len(lengths) / clock["cpu_seconds"], "real_tokens": int(lengths.sum()),
         "real_tokens_per_s": float(lengths.sum()) / seconds, "train_flops": flops,
         "achieved_tflops": flops / seconds / 1e12, "peak_memory_bytes": int(memory.peak),
         "memory_added_bytes": int(memory.peak - memory.start),
-        "encoder_params": flop_counts(model)[0], "attention_width": flop_counts(model)[1],
+        "encoder_params": params, "attention_width": width,
     }
 
 
@@ -368,9 +381,9 @@ def dev_scores(spec, logits, dev_split, seconds: float) -> dict:
             "eval_examples_per_s": len(dev_split) / seconds}
 
 
-def warm_up(args, data, spec, device) -> None:
+def warm_up(args, data, spec, device, settings: dict) -> None:
     """One untimed forward/backward at full length, so neither timed path pays one-off kernel set-up."""
-    model = build_model(args, spec.num_labels, "sdpa", plain=False).to(device)
+    model = build_model(args, spec.num_labels, settings["attention"], plain=False).to(device)
     batch = {k: v.to(device) for k, v in data["train"].collate(np.arange(min(32, len(data["train"]))),
                                                                 pad_to=MAX_SEQ_LENGTH).items()}
     model(**batch).loss.backward()
@@ -382,7 +395,7 @@ def run_all(args, data, spec, device, settings: dict, work: Path) -> list[dict]:
     mask = None if args.no_subnetwork else half_heads_mask(model_config(args), args.seed)
     runs = []
     for i in range(args.repeats):
-        jobs = [lambda: run_trainer(args, data, spec, device, work, i),
+        jobs = [lambda: run_trainer(args, data, spec, device, settings, work, i),
                 lambda: run_bertlottery(args, data, spec, device, settings, work, f"bertlottery{i}")]
         if mask is not None:
             jobs.append(lambda: run_bertlottery(args, data, spec, device, settings, work, f"subnetwork{i}", mask))
@@ -454,11 +467,8 @@ def cost_model(summary: dict, settings: dict) -> dict:
 
 
 def study_hours(padded_tokens_per_s: float, dynamic_padding: bool, max_seq_length: int) -> dict[str, float]:
-    hours = {}
-    for name, epochs in EPOCHS_PER_TASK.items():
-        tokens = sum(n * (padded if dynamic_padding else max_seq_length) for n, padded, _ in GLUE_TRAIN.values())
-        hours[name] = epochs * tokens / padded_tokens_per_s / 3600
-    return hours
+    tokens = sum(n * (padded if dynamic_padding else max_seq_length) for n, padded, _ in GLUE_TRAIN.values())
+    return {name: epochs * tokens / padded_tokens_per_s / 3600 for name, epochs in EPOCHS_PER_TASK.items()}
 
 
 def bert_base_scale(run: dict) -> float:
@@ -540,18 +550,19 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     spec = get_task(args.task)
     device = pick_device()
-    settings = training_defaults() | {"epochs": args.epochs, "checkpoint_every_steps": 0,
-                                      "learning_rate": args.learning_rate}
     overrides = parse_json_arg(args.training, "training")
-    unknown = sorted(set(overrides) - set(settings))
-    if unknown:
-        raise BertLotteryError(f"--training: unknown keys {unknown}; expected some of {sorted(settings)}")
-    settings |= overrides
+    shared = sorted(set(overrides) & SHARED_WITH_TRAINER)
+    if shared:
+        raise BertLotteryError(f"--training: {shared} must be the same for (a) and (b); set them with the "
+                               "command-line options (--epochs, --learning-rate) or leave them at the defaults")
+    # validated against the config schema: unknown keys and bad values stop here, naming the key
+    settings = resolve_training({"training": overrides | {"epochs": args.epochs, "checkpoint_every_steps": 0,
+                                                          "learning_rate": args.learning_rate}}, args.task)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work_dir or tmp)
         data = prepare(args, work)
-        warm_up(args, data, spec, device)
+        warm_up(args, data, spec, device, settings)
         runs = run_all(args, data, spec, device, settings, work)
     peak = peak_bf16_tflops(device, args.peak_tflops)
     summary = summarize(runs, peak)

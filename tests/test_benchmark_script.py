@@ -47,9 +47,23 @@ def test_cost_model_sums_the_glue_tasks():
     assert dynamic["core_450"] < hours["core_450"]  # every task's mean padded length is below 128
 
 
-@pytest.mark.slow
-def test_quick_run_writes_json_and_prints_the_speedup_last(tmp_path, tiny_model_dir, glue_dir, capsys):
+@pytest.mark.parametrize("training, key", [('{"epochs": 1}', "epochs"), ('{"batch_size": 8}', "batch_size"),
+                                           ('{"precision": "fp16"}', "precision"), ('{"epoch": 1}', "epoch")])
+def test_training_overrides_that_would_unmatch_the_paths_or_are_invalid_stop_early(tmp_path, training, key):
+    from bertlottery.errors import BertLotteryError
+
     bench = load_script()
+    with pytest.raises(BertLotteryError, match=key):
+        bench.main(["--quick", "--model", str(tmp_path / "none"), "--glue-dir", str(tmp_path), "--task", "RTE",
+                    "--training", training])
+
+
+@pytest.mark.slow
+def test_quick_run_writes_json_and_prints_the_speedup_last(tmp_path, tiny_model_dir, glue_dir, capsys, monkeypatch):
+    import torch
+
+    bench = load_script()
+    monkeypatch.setattr(bench, "pick_device", lambda: torch.device("cpu"))  # the CPU assertions below
     out, table = tmp_path / "bench.json", tmp_path / "table.md"
     bench.main(["--quick", "--model", str(tiny_model_dir), "--glue-dir", str(glue_dir), "--task", "RTE",
                 "--train-examples", "40", "--dev-examples", "16", "--output", str(out),
