@@ -55,6 +55,13 @@ def test_figure2_unknown_family_is_an_error(analysed, tmp_path):
                         "--out", str(tmp_path / "x")])
 
 
+def test_figure3_cut_follows_the_next_steps_phase(analysed):
+    trace = analysed / "masks/s/RTE/seed42/trace.json"  # phases: initial, joint, heads (3 x 4 heads)
+    # amount 0.5: the joint phase prunes int(12 * 0.5) = 6 heads a step, the heads phase half of that
+    assert [F.heads_pruned_next(trace, i, 3, 4, 0.5) for i in range(3)] == [6, 3, 0]
+    assert F.heads_pruned_next(trace, 0, 3, 4, 0.01) == 1  # at least one head, as the search does
+
+
 def test_figure3(analysed, tmp_path):
     F.main_figures(["fig3", "--trace", str(analysed / "masks/s/RTE/seed42/trace.json"), "--task", "RTE",
                     "--seed", "42", "--out", str(tmp_path / "fig3")])

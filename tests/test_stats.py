@@ -288,7 +288,8 @@ def make_mask_tree(root: Path, tasks=("MRPC", "RTE"), seeds=(1337, 42), layers=2
                        "mlps": torch.ones(3, layers, dtype=torch.uint8),
                        "head_importance": torch.tensor(imp), "mlp_importance": torch.rand(3, layers)},
                       str(d / "trace.safetensors"))
-            (d / "trace.json").write_text("{}")
+            rows = [{"iteration": i, "phase": phase} for i, phase in enumerate(("initial", "joint", "heads"))]
+            (d / "trace.json").write_text(json.dumps({"task": task, "seed": seed, "mode": "joint", "iterations": rows}))
             weights = {}
             for layer in range(layers):
                 for name, t in weight_mask_one_layer(int(rng.integers(0, 5)), int(rng.integers(0, 5))).masks.items():

@@ -6,6 +6,7 @@ fractions, importance, paired tests) returning a Verdict (holds / does not hold 
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -562,7 +563,7 @@ def claims_html(claims: list[dict], notes: list[str]) -> str:
     table = pd.DataFrame([{"section": c["section"], "claim": c["claim"], "verdict (ours)": c["verdict"],
                            "evidence (ours)": c["reason"], "criterion": c["criterion"],
                            "verdict (paper's numbers)": c["paper_verdict"] or "-"} for c in claims])
-    notes_html = "".join(f"<li>{n}</li>" for n in notes)
+    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return ("<html><head><meta charset='utf-8'><title>Claims</title><style>td,th{border:1px solid #ccc;"
             "padding:4px;vertical-align:top;font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
             "</style></head><body><h1>The paper's claims checked on our numbers</h1>"

@@ -120,14 +120,6 @@ def head_mlp_panel(fig, spec, heads_mean, heads_std, mlp_mean, mlp_std, *, title
     return ax_h, ax_m
 
 
-def s_survival(masks: dict) -> tuple:
-    """Mean and std (ddof=1) over seeds of binary head / MLP survival."""
-    heads = np.stack([m.heads.numpy().astype(float) for m in masks.values()])
-    mlps = np.stack([m.mlps.numpy().astype(float) for m in masks.values()])
-    ddof_std = (lambda a: a.std(axis=0, ddof=1)) if len(masks) > 1 else (lambda a: np.full(a.shape[1:], np.nan))
-    return heads.mean(axis=0), ddof_std(heads), mlps.mean(axis=0), ddof_std(mlps)
-
-
 def _data_range(*arrays, step: float = 0.05) -> tuple[float, float]:
     """Colour limits around the data (m-pruning fractions span ~0.4-0.6: a 0-1 scale would hide the
     layer trend), widened to multiples of `step`."""
@@ -147,7 +139,9 @@ def figure1(task: str, s_masks: dict | None, m_blocks: pd.DataFrame | None, stem
         panels.append((f"m-pruning: surviving weights ({n} seed{'s' * (n > 1)})", hm, hs, mm, ms,
                        "surviving fraction", *_data_range(hm, mm)))
     if s_masks:
-        hm, hs, mm, ms = s_survival(s_masks)
+        # one task: the number of tasks an element survives in is its 0/1 survival per seed
+        hm, hs, _, _ = all_tasks_survival({task: s_masks}, "heads")
+        mm, ms, _, _ = all_tasks_survival({task: s_masks}, "mlps")
         n = len(s_masks)
         panels.append((f"s-pruning{s_label}: survival over {n} seed{'s' * (n > 1)}", hm, hs, mm, ms,
                        "share of seeds kept", 0.0, 1.0))
@@ -309,6 +303,21 @@ def _figure2_legend() -> list:
 # --- Figure 3 --------------------------------------------------------------------------------------
 
 
+def heads_pruned_next(trace_path, iteration: int, n_layers: int, n_heads: int, amount: float) -> int:
+    """Heads the search prunes in the step after `iteration`: its phase (trace.json) sizes the step, as in
+    spruning.phases_for (e.g. 14 in the joint phase of bert-base, 7 in the heads-only phase); 0 at the end."""
+    import json
+
+    from bertlottery.spruning import phases_for
+
+    meta = json.loads(Path(trace_path).with_name("trace.json").read_text())
+    rows = meta["iterations"]
+    if iteration + 1 >= len(rows):
+        return 0
+    per_phase = {phase.name: phase.heads_per_step for phase in phases_for(meta["mode"], n_layers, n_heads, amount)}
+    return per_phase.get(rows[iteration + 1]["phase"], 0)
+
+
 def figure3(trace_path, stem, *, task: str, seed: int, iteration: int = 0, amount: float = 0.1) -> list[Path]:
     """Figure 3: histogram (24 bins) of normalised head importance at one pruning iteration, with a
     dashed line at the score of the first head that survives this step (the cut)."""
@@ -318,7 +327,7 @@ def figure3(trace_path, stem, *, task: str, seed: int, iteration: int = 0, amoun
         raise BertLotteryError(f"{trace_path}: iteration {iteration} not in the trace (0..{n_iter - 1})")
     alive = trace["heads"][iteration].astype(bool)
     scores = np.sort(trace["head_importance"][iteration][alive])
-    n_prune = int(amount * alive.size)
+    n_prune = heads_pruned_next(trace_path, iteration, *alive.shape, amount)
     apply_style()
     fig, ax = plt.subplots(figsize=(SINGLE, 2.0))
     counts, _, _ = ax.hist(scores, bins=24, range=(0, 1), color=OKABE_ITO["blue"], edgecolor="white", linewidth=0.4)
