@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from bertlottery.aggregate import load_paper, read_table, task_order
+from bertlottery.aggregate import NO_KIND, load_paper, lookup, read_table, task_order
 from bertlottery.errors import BertLotteryError
 from bertlottery.stats import UNITS, importance_summary
 
@@ -65,11 +65,10 @@ def _count_verdict(hits: dict, need: float, what: str, items: str = "tasks") -> 
 
 
 def _mean(n: Numbers, task: str, family: str, kind: str, evaluated: str, col: str = "reported_mean"):
-    s = n.summary
-    hit = s[(s["task"] == task) & (s["family"] == family) & (s["kind"] == kind) & (s["evaluated"] == evaluated)]
-    if hit.empty or col not in hit or pd.isna(hit.iloc[0][col]):
+    row = lookup(n.summary, task, family, kind, evaluated)
+    if row is None or col not in row or pd.isna(row[col]):
         return None
-    return float(hit.iloc[0][col])
+    return float(row[col])
 
 
 def _tasks(n: Numbers) -> list[str]:
@@ -93,7 +92,7 @@ def _diff(n, task, a: tuple, b: tuple):
 
 def claim_good_keeps_90(n: Numbers, family: str) -> Verdict:
     def check(task):
-        full, good = _mean(n, task, "full", "none", "full"), _mean(n, task, family, "good", "pruned")
+        full, good = _mean(n, task, "full", NO_KIND, "full"), _mean(n, task, family, "good", "pruned")
         return None if full is None or good is None else good >= 0.9 * full - 1e-9
     return _count_verdict(_per_task(n, check), 1.0, f"keep >= 90 % of the full model's {family}-pruned score")
 
@@ -108,7 +107,7 @@ def claim_good_beats(n: Numbers, family: str, evaluated: str, margin: float) -> 
 
 def claim_m_good_reaches_full(n: Numbers) -> Verdict:
     def check(task):
-        d = _diff(n, task, ("m", "good", "retrained"), ("full", "none", "full"))
+        d = _diff(n, task, ("m", "good", "retrained"), ("full", NO_KIND, "full"))
         return None if d is None else d >= -FULL_TOLERANCE
     return _count_verdict(_per_task(n, check), 0.5 + 1e-9, f"have m good retrained >= full - {FULL_TOLERANCE}")
 
@@ -153,7 +152,7 @@ def claim_super_small(n: Numbers) -> Verdict:
 
 def claim_super_loss(n: Numbers) -> Verdict:
     losses = {t: d for t in _tasks(n) if t != "WNLI"
-              and (d := _diff(n, t, ("full", "none", "full"), ("super", "good", "retrained"))) is not None}
+              and (d := _diff(n, t, ("full", NO_KIND, "full"), ("super", "good", "retrained"))) is not None}
     if not losses:
         return _cannot("no task (WNLI excluded) has both full and super good retrained numbers")
     mean = float(np.mean(list(losses.values())))
