@@ -467,12 +467,14 @@ def main_tables(argv: list[str]) -> None:
             raise BertLotteryError(f"--families: unknown family {family!r}; expected some of {list(FAMILY_TITLES)}")
         built[FAMILY_TITLES[family][0]] = family_table(summary, paper, tasks, family)
     if args.survivors:
-        built["s_counts"] = counts_table(read_table(args.survivors), paper, _mask_tasks(args.survivors, tasks))
+        survivors = read_table(args.survivors)
+        built["s_counts"] = counts_table(survivors, paper, _mask_tasks(survivors, args.survivors, tasks))
     if args.stability:
-        built["stability"] = stability_table(read_table(args.stability), paper, _mask_tasks(args.stability, tasks))
+        stability = read_table(args.stability)
+        built["stability"] = stability_table(stability, paper, _mask_tasks(stability, args.stability, tasks))
     if args.overlaps:
         over = read_table(args.overlaps)
-        mtasks = _mask_tasks(args.overlaps, tasks)
+        mtasks = _mask_tasks(over, args.overlaps, tasks)
         for unit in ("heads", "mlps"):
             built[f"overlaps_{unit}"] = overlap_table(over, paper, mtasks, unit, "good")
             built[f"overlaps_super_{unit}"] = overlap_table(over, paper, mtasks, unit, "super")
@@ -483,9 +485,8 @@ def main_tables(argv: list[str]) -> None:
     print(f"{len(built)} tables -> {out}: {', '.join(built)}")
 
 
-def _mask_tasks(path: str, fallback: list[str]) -> list[str]:
+def _mask_tasks(table: pd.DataFrame, path: str, fallback: list[str]) -> list[str]:
     """Mask analyses may come from the original masks (other tasks than our runs): use their tasks."""
-    table = read_table(path)
     col = "task" if "task" in table else "task_a"
     if col not in table:
         raise BertLotteryError(f"{path}: no task column")
