@@ -8,6 +8,7 @@ from snakemake.utils import validate
 from bertlottery.aggregate import PAPER_RESULTS_PATH
 from bertlottery.errors import BertLotteryError
 from bertlottery.settings import resolve_training
+from bertlottery.tables import FAMILY_TITLES
 
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
@@ -59,7 +60,6 @@ if PATTERN_LABELLED and not PATTERN_CNN_KINDS:
     raise WorkflowError(f"config patterns.labelled_dir={PATTERN_LABELLED}: neither raw/labels.csv nor "
                         "normed/labels.csv found there (expected CSV files with columns file,label)")
 PATTERN_CNN = [f"{RESULTS}/patterns/cnn/{kind}/card.json" for kind in PATTERN_CNN_KINDS]
-PAPER_RESULTS = "config/paper_results.yaml"
 
 # -- analysis.smk and report.smk (PAPER_SPEC sections 6-8)
 ANALYSIS = f"{RESULTS}/analysis"
@@ -71,8 +71,6 @@ PAPER_YAML = str(PAPER_RESULTS_PATH)  # config/paper_results.yaml of the install
 ORIGINAL_MASKS = config["analysis"]["original_masks_dir"]
 SEPARATE_FAMILIES = [f for f in S_FAMILIES if f != "s"] if config["retrain"]["separate_searches"] else []
 TABLE_FAMILIES = [f for f in ["s", "m", "super"] if f in RETRAIN_FAMILIES] + SEPARATE_FAMILIES
-FAMILY_TABLE_NAMES = {"s": "appendix_c_s", "m": "appendix_c_m", "super": "appendix_e_super",
-                      "s-heads": "appendix_b_heads_only", "s-mlps": "appendix_b_mlps_only"}
 # Figure 3 shows CoLA seed 71 in the paper; other runs use their first task / seed.
 FIG3_TASK = "CoLA" if "CoLA" in TASKS else TASKS[0]
 FIG3_SEED = "71" if "71" in SEEDS else SEEDS[0]
@@ -153,7 +151,7 @@ def metric_files():
 def table_names():
     """Every table the `tables` rule writes for this configuration, with its caption file."""
     names = {"table2": "table2", "sizes": "sizes", "paired_tests": "paired_tests"}
-    names |= {FAMILY_TABLE_NAMES[f]: "appendix_c" for f in TABLE_FAMILIES}
+    names |= {FAMILY_TITLES[f][0]: "appendix_c" for f in TABLE_FAMILIES}
     if has_mask_stats():
         names |= {"s_counts": "s_counts", "stability": "stability"}
         names |= {f"overlaps_{s}{u}": "overlaps" for s in ("", "super_") for u in ("heads", "mlps")}

@@ -64,7 +64,7 @@ rule patterns_summarize:
     input:
         counts=expand(f"{RESULTS}/patterns/counts/{{pconfig}}/{{task}}/seed{{seed}}.safetensors",
                       pconfig=PATTERN_CONFIGS, task=PATTERN_TASKS, seed=SEEDS),
-        paper=[PAPER_RESULTS] if os.path.isfile(PAPER_RESULTS) else [],
+        paper=[PAPER_YAML] if os.path.isfile(PAPER_YAML) else [],
     output:
         figure4=report(f"{RESULTS}/figures/figure4_finetuned.pdf", caption="../report/patterns_figure4.rst",
                        category="Attention patterns"),
