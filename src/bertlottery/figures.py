@@ -173,10 +173,10 @@ def appendix_b(s_masks: MaskSet | None, heads_only: MaskSet | None, mlps_only: M
         panels.append((f"s-pruning, together: tasks kept in (of {len(tasks)})", hm, hs, mm, ms, 0, len(tasks), 1,
                        "number of tasks"))
     if heads_only and mlps_only:
-        hm, hs, tasks, _ = all_tasks_survival(heads_only, "heads")
-        mm, ms, _, _ = all_tasks_survival(mlps_only, "mlps")
-        panels.append((f"s-pruning, separately: tasks kept in (of {len(tasks)})", hm, hs, mm, ms, 0, len(tasks), 1,
-                       "number of tasks"))
+        hm, hs, head_tasks, _ = all_tasks_survival(heads_only, "heads")
+        mm, ms, mlp_tasks, _ = all_tasks_survival(mlps_only, "mlps")
+        n = max(len(head_tasks), len(mlp_tasks))  # the two searches may have run on different tasks
+        panels.append((f"s-pruning, separately: tasks kept in (of {n})", hm, hs, mm, ms, 0, n, 1, "number of tasks"))
     if m_blocks is not None and not m_blocks.empty:
         hm, hs, mm, ms = block_grid(m_blocks)
         n = m_blocks["task"].nunique()
@@ -185,7 +185,8 @@ def appendix_b(s_masks: MaskSet | None, heads_only: MaskSet | None, mlps_only: M
     if not panels:
         raise BertLotteryError("Appendix B: no masks given")
     apply_style()
-    layers, heads = panels[0][1].shape
+    layers = max(p[1].shape[0] for p in panels)  # original 12-layer masks may sit beside our m-panel
+    heads = max(p[1].shape[1] for p in panels)
     per_row = 2
     rows = math.ceil(len(panels) / per_row)
     width = DOUBLE if len(panels) > 1 else SINGLE
