@@ -2,7 +2,7 @@
 
 In one process, on the same examples, device and seed, this runs
   (a) `transformers.Trainer` in fp32 with every example padded to 128 tokens (what a user would write),
-  (b) `bertlottery.training.train` with bertlottery's defaults (schema defaults, optionally --training JSON),
+  (b) `bertlottery.train.loop.train` with bertlottery's defaults (schema defaults, optionally --training JSON),
   (c) (b) again on a physically pruned s-subnetwork that keeps a seeded random 50 % of the heads,
 and reports examples/s, real (non-pad) tokens/s, peak memory, wall time, achieved TFLOP/s and, on a GPU
 with a known peak, MFU against the device's dense bf16 peak; the dev score of each run; and a cost model
@@ -32,14 +32,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertlottery.data import load_split, prepare_data, read_examples, subsample_indices
 from bertlottery.errors import BertLotteryError
-from bertlottery.masks import HeadMlpMask
-from bertlottery.metrics import reported, task_metrics
+from bertlottery.glue.data import (
+    load_split,
+    prepare_data,
+    read_examples,
+    subsample_indices,
+)
+from bertlottery.glue.metrics import reported, task_metrics
+from bertlottery.glue.tasks import get_task
+from bertlottery.masks.types import HeadMlpMask
+from bertlottery.modeling.apply import apply_mask
 from bertlottery.runtime import configure_torch, device_name, pick_device, set_seed
-from bertlottery.settings import library_versions, parse_json_arg, resolve_training, write_json
-from bertlottery.tasks import get_task
-from bertlottery.training import Plan, apply_mask, epoch_order, train
+from bertlottery.settings import (
+    library_versions,
+    parse_json_arg,
+    resolve_training,
+    write_json,
+)
+from bertlottery.train.loop import Plan, epoch_order, train
 
 MAX_SEQ_LENGTH = 128
 # Training settings (a) shares with (b): --training may not change them (that would compare different training).
@@ -62,7 +73,7 @@ ARCHITECTURES = {
 
 # Cost model inputs, per GLUE task: training rows (PAPER_SPEC 2.1) and the mean padded length per example
 # of a batch of 32 drawn at random (mean over batches of the batch's longest row, bert-base-uncased
-# WordPiece, truncation at 128). Measured with bertlottery.data on the GLUE TSVs of ../shared where
+# WordPiece, truncation at 128). Measured with bertlottery.glue.data on the GLUE TSVs of ../shared where
 # present; QNLI from its dev set (train not shared); QQP and MNLI (not shared) are estimates [I].
 GLUE_TRAIN = {
     "CoLA": (8551, 23.1, "measured"), "SST-2": (67349, 40.1, "measured"), "MRPC": (3668, 79.9, "measured"),
@@ -189,7 +200,7 @@ def flop_counts(model: torch.nn.Module) -> tuple[int, int]:
     """(encoder parameters, total attention width over layers): a training step costs about
     6 * params * tokens for the dense layers plus 12 * width * sum(len^2) for the attention scores
     and the weighted sum (forward 2 matmuls of 2 * len^2 * width, backward twice that)."""
-    from bertlottery.model import encoder_layers, head_counts
+    from bertlottery.modeling.structure import encoder_layers, head_counts
 
     layers = encoder_layers(model)
     params = sum(p.numel() for layer in layers for p in layer.parameters())
@@ -276,7 +287,7 @@ def build_model(args: argparse.Namespace, num_labels: int, attention: str | None
     """Seeded model: plain = the Trainer user's from_pretrained call; else bertlottery's load_classifier."""
     from transformers import AutoModelForSequenceClassification, BertConfig
 
-    from bertlottery.model import load_classifier
+    from bertlottery.modeling.loading import load_classifier
 
     set_seed(args.seed)  # same classifier init for every path
     if args.random_init_config:
@@ -341,7 +352,7 @@ def run_trainer(args, data, spec, device, settings: dict, work: Path, index: int
 
 def run_bertlottery(args, data, spec, device, settings: dict, work: Path, name: str, mask=None) -> dict:
     """(b) bertlottery's loop with `settings`; (c) the same after physically pruning with `mask`."""
-    from bertlottery.evaluation import predict
+    from bertlottery.train.evaluation import predict
 
     configure_torch(settings["tf32"])
     model = build_model(args, spec.num_labels, settings["attention"], plain=False)

@@ -8,7 +8,6 @@ import re
 
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 
@@ -20,7 +19,7 @@ def load_script():
 
 
 def test_half_heads_mask_is_seeded_and_keeps_half():
-    from bertlottery.masks import HeadMlpMask
+    from bertlottery.masks.types import HeadMlpMask
 
     bench = load_script()
 

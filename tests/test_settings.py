@@ -8,8 +8,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.glue.tasks import get_task
 from bertlottery.settings import SCHEMA_PATH, config_hash, resolve_training
-from bertlottery.tasks import get_task
 
 
 @pytest.fixture

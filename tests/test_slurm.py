@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, smoke_command
 
 SCRIPTS = REPO / "tests" / "slurm"

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from safetensors.torch import load_file
-
 from conftest import REPO, smoke_command
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
 

@@ -14,19 +14,20 @@ from bertlottery.errors import BertLotteryError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # command: (module, one-line help)
-    "prepare-data": ("bertlottery.data", "load, validate, subsample and tokenize one GLUE task"),
-    "finetune": ("bertlottery.training", "fine-tune a (masked) model on one task with one seed"),
-    "evaluate-full": ("bertlottery.evaluation", "dev metrics of a fine-tuned model"),
-    "find-s-mask": ("bertlottery.spruning", "s-pruning search (heads and MLPs) on a fine-tuned model"),
-    "find-m-mask": ("bertlottery.mpruning", "m-pruning search (global magnitude) on a fine-tuned model"),
-    "derive-s-masks": ("bertlottery.subnetworks", "random and bad s-masks from a good one"),
-    "super-masks": ("bertlottery.subnetworks_super", "super-survivor good / random / bad masks of a task"),
-    "evaluate-pruned": ("bertlottery.evaluation", "dev metrics of a fine-tuned model with a mask applied"),
-    "aggregate": ("bertlottery.aggregate", "all metric JSONs into one tidy table"),
-    "stats": ("bertlottery.stats", "stability, overlaps, paired tests, claims"),
-    "tables": ("bertlottery.tables", "Table 2, Appendix C/E tables, sizes"),
-    "figures": ("bertlottery.figures", "Figures 1, 2, 3, 5 and the Appendix B heatmaps"),
-    "patterns": ("bertlottery.patterns", "self-attention pattern extraction and classification"),
+    "prepare-data": ("bertlottery.glue.data", "load, validate, subsample and tokenize one GLUE task"),
+    "finetune": ("bertlottery.train.loop", "fine-tune a (masked) model on one task with one seed"),
+    "evaluate-full": ("bertlottery.train.evaluation", "dev metrics of a fine-tuned model"),
+    "find-s-mask": ("bertlottery.search.spruning", "s-pruning search (heads and MLPs) on a fine-tuned model"),
+    "find-m-mask": ("bertlottery.search.mpruning", "m-pruning search (global magnitude) on a fine-tuned model"),
+    "derive-s-masks": ("bertlottery.subnetworks.derive", "random and bad s-masks from a good one"),
+    "super-masks": ("bertlottery.subnetworks.super", "super-survivor good / random / bad masks of a task"),
+    "evaluate-pruned": ("bertlottery.train.evaluation", "dev metrics of a fine-tuned model with a mask applied"),
+    "aggregate": ("bertlottery.analysis.aggregate", "all metric JSONs into one tidy table"),
+    "stats": ("bertlottery.analysis.stats", "stability, overlaps, m-blocks, paired tests"),
+    "claims": ("bertlottery.analysis.claims", "the paper's claims checked on our numbers"),
+    "tables": ("bertlottery.analysis.tables", "Table 2, Appendix C/E tables, sizes"),
+    "figures": ("bertlottery.analysis.figures", "Figures 1, 2, 3, 5 and the Appendix B heatmaps"),
+    "patterns": ("bertlottery.patterns.patterns", "self-attention pattern extraction and classification"),
     "with-gpu": ("bertlottery.devices", "run a command on its own free GPU (CUDA_VISIBLE_DEVICES; CPU without GPUs)"),
 }
 

@@ -5,10 +5,10 @@ import os
 
 from snakemake.utils import validate
 
-from bertlottery.aggregate import PAPER_RESULTS_PATH
+from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.errors import BertLotteryError
 from bertlottery.settings import resolve_training
-from bertlottery.tables import FAMILY_TITLES
+from bertlottery.analysis.tables import FAMILY_TITLES
 
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)

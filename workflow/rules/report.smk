@@ -25,7 +25,7 @@ rule claims:
     benchmark:
         f"{RESULTS}/benchmarks/report/claims.tsv"
     shell:
-        "python -m bertlottery stats claims --summary {input.summary} --tests {input.tests} {params.masks} {params.blocks}"
+        "python -m bertlottery claims --summary {input.summary} --tests {input.tests} {params.masks} {params.blocks}"
         " --traces {input.traces} --alpha {params.alpha} --out-dir results/analysis > {log} 2>&1"
 
 

@@ -1,0 +1,197 @@
+"""All metrics JSONs into one tidy table, and the mean and Bessel-corrected std over seeds.
+
+One row per (task, seed, family, kind, evaluated): the metrics JSON contract of the package (full models,
+pruned evaluations, retrained models). The summary groups the seeds: mean and std with ddof = 1, the
+paper's convention (spec section 11.7). The published numbers (config/paper_results.yaml) are loaded here
+too, so tables, stats and figures share one reader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from bertlottery.errors import BertLotteryError
+from bertlottery.glue.tasks import GLUE_TASKS
+from bertlottery.settings import read_json
+
+PAPER_RESULTS_PATH = Path(__file__).resolve().parents[3] / "config" / "paper_results.yaml"
+KEYS = ["task", "seed", "family", "kind", "evaluated"]
+REQUIRED = ["task", "seed", "family", "evaluated", "metrics", "reported_metric", "reported"]
+MASK_SIZE_KEYS = ["heads_kept", "heads_total", "mlps_kept", "mlps_total", "params_kept", "params_total",
+                  "prunable_kept", "prunable_total", "paper_fraction"]
+NO_KIND = "none"  # the full model has no mask kind; a string keeps group-bys and CSV round trips simple
+FAMILY_ORDER = ["full", "m", "s", "super"]
+KIND_ORDER = [NO_KIND, "good", "random", "bad"]
+EVALUATED_ORDER = ["full", "pruned", "retrained"]
+
+
+def task_order(tasks) -> list[str]:
+    """Tasks in the paper's column order (spec 6.1), unknown names last in the given order."""
+    tasks = list(dict.fromkeys(tasks))
+    known = [t for t in GLUE_TASKS if t in tasks]
+    return known + [t for t in tasks if t not in known]
+
+
+def metric_row(record: dict, source: str) -> dict:
+    """One tidy row of a metrics JSON: keys, reported metric, every flat metric, mask sizes."""
+    missing = [key for key in REQUIRED if key not in record]
+    if missing:
+        raise BertLotteryError(f"{source}: metrics JSON lacks key(s) {missing}; expected the package contract")
+    if not isinstance(record["metrics"], dict):
+        raise BertLotteryError(f"{source}: 'metrics' is {type(record['metrics']).__name__}, expected an object")
+    row = {
+        "task": record["task"],
+        "seed": int(record["seed"]),
+        "family": record["family"],
+        "kind": record.get("kind") or NO_KIND,
+        "evaluated": record["evaluated"],
+        "reported_metric": record["reported_metric"],
+        "reported": float(record["reported"]),
+        "stop_metric": record.get("stop_metric"),
+        "stop": record.get("stop"),
+        "n_examples": record.get("n_examples"),
+    }
+    row |= {f"metric_{name}": float(value) for name, value in record["metrics"].items()}
+    size = record.get("mask_size") or {}
+    row |= {key: size.get(key, np.nan) for key in MASK_SIZE_KEYS}
+    row |= {key: record.get(key) for key in ("wall_time_s", "device", "config_hash")}
+    row["source"] = source
+    return row
+
+
+def collect(paths) -> pd.DataFrame:
+    """The tidy table of the given metrics JSON files (one row each), sorted for stable output."""
+    rows = [metric_row(read_json(path), str(path)) for path in paths]
+    if not rows:
+        raise BertLotteryError("no metrics JSON files given; expected at least the full models' metrics.json")
+    table = pd.DataFrame(rows)
+    duplicated = table.duplicated(KEYS, keep=False)
+    if duplicated.any():
+        clash = table.loc[duplicated, KEYS + ["source"]].to_string(index=False)
+        raise BertLotteryError(f"two metrics files describe the same run:\n{clash}")
+    return sort_table(table)
+
+
+def sort_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the paper's order: task columns order, family, kind, evaluated, then seed."""
+    order = {
+        "task": task_order(table["task"]),
+        "family": FAMILY_ORDER + sorted(set(table["family"]) - set(FAMILY_ORDER)),
+        "kind": KIND_ORDER + sorted(set(table["kind"]) - set(KIND_ORDER)),
+        "evaluated": EVALUATED_ORDER + sorted(set(table["evaluated"]) - set(EVALUATED_ORDER)),
+    }
+    table = table.copy()
+    for column, levels in order.items():
+        table[column] = pd.Categorical(table[column], categories=levels, ordered=True)
+    by = [c for c in ["task", "family", "kind", "evaluated", "seed"] if c in table]
+    table = table.sort_values(by).reset_index(drop=True)
+    for column in order:
+        table[column] = table[column].astype(str)
+    return table
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and Bessel-corrected std (ddof=1) over seeds of every numeric column, per run type.
+
+    n_seeds says how many seeds went in; with one seed the std is NaN (undefined), not 0.
+    """
+    group = ["task", "family", "kind", "evaluated"]
+    values = [c for c in table.columns if c.startswith("metric_") or c in MASK_SIZE_KEYS or c == "reported"]
+    grouped = table.groupby(group, sort=False)
+    means = grouped[values].mean().add_suffix("_mean")
+    stds = grouped[values].std(ddof=1).add_suffix("_std")
+    out = pd.concat([grouped["seed"].count().rename("n_seeds"),
+                     grouped["seed"].agg(lambda s: " ".join(map(str, sorted(s)))).rename("seeds"),
+                     grouped["reported_metric"].first(), means, stds], axis=1).reset_index()
+    return sort_table(out)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a table written by this module (Parquet or CSV) with the string columns as strings."""
+    path = Path(path)
+    if not path.exists():
+        raise BertLotteryError(f"{path}: table not found")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, keep_default_na=False, na_values=[""],
+                       dtype={"task": str, "family": str, "kind": str, "evaluated": str})
+
+
+def write_table(table: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Write `stem`.csv and `stem`.parquet; returns the paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    csv, parquet = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
+    table.to_csv(csv, index=False)
+    table.to_parquet(parquet, index=False)
+    return [csv, parquet]
+
+
+def lookup(summary: pd.DataFrame, task: str, family: str, kind: str, evaluated: str) -> pd.Series | None:
+    """The summary row of one run type, or None when it was not run."""
+    hit = summary[(summary["task"] == task) & (summary["family"] == family)
+                  & (summary["kind"] == kind) & (summary["evaluated"] == evaluated)]
+    return None if hit.empty else hit.iloc[0]
+
+
+# --- the published numbers -------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _load_yaml(path: str) -> dict:
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise BertLotteryError(f"{path}: paper results file not found") from None
+
+
+def load_paper(path: str | Path | None = None) -> dict:
+    """config/paper_results.yaml (or another file of the same layout)."""
+    return _load_yaml(str(path or PAPER_RESULTS_PATH))
+
+
+def paper_performance(paper: dict, family: str, kind: str, evaluated: str, task: str):
+    """(mean, std) the paper reports for one run type and task, or None where it reports none."""
+    try:
+        mean, std = paper["performance"][family][kind][evaluated][task]
+    except (KeyError, TypeError):
+        return None
+    return float(mean), float(std)
+
+
+def paper_majority(paper: dict, task: str) -> float | None:
+    value = paper.get("majority_baseline", {}).get(task)
+    return None if value is None else float(value)
+
+
+# --- CLI -------------------------------------------------------------------------------------------
+
+
+def main_aggregate(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="bertlottery aggregate",
+        description="All metrics JSONs into results/analysis/metrics.{csv,parquet} (one row per run) and "
+                    "summary.{csv,parquet} (mean and ddof=1 std over seeds).",
+    )
+    parser.add_argument("--inputs", nargs="*", default=[], help="metrics JSON files")
+    parser.add_argument("--results-dir", help="instead of / besides --inputs: find every metrics JSON under "
+                        "<dir>/finetune, <dir>/eval and <dir>/retrain")
+    parser.add_argument("--out-dir", default="results/analysis")
+    args = parser.parse_args(argv)
+    paths = list(args.inputs)
+    if args.results_dir:
+        root = args.results_dir
+        paths += sorted(glob.glob(f"{root}/finetune/*/seed*/metrics.json"))
+        paths += sorted(glob.glob(f"{root}/eval/*/*/*/seed*/pruned.json"))
+        paths += sorted(glob.glob(f"{root}/retrain/*/*/*/seed*/metrics.json"))
+    table = collect(paths)
+    summary = summarize(table)
+    written = write_table(table, Path(args.out_dir) / "metrics") + write_table(summary, Path(args.out_dir) / "summary")
+    print(f"{len(table)} runs, {len(summary)} run types -> " + ", ".join(map(str, written)))

@@ -1,0 +1,70 @@
+"""Load a sequence-classification model from a hub id or a local directory (pruned ones rebuilt)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bertlottery.errors import BertLotteryError
+from bertlottery.masks.types import PRUNED_CONFIG_KEYS
+from bertlottery.modeling.pruning import load_pruned
+from bertlottery.modeling.structure import encoder_layers
+
+
+def _looks_local(name_or_path: str) -> bool:
+    return Path(name_or_path).expanduser().exists() or name_or_path.startswith(("/", "./", "../", "~"))
+
+
+def _is_pruned_dir(name: str) -> bool:
+    config = Path(name).expanduser() / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get(PRUNED_CONFIG_KEYS[0]) is not None
+    except (OSError, ValueError) as exc:
+        raise BertLotteryError(f"{config}: not readable JSON ({exc})") from exc
+
+
+def load_classifier(name_or_path: str | os.PathLike, num_labels: int, *, random_init: bool = False,
+                    attn_implementation: str = "sdpa") -> nn.Module:
+    """A sequence-classification model in fp32 (num_labels=1: regression with MSE loss).
+
+    random_init builds the architecture from the checkpoint's config with random weights (the paper's
+    Table 2 "random init" row); the caller seeds torch first for a reproducible init. A saved physically
+    pruned model (config.json has bertlottery_head_mask) is rebuilt with `load_pruned`."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    name = str(name_or_path)
+    if _looks_local(name) and not Path(name).expanduser().is_dir():
+        raise BertLotteryError(f"{name}: model directory not found (expected a save_pretrained directory "
+                               "with config.json and weights, or a hub id)")
+    if not random_init and _is_pruned_dir(name):
+        model = load_pruned(name, attn_implementation=attn_implementation)
+        if model.config.num_labels != num_labels:
+            raise BertLotteryError(f"{name}: pruned model has num_labels={model.config.num_labels}, "
+                                   f"expected {num_labels}")
+        return model
+    problem = "regression" if num_labels == 1 else "single_label_classification"
+    try:
+        if random_init:
+            config = AutoConfig.from_pretrained(name, num_labels=num_labels, problem_type=problem)
+            for key in PRUNED_CONFIG_KEYS:  # a random full-size model, even from a pruned model's config
+                if hasattr(config, key):
+                    delattr(config, key)
+            model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
+        else:
+            # dtype fixed: checkpoints may store fp16 (the shared MiniLM) while the study runs in fp32
+            model = AutoModelForSequenceClassification.from_pretrained(
+                name, num_labels=num_labels, problem_type=problem, dtype=torch.float32,
+                attn_implementation=attn_implementation)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        # RuntimeError: e.g. a fine-tuned checkpoint whose classifier has another number of labels
+        raise BertLotteryError(f"{name}: cannot load a sequence-classification model with "
+                               f"num_labels={num_labels} ({exc})") from exc
+    model = model.float()
+    encoder_layers(model)  # fail early on a non-BERT-style architecture
+    return model

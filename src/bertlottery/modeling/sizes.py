@@ -1,0 +1,77 @@
+"""Subnetwork sizes (spec 6.3): parameters kept by a mask, counted on a meta-device model of the config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from bertlottery.errors import BertLotteryError
+from bertlottery.masks.types import HeadMlpMask, WeightMask, _config_of
+from bertlottery.modeling.structure import (
+    encoder_layers,
+    layer_parts,
+    meta_model,
+    prunable_parameters,
+)
+from bertlottery.modeling.weight_masks import check_weight_mask
+
+PAPER_EMBEDDING_SHARE = 0.21
+
+
+def _structure_costs(model: nn.Module) -> list[dict[str, int]]:
+    """Per layer: parameters per head (Q/K/V rows + biases, output-dense columns), the output-dense bias
+    (gone with the last head), the MLP (intermediate + output dense with biases) and its output bias."""
+    costs = []
+    for layer in encoder_layers(model):
+        parts = layer_parts(layer)
+        heads = parts.self_attention.num_attention_heads
+        dim = parts.query.weight.shape[0] // heads
+        per_head = sum(dim * lin.weight.shape[1] + (dim if lin.bias is not None else 0)
+                       for lin in (parts.query, parts.key, parts.value))
+        per_head += dim * parts.attn_dense.weight.shape[0]
+        out_bias = parts.output_dense.bias.numel() if parts.output_dense.bias is not None else 0
+        mlp = sum(p.numel() for lin in (parts.intermediate_dense, parts.output_dense) for p in lin.parameters())
+        attn_bias = parts.attn_dense.bias.numel() if parts.attn_dense.bias is not None else 0
+        costs.append({"per_head": per_head, "attn_bias": attn_bias, "mlp": mlp, "mlp_out_bias": out_bias})
+    return costs
+
+
+def head_mlp_costs(model_or_config: Any) -> dict[str, int]:
+    """Parameters removed with one head and with one MLP (layer 0; bert-base: 196,800 and 4,722,432)."""
+    cost = _structure_costs(meta_model(model_or_config))[0]
+    return {"per_head": cost["per_head"], "per_mlp": cost["mlp"], "attn_output_bias": cost["attn_bias"]}
+
+
+def size_of(model_or_config: Any, mask: HeadMlpMask | WeightMask | None) -> dict[str, Any]:
+    """Subnetwork size as plain counts and the paper's way (spec 6.3). Totals count the whole
+    sequence-classification model of the config (embeddings, pooler, classifier included)."""
+    model = meta_model(model_or_config)
+    config = _config_of(model_or_config)
+    layers, heads = config.num_hidden_layers, config.num_attention_heads
+    params_total = sum(p.numel() for p in model.parameters())
+    prunable_total = sum(p.numel() for p in prunable_parameters(model).values())
+    size = {"heads_kept": layers * heads, "heads_total": layers * heads, "mlps_kept": layers,
+            "mlps_total": layers, "params_kept": params_total, "params_total": params_total,
+            "prunable_kept": prunable_total, "prunable_total": prunable_total}
+    if isinstance(mask, HeadMlpMask):
+        mask.check_fits(config)
+        removed = removed_prunable = 0
+        for cost, head_row, mlp_kept in zip(_structure_costs(model), mask.heads, mask.mlps):
+            gone = heads - int(head_row.sum())
+            removed_here = gone * cost["per_head"] + (cost["attn_bias"] if gone == heads else 0)
+            removed += removed_here
+            removed_prunable += removed_here
+            if not mlp_kept:
+                removed += cost["mlp"]
+                removed_prunable += cost["mlp"] - cost["mlp_out_bias"]  # output bias is not prunable
+        size.update(heads_kept=mask.heads_kept, mlps_kept=mask.mlps_kept,
+                    params_kept=params_total - removed, prunable_kept=prunable_total - removed_prunable)
+    elif isinstance(mask, WeightMask):
+        check_weight_mask(mask, model)
+        # A weight mask removes no head or MLP as a unit; heads/mlps_kept stay at their totals.
+        size.update(prunable_kept=mask.kept, params_kept=params_total - prunable_total + mask.kept)
+    elif mask is not None:
+        raise BertLotteryError(f"size_of: expected a HeadMlpMask, WeightMask or None, got {type(mask).__name__}")
+    size["paper_fraction"] = size["params_kept"] / size["params_total"] - PAPER_EMBEDDING_SHARE
+    return size

@@ -1,0 +1,60 @@
+"""What the two mask-search commands (find-s-mask, find-m-mask) share: arguments and inputs."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bertlottery.errors import BertLotteryError
+from bertlottery.glue.data import load_split
+from bertlottery.glue.tasks import TaskSpec, get_task
+from bertlottery.modeling.loading import load_classifier
+from bertlottery.runtime import configure_torch, pick_device, set_seed
+from bertlottery.settings import parse_json_arg, section_defaults
+
+
+def resolve_section(section: str, given: dict, where: str) -> dict:
+    """A config section (JSON from the rule) over the schema's defaults; unknown keys are an error."""
+    defaults = section_defaults(section)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise BertLotteryError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(defaults)}")
+    return defaults | given
+
+
+def search_parser(prog: str, description: str, section: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--model-dir", required=True, help="fine-tuned model (save_pretrained directory)")
+    parser.add_argument("--data-dir", required=True, help="prepared data of the task (prepare-data output)")
+    parser.add_argument("--settings", default="{}", help=f"the config's {section} section (JSON)")
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--state-dir", default=None, help="resumable search state (default <out-dir>/search_state)")
+    return parser
+
+
+@dataclass
+class SearchInputs:
+    spec: TaskSpec
+    settings: dict
+    state_dir: Path
+    started: float
+    device: object
+    model: object
+    dev_split: object
+
+
+def load_search_inputs(args: argparse.Namespace, section: str) -> SearchInputs:
+    """The fine-tuned model (eval device) and its dev split (MNLI: matched only, as the original)."""
+    spec = get_task(args.task)
+    settings = resolve_section(section, parse_json_arg(args.settings, "settings"), f"--settings ({section})")
+    state_dir = Path(args.state_dir) if args.state_dir else Path(args.out_dir) / "search_state"
+    started = time.time()
+    configure_torch()  # fp32 matmuls as the paper; BERTLOTTERY_THREADS caps CPU threads
+    device = pick_device()
+    set_seed(args.seed)  # as the original; matters only for weights missing from the checkpoint
+    model = load_classifier(args.model_dir, spec.num_labels).to(device)
+    return SearchInputs(spec, settings, state_dir, started, device, model, load_split(args.data_dir, "dev"))

@@ -1,0 +1,391 @@
+"""m-pruning (PAPER_SPEC section 3): iterative global magnitude pruning of individual weights.
+
+Each step is `torch.nn.utils.prune.global_unstructured(L1Unstructured, amount)` over the prunable pool
+(`model.prunable_parameters`: Q/K/V, attention-output and intermediate weights and biases, output dense
+weight; 85,008,384 values in bert-base): it removes round(amount * n) of the n still-unpruned values,
+those with the smallest fine-tuned |w|, ranked globally. Weights are never changed; the masks are
+applied to the fine-tuned model and the dev score checked after each step. The pool is one flat
+tensor, in the original's parameter order (key before query), so ties fall as torch's topk puts them.
+
+Stop rule (find_global_weight_mask.py): continue while score >= threshold * S0, at most
+`max_iterations` steps; the saved mask is the one before the last step taken. That is the right one
+when the last step failed; when the cap ends the loop after a passing step it is one step short
+(`cap_quirk`, max saved sparsity 1 - 0.9^9 = 61.3 %); cap_quirk=False saves the last passing step.
+S0 < 0 (T > S0): the loop never runs (the original then crashes on an unassigned mask); the full
+mask is saved.
+
+Random and bad masks have exactly the good mask's pruned count (the original recomputed it from a
+float32 fraction, which can be off by a few values):
+* random: global uniform choice, like RandomUnstructured (prune the top-k of uniform draws), drawn
+  from a torch.Generator seeded from (task, seed, "random"), so reruns are identical (the original
+  drew from the global torch RNG after set_seed(seed));
+* bad, "code" (the original): prune the largest |w|, i.e. keep the smallest-magnitude values;
+* bad, "paper" (spec 11.4): all pruned-away values plus a random sample of survivors when the pruned
+  fraction p < 0.5, else a random sample of the pruned-away values; seeded from (task, seed, "bad").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn.utils import parametrize
+
+from bertlottery.errors import BertLotteryError
+from bertlottery.glue import metrics as M
+from bertlottery.glue.data import TokenizedSplit
+from bertlottery.glue.tasks import TaskSpec
+from bertlottery.masks.types import WeightMask
+from bertlottery.modeling.sizes import size_of
+from bertlottery.modeling.structure import prunable_parameters
+from bertlottery.modeling.weight_masks import apply_weight_mask
+from bertlottery.runtime import device_name
+from bertlottery.search.inputs import load_search_inputs, search_parser
+from bertlottery.settings import config_hash, library_versions, read_json, write_json
+from bertlottery.train.evaluation import predict
+
+BAD_MODES = ("code", "paper")
+STATE_FILE = "m_search_state.json"
+STATE_VERSION = 1
+# The original's per-layer order of the pool (run_glue.parameters_to_prune); it only decides ties.
+ORIGINAL_ROLES = (
+    "attention.self.key.weight", "attention.self.key.bias", "attention.self.query.weight",
+    "attention.self.query.bias", "attention.self.value.weight", "attention.self.value.bias",
+    "attention.output.dense.weight", "attention.output.dense.bias", "intermediate.dense.weight",
+    "intermediate.dense.bias", "output.dense.weight",
+)
+
+
+def original_order(names: list[str]) -> list[str]:
+    """Names grouped by layer (first appearance), each layer in ORIGINAL_ROLES order; unknown roles last."""
+    layer_rank: dict[str, int] = {}
+
+    def key(item: tuple[int, str]) -> tuple[int, int, int]:
+        position, name = item
+        for rank, role in enumerate(ORIGINAL_ROLES):
+            if name.endswith("." + role):
+                prefix = name[: -len(role) - 1]
+                return layer_rank.setdefault(prefix, len(layer_rank)), rank, position
+        return len(names), len(ORIGINAL_ROLES), position
+
+    for item in enumerate(names):  # fix the layer ranks in dict order first
+        key(item)
+    return [name for _, name in sorted(enumerate(names), key=key)]
+
+
+@dataclass
+class MagnitudePool:
+    """The prunable values as one flat CPU float32 vector of fine-tuned |w|, with their layout."""
+
+    names: list[str]
+    shapes: list[torch.Size]
+    magnitude: torch.Tensor
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module) -> "MagnitudePool":
+        params = prunable_parameters(model)
+        names = original_order(list(params))
+        with torch.no_grad():
+            flat = torch.cat([params[n].detach().reshape(-1).float().cpu() for n in names])
+        return cls(names, [params[n].shape for n in names], flat.abs_())
+
+    @property
+    def total(self) -> int:
+        return self.magnitude.numel()
+
+    def split(self, kept: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A flat kept-vector as {parameter name: bool tensor of the parameter's shape}."""
+        parts = torch.split(kept, [s.numel() for s in self.shapes])
+        return {name: part.view(shape) for name, part, shape in zip(self.names, parts, self.shapes)}
+
+    def weight_mask(self, kept: torch.Tensor, **meta) -> "WeightMask":  # noqa: F821
+        return WeightMask(self.split(kept), {k: str(v) for k, v in meta.items()})
+
+    def fingerprint(self) -> str:
+        return f"{self.total}|{float(self.magnitude.double().sum()):.12e}"
+
+
+def l1_step(magnitude: torch.Tensor, kept: torch.Tensor, amount: float) -> torch.Tensor:
+    """One global_unstructured(L1Unstructured, amount) step: prune round(amount * n) of the n kept
+    values, the smallest |w|; topk runs on the kept values in pool order, as torch's PruningContainer."""
+    n_kept = int(kept.sum())
+    n_prune = round(amount * n_kept)  # torch's _compute_nparams_toprune (Python round)
+    new = kept.clone()
+    if n_prune == 0:
+        return new
+    smallest = torch.topk(magnitude[kept], k=n_prune, largest=False).indices
+    sub = torch.ones(n_kept, dtype=torch.bool)
+    sub[smallest] = False
+    new[kept] = sub
+    return new
+
+
+def derive_seed(task: str, seed: int, kind: str) -> int:
+    """A stable 63-bit generator seed from (task, seed, kind)."""
+    digest = hashlib.sha256(f"{task}|{seed}|{kind}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def _generator(task: str, seed: int, kind: str) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(task, seed, kind))
+
+
+def _sample(candidates: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """A uniform random subset of n candidates, as a bool vector."""
+    scores = torch.rand(candidates.numel(), generator=generator)
+    scores[~candidates] = -1.0
+    chosen = torch.zeros_like(candidates)
+    chosen[torch.topk(scores, k=n).indices] = True
+    return chosen
+
+
+def random_kept(total: int, n_kept: int, generator: torch.Generator) -> torch.Tensor:
+    """RandomUnstructured over the whole pool: prune the total - n_kept largest uniform draws."""
+    kept = torch.ones(total, dtype=torch.bool)
+    kept[torch.topk(torch.rand(total, generator=generator), k=total - n_kept).indices] = False
+    return kept
+
+
+def bad_kept_code(magnitude: torch.Tensor, n_kept: int) -> torch.Tensor:
+    """The original's "inverse magnitude" mask: prune the largest |w|, keep the n_kept smallest."""
+    kept = torch.ones(magnitude.numel(), dtype=torch.bool)
+    kept[torch.topk(magnitude, k=magnitude.numel() - n_kept, largest=True).indices] = False
+    return kept
+
+
+def bad_kept_paper(good: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Spec 11.4: the pruned-away values plus random survivors (p < 0.5), or a random sample of the
+    pruned-away values (p >= 0.5); always as many kept as the good mask."""
+    n_kept = int(good.sum())
+    pruned = ~good
+    n_pruned = good.numel() - n_kept
+    if n_pruned / good.numel() < 0.5:
+        return pruned | _sample(good, n_kept - n_pruned, generator)
+    return _sample(pruned, n_kept, generator)
+
+
+# ----------------------------------------------------------------------------------------------
+# The search
+
+
+@dataclass
+class MSearchResult:
+    good: "WeightMask"  # noqa: F821
+    random: "WeightMask"  # noqa: F821
+    bad: "WeightMask"  # noqa: F821
+    trace: list[dict]  # one row per dev evaluation; row 0 = the full model
+    s0: float
+    threshold: float  # T = threshold * S0
+    score: float  # stop-rule score of the good mask
+    steps: int  # pruning steps in the good mask (its kept fraction is ~ (1 - amount) ** steps)
+
+
+def dev_score(model, spec: TaskSpec, split: TokenizedSplit, batch_size: int, progress: bool):
+    pred = predict(model, split, batch_size=batch_size, progress=progress)
+    values = M.task_metrics(spec, pred.logits, pred.labels) | {"loss": pred.loss}
+    return float(M.stop_score(spec, values)), values
+
+
+def unmask(model: torch.nn.Module) -> None:
+    """Drop weight-mask parametrizations and restore the stored (unmasked) weights."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for attr in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
+
+
+def _row(step: int, kept: torch.Tensor, score: float, values: dict, accepted: bool) -> dict:
+    n = int(kept.sum())
+    return {"iteration": step, "prunable_kept": n, "prunable_total": kept.numel(),
+            "kept_fraction": n / kept.numel(), "score": score, "accepted": accepted, "metrics": values}
+
+
+def find_m_mask(
+    model: torch.nn.Module,
+    spec: TaskSpec,
+    dev_split: TokenizedSplit,
+    *,
+    seed: int,
+    threshold: float = 0.9,
+    amount: float = 0.1,
+    max_iterations: int = 10,
+    cap_quirk: bool = True,
+    batch_size: int = 64,
+    bad_mode: str = "code",
+    state_dir: str | Path | None = None,
+    progress: bool = True,
+    on_iteration: Callable[[int], None] | None = None,
+) -> MSearchResult:
+    """Good, random and bad weight masks of (task, seed) (see the module docstring).
+
+    With `state_dir`, the state after every dev evaluation is saved there (JSON: the masks follow
+    from the step count by replaying the deterministic pruning steps); a rerun with the same
+    settings, model and data resumes from it. `clear_state(state_dir)` removes it."""
+    if bad_mode not in BAD_MODES:
+        raise BertLotteryError(f"m_pruning.bad_mode {bad_mode!r}: expected one of {', '.join(BAD_MODES)}")
+    if len(dev_split) == 0:
+        raise BertLotteryError("m-pruning: the dev split is empty; expected the task's prepared dev examples")
+    if any(parametrize.is_parametrized(m) for m in model.modules()):
+        raise BertLotteryError("m-pruning needs the fine-tuned model without a weight mask applied")
+    pool = MagnitudePool.from_model(model)
+    settings_hash = config_hash({"threshold": threshold, "amount": amount, "max_iterations": max_iterations,
+                                 "batch_size": batch_size, "task": spec.name, "pool": pool.fingerprint(),
+                                 "dev": _split_fingerprint(dev_split)})
+    state_dir = Path(state_dir) if state_dir is not None else None
+    state = _load_state(state_dir, settings_hash) if state_dir else None
+    try:
+        if state is None:
+            s0, values = dev_score(model, spec, dev_split, batch_size, progress)
+            state = {"s0": s0, "trace": [_row(0, torch.ones(pool.total, dtype=torch.bool), s0, values, True)],
+                     "done": False}
+            _save_state(state_dir, state, settings_hash, on_iteration)
+        limit = threshold * state["s0"]
+        # The masks of the last two steps (the saved one is one of them); replay finished steps on resume.
+        previous = kept = torch.ones(pool.total, dtype=torch.bool)
+        for _ in range(len(state["trace"]) - 1):
+            previous, kept = kept, l1_step(pool.magnitude, kept, amount)
+        _check_replay(state, kept)
+        while not state["done"]:
+            step = len(state["trace"]) - 1
+            if step >= max_iterations or not state["trace"][-1]["score"] >= limit:
+                state["done"] = True
+                _save_state(state_dir, state, settings_hash, None)
+                break
+            previous, kept = kept, l1_step(pool.magnitude, kept, amount)
+            apply_weight_mask(model, pool.weight_mask(kept))
+            score, values = dev_score(model, spec, dev_split, batch_size, progress)
+            state["trace"].append(_row(step + 1, kept, score, values, score >= limit))
+            if progress:
+                print(f"m-pruning step {step + 1}: kept {int(kept.sum()) / pool.total:.4f}, score {score:.4f} "
+                      f"({'pass' if score >= limit else 'fail'}; limit {limit:.4f})")
+            _save_state(state_dir, state, settings_hash, on_iteration)
+    finally:
+        unmask(model)
+    steps = saved_steps(state["trace"], limit, max_iterations, cap_quirk)
+    good = kept if steps == len(state["trace"]) - 1 else previous
+    return _derive(pool, state, good, steps, limit, spec.name, seed, bad_mode)
+
+
+def saved_steps(trace: list[dict], limit: float, max_iterations: int, cap_quirk: bool) -> int:
+    """Steps in the saved mask: the one before the last step taken (the original), or the last step
+    itself when it passed at the cap and cap_quirk is off. No step taken (S0 < T): 0."""
+    taken = len(trace) - 1
+    if taken == 0:
+        return 0
+    if not cap_quirk and taken == max_iterations and trace[-1]["score"] >= limit:
+        return taken
+    return taken - 1
+
+
+def _derive(pool: MagnitudePool, state: dict, good: torch.Tensor, steps: int, limit: float, task: str, seed: int,
+            bad_mode: str) -> MSearchResult:
+    """The result: the good mask, its random and bad counterparts (same kept count) and the summary."""
+    n_kept = int(good.sum())
+    random = random_kept(pool.total, n_kept, _generator(task, seed, "random"))
+    if bad_mode == "code":
+        bad = bad_kept_code(pool.magnitude, n_kept)
+    else:
+        bad = bad_kept_paper(good, _generator(task, seed, "bad"))
+    meta = {"task": task, "seed": seed, "family": "m", "iteration": steps}
+    methods = {
+        "good": "global L1 magnitude (iterative)",
+        "random": "global uniform random, same count",
+        "bad": "keep the smallest |w|, same count" if bad_mode == "code"
+        else "pruned-away plus random, same count (paper text)",
+    }
+    masks = {kind: pool.weight_mask(kept, kind=kind, method=methods[kind], **meta)
+             for kind, kept in (("good", good), ("random", random), ("bad", bad))}
+    trace = state["trace"]
+    return MSearchResult(masks["good"], masks["random"], masks["bad"], trace, state["s0"], limit,
+                         trace[steps]["score"], steps)
+
+
+def _split_fingerprint(split: TokenizedSplit) -> str:
+    return f"{len(split)}|{float(split.labels.double().sum()):.6e}|{int(split.input_ids.long().sum())}"
+
+
+def _check_replay(state: dict, kept: torch.Tensor) -> None:
+    expected = state["trace"][-1]["prunable_kept"]
+    if int(kept.sum()) != expected:
+        raise BertLotteryError(f"m-pruning state: replaying {len(state['trace']) - 1} steps kept {int(kept.sum())} "
+                               f"values, the saved state says {expected}; delete the state directory")
+
+
+def _save_state(state_dir: Path | None, state: dict, settings_hash: str, on_iteration) -> None:
+    if state_dir is not None:
+        write_json(state_dir / STATE_FILE, {"version": STATE_VERSION, "settings_hash": settings_hash, **state})
+    if on_iteration is not None:
+        on_iteration(len(state["trace"]) - 1)
+
+
+def _load_state(state_dir: Path, settings_hash: str) -> dict | None:
+    path = state_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        saved = read_json(path)
+    except BertLotteryError as exc:
+        print(f"m-pruning: ignoring unreadable state ({exc})")
+        return None
+    if saved.get("version") != STATE_VERSION or saved.get("settings_hash") != settings_hash:
+        print(f"m-pruning: ignoring state {path} made with other settings, model or data")
+        return None
+    return {k: saved[k] for k in ("s0", "trace", "done")}
+
+
+def clear_state(state_dir: str | Path | None) -> None:
+    """Remove a finished search's state (call after the final outputs are written)."""
+    if state_dir is None:
+        return
+    (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
+    if Path(state_dir).is_dir() and not any(Path(state_dir).iterdir()):
+        Path(state_dir).rmdir()
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs and command line
+
+
+def write_outputs(result: MSearchResult, out_dir: str | Path, *, spec: TaskSpec, seed: int, settings: dict,
+                  model_config, started: float | None = None, device: str = "cpu") -> None:
+    """good/random/bad.safetensors, trace.json (per-step scores) and search.json (summary, sizes)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    masks = {"good": result.good, "random": result.random, "bad": result.bad}
+    for kind, mask in masks.items():
+        mask.save(out_dir / f"{kind}.safetensors")
+    write_json(out_dir / "trace.json", {"task": spec.name, "seed": seed, "s0": result.s0,
+                                        "threshold": result.threshold, "saved_step": result.steps,
+                                        "iterations": result.trace})
+    write_json(out_dir / "search.json", {
+        "task": spec.name, "seed": seed, "family": "m", "stop_metric": spec.stop_metric, "s0": result.s0,
+        "threshold_fraction": settings["threshold"], "threshold": result.threshold, "score": result.score,
+        "steps_taken": len(result.trace) - 1, "saved_step": result.steps,
+        "pruned_fraction": 1 - result.good.fraction,
+        "mask_size": {kind: size_of(model_config, mask) for kind, mask in masks.items()},
+        "settings": settings, "random_seed": derive_seed(spec.name, seed, "random"),
+        "wall_time_s": None if started is None else round(time.time() - started, 3),
+        "device": device, "versions": library_versions(), "config_hash": config_hash(settings),
+    })
+
+
+def main_find_m_mask(argv: list[str]) -> None:
+    parser = search_parser("bertlottery find-m-mask", __doc__.split("\n")[0], "m_pruning")
+    args = parser.parse_args(argv)
+    inputs = load_search_inputs(args, "m_pruning")
+    spec, settings, state_dir, started = inputs.spec, inputs.settings, inputs.state_dir, inputs.started
+    model, split, device = inputs.model, inputs.dev_split, inputs.device
+    result = find_m_mask(model, spec, split, seed=args.seed, threshold=settings["threshold"],
+                         amount=settings["amount"], max_iterations=settings["max_iterations"],
+                         cap_quirk=settings["cap_quirk"], batch_size=settings["batch_size"],
+                         bad_mode=settings["bad_mode"], state_dir=state_dir)
+    write_outputs(result, args.out_dir, spec=spec, seed=args.seed, settings=settings, model_config=model.config,
+                  started=started, device=device_name(device))
+    clear_state(state_dir)
+    print(f"{spec.name} seed {args.seed} m-pruning: kept {result.good.fraction:.4f} of the prunable weights "
+          f"after {result.steps} steps, {spec.stop_metric} {result.score:.4f} "
+          f"(S0 {result.s0:.4f}, limit {result.threshold:.4f})")

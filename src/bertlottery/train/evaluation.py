@@ -1,0 +1,189 @@
+"""Dev-set evaluation: predictions, metrics, and the metrics JSON of full and pruned models."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bertlottery.glue import metrics as M
+from bertlottery.glue.data import TokenizedSplit, load_split
+from bertlottery.glue.tasks import TaskSpec, get_task
+from bertlottery.masks.types import load_any_mask
+from bertlottery.modeling.apply import apply_mask
+from bertlottery.modeling.loading import load_classifier
+from bertlottery.runtime import autocast, device_name, pick_device
+from bertlottery.settings import (
+    config_hash,
+    library_versions,
+    parse_json_arg,
+    write_json,
+)
+
+
+@dataclass
+class Predictions:
+    logits: np.ndarray  # [n, num_labels] (regression: [n, 1])
+    labels: np.ndarray
+    loss: float  # mean task loss over examples
+
+
+def iterate_batches(
+    split: TokenizedSplit, batch_size: int, *, order: np.ndarray | None = None, pad_to: int | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches in `order` (default: file order), padded to the batch's longest or to `pad_to`."""
+    order = np.arange(len(split)) if order is None else order
+    for start in range(0, len(order), batch_size):
+        yield split.collate(order[start : start + batch_size], pad_to=pad_to)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    split: TokenizedSplit,
+    *,
+    batch_size: int = 64,
+    device: torch.device | None = None,
+    precision: str = "fp32",
+    pad_to: int | None = None,
+    progress: bool = False,
+) -> Predictions:
+    """Logits over a split in file order, in eval mode (no dropout)."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    logits, losses = [], []
+    batches = iterate_batches(split, batch_size, pad_to=pad_to)
+    total = -(-len(split) // batch_size)
+    for batch in tqdm(batches, total=total, desc="eval", disable=not progress, leave=False):
+        batch = to_device(batch, device)
+        with autocast(device, precision):
+            out = model(**batch)
+        logits.append(out.logits.float())
+        losses.append(out.loss.float() * len(batch["labels"]))
+    all_logits = torch.cat(logits).cpu().numpy()
+    loss = float(torch.stack(losses).sum().cpu()) / max(len(split), 1)
+    return Predictions(all_logits, split.labels.numpy(), loss)
+
+
+def evaluate_splits(
+    model: torch.nn.Module,
+    spec: TaskSpec,
+    data_dir: str | Path,
+    *,
+    batch_size: int = 64,
+    precision: str = "fp32",
+    progress: bool = True,
+) -> tuple[dict[str, float], int]:
+    """Flat metrics over the task's dev splits (MNLI's mismatched split gets an `_mm` suffix)."""
+    out: dict[str, float] = {}
+    n_examples = 0
+    for split_name in spec.dev_splits:
+        split = load_split(data_dir, split_name)
+        pred = predict(model, split, batch_size=batch_size, precision=precision, progress=progress)
+        values = M.task_metrics(spec, pred.logits, pred.labels) | {"loss": pred.loss}
+        suffix = "" if split_name == "dev" else "_" + split_name.removeprefix("dev_")
+        out |= {key + suffix: value for key, value in values.items()}
+        if split_name == "dev":
+            n_examples = len(split)
+    return out, n_examples
+
+
+def metrics_record(
+    spec: TaskSpec,
+    seed: int,
+    values: dict[str, float],
+    n_examples: int,
+    *,
+    family: str,
+    kind: str | None,
+    evaluated: str,
+    mask_size: dict | None,
+    started: float,
+    device: torch.device,
+    settings: dict,
+) -> dict:
+    """The metrics JSON every evaluation writes (DESIGN.md: metrics, sizes, time, device, versions, hash)."""
+    return {
+        "task": spec.name,
+        "seed": seed,
+        "family": family,
+        "kind": kind,
+        "evaluated": evaluated,
+        "metrics": values,
+        "reported_metric": spec.reported_metric,
+        "reported": M.reported(spec, values),
+        "stop_metric": spec.stop_metric,
+        "stop": M.stop_score(spec, values),
+        "n_examples": n_examples,
+        "mask_size": mask_size,
+        "wall_time_s": round(time.time() - started, 3),
+        "device": device_name(device),
+        "versions": library_versions(),
+        "config_hash": config_hash(settings),
+    }
+
+
+def _common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--training", required=True, help="resolved training settings (JSON)")
+    parser.add_argument("--output", required=True)
+
+
+def main_evaluate_full(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bertlottery evaluate-full", description=__doc__)
+    _common_args(parser)
+    parser.add_argument("--model-dir", required=True)
+    args = parser.parse_args(argv)
+    spec = get_task(args.task)
+    settings = parse_json_arg(args.training, "training")
+    started = time.time()
+    device = pick_device()
+    model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings["attention"])
+    record = _evaluate_and_write(model.to(device), spec, args, settings, started, device, family="full", kind=None,
+                                 evaluated="full", size=None)
+    print(f"{spec.name} seed {args.seed}: {spec.reported_metric} = {record['reported']:.4f}")
+
+
+def _evaluate_and_write(model, spec, args, settings, started, device, *, family, kind, evaluated, size) -> dict:
+    """Dev metrics of `model` as a metrics record, written to --output."""
+    values, n = evaluate_splits(
+        model, spec, args.data_dir, batch_size=settings["eval_batch_size"], precision=settings["precision"]
+    )
+    record = metrics_record(
+        spec, args.seed, values, n, family=family, kind=kind, evaluated=evaluated,
+        mask_size=size, started=started, device=device, settings=settings,
+    )
+    write_json(args.output, record)
+    return record
+
+
+def main_evaluate_pruned(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bertlottery evaluate-pruned", description=__doc__)
+    _common_args(parser)
+    parser.add_argument("--model-dir", required=True, help="the fine-tuned model of this task and seed")
+    parser.add_argument("--mask", required=True)
+    parser.add_argument("--family", required=True)
+    parser.add_argument("--kind", required=True)
+    args = parser.parse_args(argv)
+    spec = get_task(args.task)
+    settings = parse_json_arg(args.training, "training")
+    started = time.time()
+    device = pick_device()
+    model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings["attention"])
+    size = apply_mask(model, load_any_mask(args.mask))  # s-masks physically: really smaller
+    record = _evaluate_and_write(model.to(device), spec, args, settings, started, device, family=args.family,
+                                 kind=args.kind, evaluated="pruned", size=size)
+    print(f"{spec.name} seed {args.seed} {args.family}/{args.kind} pruned: "
+          f"{spec.reported_metric} = {record['reported']:.4f}")
