@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "claims": ("bertlottery.analysis.claims", "the paper's claims checked on our numbers"),
     "tables": ("bertlottery.analysis.tables", "Table 2, Appendix C/E tables, sizes"),
     "figures": ("bertlottery.analysis.figures", "Figures 1, 2, 3, 5 and the Appendix B heatmaps"),
-    "patterns": ("bertlottery.patterns.patterns", "self-attention pattern extraction and classification"),
+    "patterns": ("bertlottery.patterns.cli", "self-attention pattern extraction and classification"),
     "with-gpu": ("bertlottery.devices", "run a command on its own free GPU (CUDA_VISIBLE_DEVICES; CPU without GPUs)"),
 }
 

@@ -1,4 +1,4 @@
-"""Tests of bertlottery.patterns.patterns: attention maps, rule classifier, CNN, counts, summaries."""
+"""Tests of bertlottery.patterns (attention, rules, cnn, extract, summary, cli): attention maps, rule classifier, CNN, counts, summaries."""
 
 from __future__ import annotations
 
@@ -12,29 +12,34 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bertlottery.errors import BertLotteryError  # noqa: E402
-from bertlottery.patterns.patterns import (  # noqa: E402
-    PATTERN_TYPES,
+from bertlottery.patterns.attention import attention_maps, strip_padding  # noqa: E402
+from bertlottery.patterns.cli import main_patterns  # noqa: E402
+from bertlottery.patterns.cnn import (  # noqa: E402
     CnnClassifier,
     PatternCNN,
-    RuleClassifier,
-    RuleThresholds,
-    attention_maps,
     canonical_label,
     cnn_input,
-    count_patterns,
-    distributions,
-    heterogeneous_pairs,
-    load_counts,
     load_labelled,
-    main_patterns,
-    map_features,
-    pattern_table,
+    train_cnn,
+)
+from bertlottery.patterns.extract import (  # noqa: E402
+    count_patterns,
+    load_counts,
     sample_examples,
     save_counts,
-    strip_padding,
-    super_heterogeneous_correlation,
+)
+from bertlottery.patterns.rules import (  # noqa: E402
+    PATTERN_TYPES,
+    RuleClassifier,
+    RuleThresholds,
+    map_features,
     synthetic_map,
-    train_cnn,
+)
+from bertlottery.patterns.summary import (  # noqa: E402
+    distributions,
+    heterogeneous_pairs,
+    pattern_table,
+    super_heterogeneous_correlation,
 )
 
 
@@ -302,7 +307,7 @@ def test_counts_roundtrip_and_summary_outputs(tmp_path):
 def test_paper_numbers_are_read_from_the_project_file():
     from pathlib import Path
 
-    from bertlottery.patterns.patterns import paper_patterns
+    from bertlottery.patterns.summary import paper_patterns
 
     path = Path(__file__).resolve().parents[2] / "config" / "paper_results.yaml"
     if not path.is_file():
