@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate-pruned": ("bertlottery.train.evaluation", "dev metrics of a fine-tuned model with a mask applied"),
     "aggregate": ("bertlottery.analysis.aggregate", "all metric JSONs into one tidy table"),
     "stats": ("bertlottery.analysis.stats", "stability, overlaps, m-blocks, paired tests"),
-    "claims": ("bertlottery.analysis.claims", "the paper's claims checked on our numbers"),
+    "claims": ("bertlottery.analysis.claims_report", "the paper's claims checked on our numbers"),
     "tables": ("bertlottery.analysis.tables", "Table 2, Appendix C/E tables, sizes"),
     "figures": ("bertlottery.analysis.figures", "Figures 1, 2, 3, 5 and the Appendix B heatmaps"),
     "patterns": ("bertlottery.patterns.cli", "self-attention pattern extraction and classification"),

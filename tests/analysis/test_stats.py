@@ -1,5 +1,6 @@
-"""stats.py: agreement, overlaps, super-survivors, block fractions, paired tests and claims, on synthetic
-masks and metrics with hand-computed answers. Mask builders here are reused by the figures tests."""
+"""analysis.masksets, stability, m_blocks, importance, paired_tests, stats and claims: agreement, overlaps,
+super-survivors, block fractions, paired tests and claims, on synthetic masks and metrics with hand-computed
+answers. Mask builders here are reused by the figures tests."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ import torch
 from safetensors.torch import save_file
 from statsmodels.stats.multitest import multipletests
 
-from bertlottery.analysis.claims import main_claims
 from bertlottery.analysis import claims as C
+from bertlottery.analysis import claims_report as CR
+from bertlottery.analysis import importance as IMP
+from bertlottery.analysis import m_blocks as MB
+from bertlottery.analysis import masksets as MS
+from bertlottery.analysis import paired_tests as PT
+from bertlottery.analysis import stability as STB
 from bertlottery.analysis import stats as S
 from bertlottery.analysis.aggregate import collect, load_paper, summarize
+from bertlottery.analysis.claims_report import main_claims
 from bertlottery.masks.types import HeadMlpMask, WeightMask
 
 # 4 units x 3 raters. Fleiss by hand: n_i1 = 3,2,0,1; P_i = 1, 1/3, 1, 1/3 -> P_bar = 2/3;
@@ -28,13 +35,13 @@ HAND = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 0], [1, 0, 0]])
 
 
 def test_fleiss_kappa_matches_hand_computation():
-    kappa, reason = S.fleiss_kappa_binary(HAND)
+    kappa, reason = STB.fleiss_kappa_binary(HAND)
     assert kappa == pytest.approx(1 / 3)
     assert reason == ""
 
 
 def test_cochran_q_matches_hand_computation():
-    q, df, p, reason = S.cochran_q_test(HAND)
+    q, df, p, reason = STB.cochran_q_test(HAND)
     assert (q, df) == (pytest.approx(3.0), 2)
     assert p == pytest.approx(math.exp(-1.5))
     assert reason == ""
@@ -44,17 +51,17 @@ def test_cochran_q_two_seeds_is_mcnemar():
     # b = 3 units kept only by seed 1, c = 1 only by seed 2, plus 2 concordant of each kind:
     # Q = (b - c)^2 / (b + c) = 1, df 1, p = P(chi2_1 >= 1) = 0.3173.
     matrix = np.array([[1, 0]] * 3 + [[0, 1]] + [[1, 1]] * 2 + [[0, 0]] * 2)
-    q, df, p, _ = S.cochran_q_test(matrix)
+    q, df, p, _ = STB.cochran_q_test(matrix)
     assert (q, df) == (pytest.approx(1.0), 1)
     assert p == pytest.approx(0.31731, abs=1e-5)
 
 
 def test_degenerate_agreement_gives_nan_with_reason():
-    kappa, reason = S.fleiss_kappa_binary(np.ones((5, 3), int))
+    kappa, reason = STB.fleiss_kappa_binary(np.ones((5, 3), int))
     assert np.isnan(kappa) and "kept in every seed" in reason
-    q, _, p, reason = S.cochran_q_test(np.array([[1, 1], [0, 0], [1, 1]]))
+    q, _, p, reason = STB.cochran_q_test(np.array([[1, 1], [0, 0], [1, 1]]))
     assert np.isnan(q) and np.isnan(p) and "identical" in reason
-    kappa, reason = S.fleiss_kappa_binary(np.ones((5, 1), int))
+    kappa, reason = STB.fleiss_kappa_binary(np.ones((5, 1), int))
     assert np.isnan(kappa) and "2 seeds" in reason
 
 
@@ -65,7 +72,7 @@ def mask(heads, mlps) -> HeadMlpMask:
 def test_stability_on_masks():
     # 1 layer x 4 heads, 3 seeds: heads = the columns of HAND; MLP always kept (undefined agreement).
     masks = {"RTE": {s: mask([HAND[:, i]], [1]) for i, s in enumerate((1, 2, 3))}}
-    table, pairs = S.stability(masks, alpha=0.05)
+    table, pairs = STB.stability(masks, alpha=0.05)
     heads = table[table.unit == "heads"].iloc[0]
     assert heads["kappa"] == pytest.approx(1 / 3)
     assert heads["q"] == pytest.approx(3.0)
@@ -81,7 +88,7 @@ def test_overlap_counts_hypergeometric():
     a[:6] = True
     b = np.zeros(12, bool)
     b[3:7] = True  # 4 kept, 3 shared with a
-    out = S.overlap_counts(a, b)
+    out = STB.overlap_counts(a, b)
     assert (out["overlap"], out["n_a"], out["n_b"], out["total"]) == (3, 6, 4, 12)
     assert out["expected"] == pytest.approx(6 * 4 / 12)
     # P(X >= 3) = [C(6,3) C(6,1) + C(6,4) C(6,0)] / C(12,4) = (120 + 15) / 495
@@ -94,12 +101,12 @@ def test_super_survivors_and_overlaps():
     b_heads = [[[1, 0, 0, 0]], [[0, 1, 0, 0]], [[1, 0, 1, 1]]]
     masks = {"MRPC": {s: mask(h, [1]) for s, h in zip(seeds, a_heads)},
              "RTE": {s: mask(h, [s != 2]) for s, h in zip(seeds, b_heads)}}
-    surv = S.super_survivors(masks).set_index("task")
+    surv = STB.super_survivors(masks).set_index("task")
     assert surv.loc["MRPC", "super_heads"] == 1 and surv.loc["MRPC", "never_heads"] == 1
     assert surv.loc["RTE", "super_heads"] == 0 and surv.loc["RTE", "never_heads"] == 0
     assert surv.loc["RTE", "super_mlps"] == 0 and surv.loc["MRPC", "super_mlps"] == 1
     assert surv.loc["MRPC", "heads_per_seed"] == "3 2 2"
-    over = S.overlaps(masks)
+    over = STB.overlaps(masks)
     good = over[(over.unit == "heads") & (over.set == "good") & (over.task_a == "RTE") & (over.task_b == "MRPC")].iloc[0]
     # same-seed overlaps: seed 1 -> 1, seed 2 -> 1, seed 3 -> 2
     assert good["mean"] == pytest.approx(4 / 3) and good["std"] == pytest.approx(np.std([1, 1, 2], ddof=1))
@@ -114,7 +121,7 @@ def test_super_survivors_and_overlaps():
 def test_all_tasks_survival():
     masks = {"MRPC": {1: mask([[1, 0]], [1]), 2: mask([[1, 1]], [0])},
              "RTE": {1: mask([[1, 1]], [1]), 2: mask([[0, 1]], [0])}}
-    mean, std, tasks, seeds = S.all_tasks_survival(masks, "heads")
+    mean, std, tasks, seeds = STB.all_tasks_survival(masks, "heads")
     assert tasks == ["MRPC", "RTE"] and seeds == [1, 2]
     np.testing.assert_allclose(mean, [[1.5, 1.5]])  # seed 1: 2, 1; seed 2: 1, 2
     np.testing.assert_allclose(std, [[np.std([2, 1], ddof=1)] * 2])
@@ -138,9 +145,9 @@ def test_original_layout_masks_kappa(tmp_path):
         "CoLA": {1337: (half, np.ones(12)), 42: (half, np.ones(12))},        # identical: kappa = 1
         "sst-2": {1337: (half, np.ones(12)), 42: (1 - half, np.zeros(12))},  # complementary: kappa = -1
     })
-    masks = S.load_original_masks(tmp_path)
+    masks = MS.load_original_masks(tmp_path)
     assert list(masks) == ["CoLA", "SST-2"] and list(masks["CoLA"]) == [42, 1337]
-    table, _ = S.stability(masks)
+    table, _ = STB.stability(masks)
     kappa = table.set_index(["task", "unit"])["kappa"]
     assert kappa["CoLA", "heads"] == pytest.approx(1.0)
     assert kappa["SST-2", "heads"] == pytest.approx(-1.0)
@@ -153,7 +160,7 @@ def test_original_layout_masks_kappa(tmp_path):
 
 def test_original_layout_missing_dir_is_an_error(tmp_path):
     with pytest.raises(Exception, match="seed_<S>"):
-        S.load_original_masks(tmp_path)
+        MS.load_original_masks(tmp_path)
 
 
 def weight_mask_one_layer(query_rows_kept: int, out_cols_kept: int) -> WeightMask:
@@ -177,7 +184,7 @@ def weight_mask_one_layer(query_rows_kept: int, out_cols_kept: int) -> WeightMas
 
 
 def test_block_fractions_by_hand():
-    hk, ht, mk, mt = S.block_fractions(weight_mask_one_layer(query_rows_kept=2, out_cols_kept=1), num_heads=2)
+    hk, ht, mk, mt = MB.block_fractions(weight_mask_one_layer(query_rows_kept=2, out_cols_kept=1), num_heads=2)
     # per head: Q/K/V weight rows 3 x (2 x 4) = 24, biases 3 x 2 = 6, output columns 4 x 2 = 8 -> 38
     np.testing.assert_array_equal(ht, [[38, 38]])
     # head 0: Q rows 8 + Q bias 2 + K 8 + V 8 + V bias 2 + 1 output column (4) = 32; head 1: 0+2+8+8+2+0 = 20
@@ -192,20 +199,20 @@ def test_m_block_table_reads_files_and_heads_from_config(tmp_path):
                                                        task="RTE", seed=seed)
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"num_attention_heads": 2}))
-    table = S.m_block_table(sorted(tmp_path.rglob("good.safetensors")), model_config=str(config))
+    table = MB.m_block_table(sorted(tmp_path.rglob("good.safetensors")), model_config=str(config))
     head0 = table[(table["block"] == "head") & (table["head"] == 0)].set_index("seed")["fraction"]
     assert head0[1] == pytest.approx((0 + 2 + 8 + 8 + 2 + 4) / 38)
-    hm, hs, mm, ms = S.block_grid(table, "RTE")
+    hm, hs, mm, ms = MB.block_grid(table, "RTE")
     assert hm.shape == (1, 2) and mm.shape == (1,)
     assert hm[0, 0] == pytest.approx(np.mean([24 / 38, 36 / 38]))  # seed 2: 8+2+8+0+8+2+8
     with pytest.raises(Exception, match="number of heads unknown"):
-        S.m_block_table(sorted(tmp_path.rglob("good.safetensors")))
+        MB.m_block_table(sorted(tmp_path.rglob("good.safetensors")))
 
 
 def test_paired_test_known_values():
     b = np.array([0.5, 0.6, 0.7, 0.8, 0.9])
     a = b + np.array([0.1, 0.2, 0.3, 0.4, 0.5])
-    out = S.paired_test(a, b, n_boot=2000)
+    out = PT.paired_test(a, b, n_boot=2000)
     # d = .1..0.5: mean 0.3, sd sqrt(0.025); t = 0.3 / (sd / sqrt 5) = 3 sqrt 2; d_z = 0.3 / sd = 6 / sqrt 10
     assert out["mean_diff"] == pytest.approx(0.3)
     assert out["t"] == pytest.approx(3 * math.sqrt(2))
@@ -215,29 +222,29 @@ def test_paired_test_known_values():
 
 
 def test_paired_test_degenerate_cases():
-    two = S.paired_test(np.array([0.6, 0.7]), np.array([0.5, 0.65]))
+    two = PT.paired_test(np.array([0.6, 0.7]), np.array([0.5, 0.65]))
     assert np.isfinite(two["t_p"]) and "n=2" in two["reason"]
-    const = S.paired_test(np.array([0.6, 0.7, 0.8]), np.array([0.5, 0.6, 0.7]))
+    const = PT.paired_test(np.array([0.6, 0.7, 0.8]), np.array([0.5, 0.6, 0.7]))
     assert np.isnan(const["t"]) and "constant" in const["reason"]
-    same = S.paired_test(np.array([0.6, 0.7]), np.array([0.6, 0.7]))
+    same = PT.paired_test(np.array([0.6, 0.7]), np.array([0.6, 0.7]))
     assert np.isnan(same["t_p"]) and np.isnan(same["w_p"]) and "all paired differences are 0" in same["reason"]
-    one = S.paired_test(np.array([0.6]), np.array([0.5]))
+    one = PT.paired_test(np.array([0.6]), np.array([0.5]))
     assert np.isnan(one["t_p"]) and "2 paired seeds" in one["reason"]
 
 
 def test_holm_matches_statsmodels_and_skips_nan():
     p = np.array([0.01, 0.04, 0.03, np.nan])
     # by hand: sorted 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 -> max(0.06, 0.04) = 0.06
-    np.testing.assert_allclose(S.holm(p)[:3], [0.03, 0.06, 0.06])
-    assert np.isnan(S.holm(p)[3])
-    np.testing.assert_allclose(S.holm(p)[:3], multipletests(p[:3], method="holm")[1])
+    np.testing.assert_allclose(PT.holm(p)[:3], [0.03, 0.06, 0.06])
+    assert np.isnan(PT.holm(p)[3])
+    np.testing.assert_allclose(PT.holm(p)[:3], multipletests(p[:3], method="holm")[1])
 
 
 def test_paired_tests_table(tmp_path):
     from test_aggregate import make_results_tree
 
     table = collect(make_results_tree(tmp_path, tasks=("RTE",), seeds=(1, 2, 3, 4, 5), noise=0.02))
-    tests = S.paired_tests(table, n_boot=500)
+    tests = PT.paired_tests(table, n_boot=500)
     assert len(tests) == 3 * 2 * 3  # families x evaluations x comparisons
     assert (tests["n"] == 5).all()
     row = tests[(tests.family == "m") & (tests.evaluated == "retrained") & (tests.a == "good") & (tests.b == "bad")].iloc[0]
@@ -249,7 +256,7 @@ def test_paired_tests_table(tmp_path):
 def test_claims_on_the_papers_numbers_match_the_spec():
     """The claim criteria, applied to the paper's own numbers, give the spec's reading of them."""
     paper = load_paper()
-    claims = {c["id"]: c for c in C.evaluate_claims(C.paper_numbers(paper), None, 0.05, C.PAR_TOLERANCE)}
+    claims = {c["id"]: c for c in CR.evaluate_claims(CR.paper_numbers(paper), None, 0.05, C.PAR_TOLERANCE)}
     # spec 6.2: on the true random-retrained numbers the claim holds except CoLA, MRPC and QNLI
     par = claims["s-random-on-par"]
     assert par["verdict"] == C.HOLDS and "no: CoLA, MRPC, QNLI" in par["reason"]
@@ -270,8 +277,8 @@ def test_claims_never_crash_on_sparse_inputs(tmp_path):
 
     path = tmp_path / "m.json"
     path.write_text(json.dumps(metrics_record("RTE", 1, "full", None, "full", 0.6)))
-    ours = C.our_numbers(summarize(collect([path])), load_paper())
-    claims = C.evaluate_claims(ours, C.paper_numbers(load_paper()), 0.05, 0.03)
+    ours = CR.our_numbers(summarize(collect([path])), load_paper())
+    claims = CR.evaluate_claims(ours, CR.paper_numbers(load_paper()), 0.05, 0.03)
     assert {c["verdict"] for c in claims} == {C.UNCHECKABLE}
     assert all(c["reason"] for c in claims)
 
@@ -300,7 +307,7 @@ def make_mask_tree(root: Path, tasks=("MRPC", "RTE"), seeds=(1337, 42), layers=2
 
 def test_importance_summary(tmp_path):
     make_mask_tree(tmp_path, tasks=("RTE",), seeds=(1,))
-    imp = S.importance_summary([tmp_path / "masks/s/RTE/seed1/trace.json"])
+    imp = IMP.importance_summary([tmp_path / "masks/s/RTE/seed1/trace.json"])
     assert len(imp) == 3 and set(imp["task"]) == {"RTE"} and (imp["heads_alive"] == 8).all()
     assert imp["heads_low_share"].between(0, 1).all()
 
@@ -338,7 +345,7 @@ def test_wnli_published_masks_reproduce_the_papers_kappa_and_q(tmp_path):
     counts = load_paper()["s_counts"]["WNLI"]["heads"]
     write_original_layout(tmp_path, {"WNLI": {s: (np.full((12, 12), float(c == 144)), np.zeros(12))
                                               for s, c in zip(load_paper()["seeds"], counts)}})
-    table, pairs = S.stability(S.load_original_masks(tmp_path))
+    table, pairs = STB.stability(MS.load_original_masks(tmp_path))
     heads = table[table.unit == "heads"].iloc[0]
     assert heads["kappa"] == pytest.approx(-0.25)
     assert heads["q_p"] == pytest.approx(2.4e-123, rel=0.05)

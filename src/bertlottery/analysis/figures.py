@@ -28,14 +28,14 @@ from bertlottery.analysis.aggregate import (
     read_table,
     task_order,
 )
-from bertlottery.analysis.stats import (
+from bertlottery.analysis.importance import load_trace
+from bertlottery.analysis.m_blocks import block_grid
+from bertlottery.analysis.masksets import (
     MaskSet,
-    all_tasks_survival,
-    block_grid,
     load_head_mlp_masks,
     load_original_masks,
-    load_trace,
 )
+from bertlottery.analysis.stability import all_tasks_survival
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.tasks import get_task
 from bertlottery.search.spruning import phases_for
