@@ -33,13 +33,10 @@ import numpy as np
 import torch
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.glue.data import (
-    load_split,
-    prepare_data,
-    read_examples,
-    subsample_indices,
-)
 from bertlottery.glue.metrics import reported, task_metrics
+from bertlottery.glue.prepare import prepare_data, subsample_indices
+from bertlottery.glue.reading import read_examples
+from bertlottery.glue.splits import load_split
 from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.apply import apply_mask
@@ -73,7 +70,7 @@ ARCHITECTURES = {
 
 # Cost model inputs, per GLUE task: training rows (PAPER_SPEC 2.1) and the mean padded length per example
 # of a batch of 32 drawn at random (mean over batches of the batch's longest row, bert-base-uncased
-# WordPiece, truncation at 128). Measured with bertlottery.glue.data on the GLUE TSVs of ../shared where
+# WordPiece, truncation at 128). Measured with bertlottery.glue.prepare on the GLUE TSVs of ../shared where
 # present; QNLI from its dev set (train not shared); QQP and MNLI (not shared) are estimates [I].
 GLUE_TRAIN = {
     "CoLA": (8551, 23.1, "measured"), "SST-2": (67349, 40.1, "measured"), "MRPC": (3668, 79.9, "measured"),

@@ -66,7 +66,7 @@ def tiny_model_dir(tmp_path_factory, minilm_dir) -> Path:
 @pytest.fixture(scope="session")
 def rte_small(tmp_path_factory, glue_dir, minilm_dir) -> Path:
     """Real RTE, subsampled (96 train / 48 dev), tokenized with MiniLM's tokenizer."""
-    from bertlottery.glue.data import prepare_data
+    from bertlottery.glue.prepare import prepare_data
 
     out = tmp_path_factory.mktemp("rte-small")
     prepare_data("RTE", str(minilm_dir), out, glue_dir=glue_dir, max_train_examples=96,

@@ -14,7 +14,7 @@ from bertlottery.errors import BertLotteryError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # command: (module, one-line help)
-    "prepare-data": ("bertlottery.glue.data", "load, validate, subsample and tokenize one GLUE task"),
+    "prepare-data": ("bertlottery.glue.prepare", "load, validate, subsample and tokenize one GLUE task"),
     "finetune": ("bertlottery.train.loop", "fine-tune a (masked) model on one task with one seed"),
     "evaluate-full": ("bertlottery.train.evaluation", "dev metrics of a fine-tuned model"),
     "find-s-mask": ("bertlottery.search.spruning", "s-pruning search (heads and MLPs) on a fine-tuned model"),

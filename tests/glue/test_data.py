@@ -1,4 +1,4 @@
-"""bertlottery.glue.data: GLUE TSV/hub reading, validation, subsampling, tokenization, card and batching."""
+"""bertlottery.glue reading, prepare and splits: GLUE TSV/hub reading, validation, subsampling, tokenization, card and batching."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.glue import data
+from bertlottery.glue import prepare, reading, splits
 from bertlottery.glue.tasks import GLUE_TASKS, get_task
 
 SHARED = Path("/work/shared")
@@ -145,7 +145,7 @@ def tokenizer():
         pytest.skip("shared MiniLM model not present")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
-        yield data.load_tokenizer(str(MINILM))
+        yield prepare.load_tokenizer(str(MINILM))
 
 
 @pytest.fixture(autouse=True)
@@ -161,7 +161,7 @@ def test_headers_agree_with_task_layouts():
     for task in GLUE_TASKS:
         spec = get_task(task)
         for split in spec.splits:
-            header = data.expected_header(spec, split)
+            header = reading.expected_header(spec, split)
             if spec.tsv.has_header:
                 assert len(header) == spec.tsv.n_columns[split], (task, split)
                 assert header[spec.tsv.label] in {"label", "Quality", "is_duplicate", "score", "gold_label"}
@@ -174,7 +174,7 @@ def test_every_task_fixture_reads(glue_dir, task):
     spec = get_task(task)
     assert [split for split, *_ in EXPECTED_FIRST[task]] == list(spec.splits)
     for split, text_a, text_b, label, line, n in EXPECTED_FIRST[task]:
-        examples = data.read_examples(task, split, glue_dir)
+        examples = reading.read_examples(task, split, glue_dir)
         assert len(examples) == n
         first = examples[0]
         assert (first.text_a, first.text_b, first.label, first.line) == (text_a, text_b, label, line)
@@ -184,11 +184,11 @@ def test_every_task_fixture_reads(glue_dir, task):
 def test_mrpc_bom_is_stripped_and_header_accepted(glue_dir):
     raw = (glue_dir / "MRPC" / "train.tsv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbfQuality")
-    assert [ex.label for ex in data.read_examples("MRPC", "train", glue_dir)] == [1, 0]
+    assert [ex.label for ex in reading.read_examples("MRPC", "train", glue_dir)] == [1, 0]
 
 
 def test_cola_first_line_is_data(glue_dir):
-    examples = data.read_examples("CoLA", "train", glue_dir)
+    examples = reading.read_examples("CoLA", "train", glue_dir)
     assert [ex.line for ex in examples] == [1, 2]
     assert examples[1].text_a.startswith("The more books")
 
@@ -196,13 +196,13 @@ def test_cola_first_line_is_data(glue_dir):
 def test_mnli_labels_dev_files_and_gold_label_column(glue_dir):
     spec = get_task("MNLI")
     assert spec.labels == ("contradiction", "entailment", "neutral")
-    assert [ex.label for ex in data.read_examples("MNLI", "train", glue_dir)] == [2, 1]
-    assert [ex.label for ex in data.read_examples("MNLI", "dev", glue_dir)] == [2, 0]
-    assert [ex.label for ex in data.read_examples("MNLI", "dev_mm", glue_dir)] == [0]
+    assert [ex.label for ex in reading.read_examples("MNLI", "train", glue_dir)] == [2, 1]
+    assert [ex.label for ex in reading.read_examples("MNLI", "dev", glue_dir)] == [2, 0]
+    assert [ex.label for ex in reading.read_examples("MNLI", "dev_mm", glue_dir)] == [0]
 
 
 def test_qqp_skips_and_counts_malformed_rows(glue_dir):
-    src = data.read_split("QQP", "train", glue_dir)
+    src = reading.read_split("QQP", "train", glue_dir)
     assert src.rows_in_source == 4  # two fragments of the broken row plus two good rows
     assert src.rows_skipped_malformed == 2
     assert src.skipped_lines == [3, 4]
@@ -210,16 +210,16 @@ def test_qqp_skips_and_counts_malformed_rows(glue_dir):
 
 
 def test_stray_quotes_do_not_merge_rows(glue_dir):
-    examples = data.read_examples("STS-B", "train", glue_dir)
+    examples = reading.read_examples("STS-B", "train", glue_dir)
     assert [ex.label for ex in examples] == [5.0, 0.5, 3.8]
     assert examples[1].text_a == "\"He said it was over."
     assert examples[2].text_b == "A man is playing a flute.\""
-    rte = data.read_examples("RTE", "train", glue_dir)
+    rte = reading.read_examples("RTE", "train", glue_dir)
     assert rte[1].text_a == " \"That film was shot in Rome."
 
 
 def test_source_records_path_and_hash(glue_dir):
-    src = data.read_split("RTE", "dev", glue_dir)
+    src = reading.read_split("RTE", "dev", glue_dir)
     assert src.source == str(glue_dir / "RTE" / "dev.tsv")
     assert len(src.sha256) == 64
 
@@ -231,7 +231,7 @@ def test_source_records_path_and_hash(glue_dir):
 def _read_error(glue_dir: Path, task: str, name: str, text: str, split: str = "train") -> str:
     write_task(glue_dir, task, {name: text})
     with pytest.raises(BertLotteryError) as info:
-        data.read_examples(task, split, glue_dir)
+        reading.read_examples(task, split, glue_dir)
     return str(info.value)
 
 
@@ -289,7 +289,7 @@ def test_qqp_with_only_malformed_rows(tmp_path):
 
 def test_missing_file_names_path_and_layout(tmp_path):
     with pytest.raises(BertLotteryError) as info:
-        data.read_examples("MNLI", "dev_mm", tmp_path)
+        reading.read_examples("MNLI", "dev_mm", tmp_path)
     message = str(info.value)
     assert str(tmp_path / "MNLI" / "dev_mismatched.tsv") in message
     assert "download_glue_data.py layout" in message and "16 tab-separated columns" in message
@@ -300,14 +300,14 @@ def test_invalid_utf8(tmp_path):
     folder.mkdir()
     (folder / "train.tsv").write_bytes(b"index\tsentence1\tsentence2\tlabel\n0\ta\xff\tb\tentailment\n")
     with pytest.raises(BertLotteryError, match=r"train.tsv:2: not valid utf-8 text"):
-        data.read_examples("RTE", "train", tmp_path)
+        reading.read_examples("RTE", "train", tmp_path)
 
 
 def test_unknown_task_and_split(glue_dir):
     with pytest.raises(BertLotteryError, match="unknown task"):
-        data.read_examples("SST2", "train", glue_dir)
+        reading.read_examples("SST2", "train", glue_dir)
     with pytest.raises(BertLotteryError, match="unknown split 'dev_mm'"):
-        data.read_examples("RTE", "dev_mm", glue_dir)
+        reading.read_examples("RTE", "dev_mm", glue_dir)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def hub_dataset(spec, rows: list[tuple], names: list[str] | None = None):
 @pytest.mark.parametrize("task", [t for t in GLUE_TASKS if t != "STS-B"])
 def test_hub_label_mapping_by_name(task):
     spec = get_task(task)
-    mapping = data.hub_label_mapping(spec, _class_label(HUB_NAMES[task]))
+    mapping = reading.hub_label_mapping(spec, _class_label(HUB_NAMES[task]))
     expected = {0: 1, 1: 2, 2: 0} if task == "MNLI" else {0: 0, 1: 1}  # only MNLI's orders differ
     assert mapping == expected
 
@@ -348,10 +348,10 @@ def _class_label(names):
 
 def test_hub_and_tsv_give_the_same_labels(glue_dir):
     spec = get_task("MNLI")
-    tsv = data.read_examples("MNLI", "dev", glue_dir)
+    tsv = reading.read_examples("MNLI", "dev", glue_dir)
     hub_ids = {"entailment": 0, "neutral": 1, "contradiction": 2}
     rows = [(ex.text_a, ex.text_b, hub_ids[spec.labels[ex.label]]) for ex in tsv]
-    hub = data.examples_from_dataset(spec, "dev", hub_dataset(spec, rows))
+    hub = reading.examples_from_dataset(spec, "dev", hub_dataset(spec, rows))
     assert [(ex.text_a, ex.text_b, ex.label) for ex in hub.examples] == \
         [(ex.text_a, ex.text_b, ex.label) for ex in tsv]
     assert hub.source == "hub:nyu-mll/glue/mnli:validation_matched"
@@ -359,10 +359,10 @@ def test_hub_and_tsv_give_the_same_labels(glue_dir):
 
 
 def test_hub_single_sentence_and_regression():
-    cola = data.examples_from_dataset(get_task("CoLA"), "train",
+    cola = reading.examples_from_dataset(get_task("CoLA"), "train",
                                       hub_dataset(get_task("CoLA"), [("Good.", 1), ("Bad this.", 0)]))
     assert [(ex.text_a, ex.text_b, ex.label) for ex in cola.examples] == [("Good.", None, 1), ("Bad this.", None, 0)]
-    stsb = data.examples_from_dataset(get_task("STS-B"), "dev",
+    stsb = reading.examples_from_dataset(get_task("STS-B"), "dev",
                                       hub_dataset(get_task("STS-B"), [("a", "b", 3.8), ("c", "d", 0.0)]))
     assert [ex.label for ex in stsb.examples] == pytest.approx([3.8, 0.0])
 
@@ -370,18 +370,18 @@ def test_hub_single_sentence_and_regression():
 def test_hub_missing_label_and_foreign_class_names():
     spec = get_task("RTE")
     with pytest.raises(BertLotteryError, match="row 2: label -1 \\(missing\\)"):
-        data.examples_from_dataset(spec, "dev", hub_dataset(spec, [("a", "b", 0), ("c", "d", -1)]))
+        reading.examples_from_dataset(spec, "dev", hub_dataset(spec, [("a", "b", 0), ("c", "d", -1)]))
     with pytest.raises(BertLotteryError, match="hub class 'maybe' has no counterpart"):
-        data.hub_label_mapping(spec, _class_label(["entailment", "maybe"]))
+        reading.hub_label_mapping(spec, _class_label(["entailment", "maybe"]))
     with pytest.raises(BertLotteryError, match="expected a ClassLabel"):
-        data.hub_label_mapping(spec, None)
+        reading.hub_label_mapping(spec, None)
 
 
 def test_hub_missing_column():
     from datasets import Dataset
 
     with pytest.raises(BertLotteryError, match="missing columns \\['sentence2'\\]"):
-        data.examples_from_dataset(get_task("RTE"), "dev", Dataset.from_dict({"sentence1": ["a"], "label": [0]}))
+        reading.examples_from_dataset(get_task("RTE"), "dev", Dataset.from_dict({"sentence1": ["a"], "label": [0]}))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -389,12 +389,12 @@ def test_hub_missing_column():
 
 
 def test_subsample_indices_seeded_sorted_without_replacement():
-    first = data.subsample_indices(1000, 50, seed=3)
-    assert np.array_equal(first, data.subsample_indices(1000, 50, seed=3))
-    assert not np.array_equal(first, data.subsample_indices(1000, 50, seed=4))
+    first = prepare.subsample_indices(1000, 50, seed=3)
+    assert np.array_equal(first, prepare.subsample_indices(1000, 50, seed=3))
+    assert not np.array_equal(first, prepare.subsample_indices(1000, 50, seed=4))
     assert len(np.unique(first)) == 50 and np.all(np.diff(first) > 0) and first.max() < 1000
-    assert np.array_equal(data.subsample_indices(7, None, 0), np.arange(7))
-    assert np.array_equal(data.subsample_indices(7, 7, 0), np.arange(7))
+    assert np.array_equal(prepare.subsample_indices(7, None, 0), np.arange(7))
+    assert np.array_equal(prepare.subsample_indices(7, 7, 0), np.arange(7))
     assert np.array_equal(first, np.sort(np.random.default_rng(3).choice(1000, 50, replace=False)))
 
 
@@ -407,8 +407,8 @@ def _tokens(tokenizer, ids, types):
 
 
 def test_pair_tokenization_round_trip(tokenizer):
-    examples = [data.Example("Hello world", "Second part", 0, 1), data.Example("A b", "c", 1, 2)]
-    arrays = data.tokenize_examples(tokenizer, examples, max_seq_length=128)
+    examples = [reading.Example("Hello world", "Second part", 0, 1), reading.Example("A b", "c", 1, 2)]
+    arrays = prepare.tokenize_examples(tokenizer, examples, max_seq_length=128)
     assert arrays.input_ids.dtype == np.int32 and arrays.token_type_ids.dtype == np.uint8
     assert arrays.offsets.tolist() == [0, 7, 13] and arrays.n_truncated == 0
     assert _tokens(tokenizer, arrays.input_ids[:7], arrays.token_type_ids[:7]) == [
@@ -418,16 +418,16 @@ def test_pair_tokenization_round_trip(tokenizer):
 
 
 def test_single_sentence_tokenization(tokenizer):
-    arrays = data.tokenize_examples(tokenizer, [data.Example("The cat sat.", None, 1, 1)], 128)
+    arrays = prepare.tokenize_examples(tokenizer, [reading.Example("The cat sat.", None, 1, 1)], 128)
     tokens = _tokens(tokenizer, arrays.input_ids, arrays.token_type_ids)
     assert tokens == [("[CLS]", 0), ("the", 0), ("cat", 0), ("sat", 0), (".", 0), ("[SEP]", 0)]
 
 
 def test_longest_first_truncation(tokenizer):
     long_a = " ".join(["word"] * 200)
-    examples = [data.Example(long_a, "short hypothesis", 0, 1), data.Example("tiny", "pair", 1, 2),
-                data.Example(long_a, long_a, 1, 3)]
-    arrays = data.tokenize_examples(tokenizer, examples, max_seq_length=32, batch_size=2)
+    examples = [reading.Example(long_a, "short hypothesis", 0, 1), reading.Example("tiny", "pair", 1, 2),
+                reading.Example(long_a, long_a, 1, 3)]
+    arrays = prepare.tokenize_examples(tokenizer, examples, max_seq_length=32, batch_size=2)
     lengths = arrays.lengths.tolist()
     assert lengths == [32, 5, 32]
     assert arrays.n_truncated == 2 and arrays.max_tokens_untruncated == 403
@@ -446,12 +446,12 @@ def test_longest_first_truncation(tokenizer):
 # Batching
 
 
-def _split_from_rows(rows: list[list[int]], labels) -> data.TokenizedSplit:
+def _split_from_rows(rows: list[list[int]], labels) -> splits.TokenizedSplit:
     lengths = [len(r) for r in rows]
     flat = torch.tensor([t for r in rows for t in r], dtype=torch.int32)
     types = torch.tensor([int(i >= 2) for r in rows for i in range(len(r))], dtype=torch.uint8)
     offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int64)
-    return data.TokenizedSplit(flat, types, offsets, torch.as_tensor(labels), {"max_seq_length": "8"})
+    return splits.TokenizedSplit(flat, types, offsets, torch.as_tensor(labels), {"max_seq_length": "8"})
 
 
 def test_collate_pads_to_batch_longest():
@@ -480,7 +480,7 @@ def test_collate_pad_to_fixed_length():
 
 def test_load_split_missing(tmp_path):
     with pytest.raises(BertLotteryError, match="prepared split not found; run .*prepare-data"):
-        data.load_split(tmp_path, "train")
+        splits.load_split(tmp_path, "train")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -489,7 +489,7 @@ def test_load_split_missing(tmp_path):
 
 def test_prepare_data_writes_splits_card_and_jsonl(glue_dir, tmp_path, tokenizer):
     out = tmp_path / "out" / "MNLI"
-    card = data.prepare_data("MNLI", str(MINILM), out, glue_dir=glue_dir, max_seq_length=12)
+    card = prepare.prepare_data("MNLI", str(MINILM), out, glue_dir=glue_dir, max_seq_length=12)
     assert card["source"] == f"tsv:{glue_dir / 'MNLI'}" and card["labels"] == ["contradiction", "entailment", "neutral"]
     assert list(card["splits"]) == ["train", "dev", "dev_mm"]
     dev = card["splits"]["dev"]
@@ -500,7 +500,7 @@ def test_prepare_data_writes_splits_card_and_jsonl(glue_dir, tmp_path, tokenizer
     assert dev["max_tokens"] == 12 and dev["n_truncated"] >= 1
     assert json.loads((out / "data_card.json").read_text()) == card
 
-    split = data.load_split(out, "dev")
+    split = splits.load_split(out, "dev")
     assert split.metadata["task"] == "MNLI" and split.metadata["max_seq_length"] == "12"
     assert split.labels.tolist() == [2, 0] and split.labels.dtype == torch.int64
     batch = split.collate([0, 1])
@@ -518,10 +518,10 @@ def test_prepare_data_writes_splits_card_and_jsonl(glue_dir, tmp_path, tokenizer
 
 def test_prepare_data_stsb_regression_labels(glue_dir, tmp_path, tokenizer):
     out = tmp_path / "stsb"
-    card = data.prepare_data("STS-B", str(MINILM), out, glue_dir=glue_dir)
+    card = prepare.prepare_data("STS-B", str(MINILM), out, glue_dir=glue_dir)
     train = card["splits"]["train"]
     assert train["label_counts"] is None and train["label_stats"]["max"] == 5.0
-    split = data.load_split(out, "train")
+    split = splits.load_split(out, "train")
     assert split.is_regression and split.labels.dtype == torch.float32
     assert split.labels.tolist() == pytest.approx([5.0, 0.5, 3.8])
 
@@ -532,38 +532,38 @@ def test_prepare_data_subsampling_is_seeded(tmp_path, tokenizer):
     glue = write_task(tmp_path / "glue", "RTE", {"train.tsv": "index\tsentence1\tsentence2\tlabel\n" + rows,
                                                  "dev.tsv": "index\tsentence1\tsentence2\tlabel\n" + rows})
     kwargs = dict(glue_dir=glue, max_train_examples=10, max_dev_examples=25, subsample_seed=7)
-    card_a = data.prepare_data("RTE", str(MINILM), tmp_path / "a", **kwargs)
-    card_b = data.prepare_data("RTE", str(MINILM), tmp_path / "b", **kwargs)
+    card_a = prepare.prepare_data("RTE", str(MINILM), tmp_path / "a", **kwargs)
+    card_b = prepare.prepare_data("RTE", str(MINILM), tmp_path / "b", **kwargs)
     text_a = (tmp_path / "a" / "splits" / "train.jsonl").read_text()
     assert text_a == (tmp_path / "b" / "splits" / "train.jsonl").read_text()
     lines = [json.loads(x)["line"] for x in text_a.splitlines()]
     assert lines == sorted(lines) and len(lines) == 10
-    assert np.array_equal(np.array(lines) - 2, data.subsample_indices(40, 10, 7))
+    assert np.array_equal(np.array(lines) - 2, prepare.subsample_indices(40, 10, 7))
     assert card_a["splits"] == card_b["splits"]
     assert card_a["splits"]["train"]["rows_kept"] == 10 and card_a["splits"]["train"]["rows_in_source"] == 40
     assert card_a["splits"]["dev"]["rows_kept"] == 25 and card_a["splits"]["dev"]["subsampled"]
     assert card_a["subsampling"]["subsample_seed"] == 7 and card_a["subsampling"]["max_dev_examples"] == 25
-    card_c = data.prepare_data("RTE", str(MINILM), tmp_path / "c", **{**kwargs, "subsample_seed": 8})
+    card_c = prepare.prepare_data("RTE", str(MINILM), tmp_path / "c", **{**kwargs, "subsample_seed": 8})
     assert (tmp_path / "c" / "splits" / "train.jsonl").read_text() != text_a
     assert card_c["splits"]["train"]["rows_kept"] == 10
 
 
 def test_prepare_data_rejects_bad_settings(glue_dir, tmp_path):
     with pytest.raises(BertLotteryError, match="data.max_train_examples: 0"):
-        data.prepare_data("RTE", str(MINILM), tmp_path, glue_dir=glue_dir, max_train_examples=0)
+        prepare.prepare_data("RTE", str(MINILM), tmp_path, glue_dir=glue_dir, max_train_examples=0)
     with pytest.raises(BertLotteryError, match="data.subsample_seed"):
-        data.prepare_data("RTE", str(MINILM), tmp_path, glue_dir=glue_dir, subsample_seed=-1)
+        prepare.prepare_data("RTE", str(MINILM), tmp_path, glue_dir=glue_dir, subsample_seed=-1)
 
 
 def test_cli_prepare_data(glue_dir, tmp_path, tokenizer, capsys):
     out = tmp_path / "cli"
-    data.main_prepare_data(["--task", "SST-2", "--model", str(MINILM), "--glue-dir", str(glue_dir),
+    prepare.main_prepare_data(["--task", "SST-2", "--model", str(MINILM), "--glue-dir", str(glue_dir),
                             "--data", '{"max_train_examples": 1, "max_dev_examples": null, "subsample_seed": 0}',
                             "--max-seq-length", "64", "--out-dir", str(out)])
     printed = capsys.readouterr().out
     assert "SST-2 from tsv:" in printed and "train: 1 kept of 2 rows" in printed
     assert "majority baseline accuracy 1.000" in printed
-    card = data.read_card(out)
+    card = splits.read_card(out)
     assert card["max_seq_length"] == 64 and card["splits"]["train"]["rows_kept"] == 1
 
 
@@ -580,7 +580,7 @@ def test_cli_reports_errors(glue_dir, tmp_path):
 def test_prepare_data_validates_every_split_before_writing(glue_dir, tmp_path):
     write_task(glue_dir, "RTE", {"dev.tsv": "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tyes\n"})
     with pytest.raises(BertLotteryError, match="dev.tsv:2: label 'yes'"):
-        data.prepare_data("RTE", str(MINILM), tmp_path / "out", glue_dir=glue_dir)
+        prepare.prepare_data("RTE", str(MINILM), tmp_path / "out", glue_dir=glue_dir)
     assert not (tmp_path / "out").exists()
 
 
@@ -594,7 +594,7 @@ def test_real_rte_and_mrpc_end_to_end(tmp_path, tokenizer):
                         0.527),
                 "MRPC": ({"0": 1194, "1": 2474}, {"0": 129, "1": 279}, 0.684)}
     for task, (train_counts, dev_counts, baseline) in expected.items():
-        card = data.prepare_data(task, str(MINILM), tmp_path / task, glue_dir=GLUE)
+        card = prepare.prepare_data(task, str(MINILM), tmp_path / task, glue_dir=GLUE)
         train, dev = card["splits"]["train"], card["splits"]["dev"]
         assert train["label_counts"] == train_counts and dev["label_counts"] == dev_counts
         assert train["rows_in_source"] == train["rows_kept"] == sum(train_counts.values())
@@ -602,20 +602,20 @@ def test_real_rte_and_mrpc_end_to_end(tmp_path, tokenizer):
         assert dev["majority_baseline"]["score"] == pytest.approx(baseline, abs=5e-4)
         assert train["max_tokens"] <= 128
         for split, info in card["splits"].items():
-            loaded = data.load_split(tmp_path / task, split)
+            loaded = splits.load_split(tmp_path / task, split)
             assert len(loaded) == info["rows_kept"] and int(loaded.lengths.max()) == info["max_tokens"]
             assert int((loaded.lengths == 128).sum()) >= info["n_truncated"]
-    assert (len(data.load_split(tmp_path / "RTE", "train")), len(data.load_split(tmp_path / "MRPC", "dev"))) == \
+    assert (len(splits.load_split(tmp_path / "RTE", "train")), len(splits.load_split(tmp_path / "MRPC", "dev"))) == \
         (2490, 408)
 
 
 @needs_glue
 def test_real_majority_baselines_match_the_paper():
-    cola = data.read_examples("CoLA", "dev", GLUE)
-    stsb = data.read_examples("STS-B", "dev", GLUE)
+    cola = reading.read_examples("CoLA", "dev", GLUE)
+    stsb = reading.read_examples("STS-B", "dev", GLUE)
     assert len(cola) == 1043 and len(stsb) == 1500
     cola_labels = np.array([ex.label for ex in cola])
-    assert data.majority_baseline(get_task("CoLA"), cola_labels)["score"] == 0.0
+    assert prepare.majority_baseline(get_task("CoLA"), cola_labels)["score"] == 0.0
     stsb_labels = np.array([ex.label for ex in stsb])
-    assert round(data.majority_baseline(get_task("STS-B"), stsb_labels)["score"], 3) == 0.024
+    assert round(prepare.majority_baseline(get_task("STS-B"), stsb_labels)["score"], 3) == 0.024
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.utils.prune as prune
 from transformers import BertConfig, BertForSequenceClassification
 
-from bertlottery.glue.data import TokenizedSplit
+from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import WeightMask
 from bertlottery.modeling.structure import prunable_parameters
@@ -264,7 +264,7 @@ def test_kill_and_resume_gives_the_same_masks(tmp_path):
 
 
 def test_command_writes_three_masks_and_summary(tmp_path):
-    from bertlottery.glue.data import TokenizedArrays, write_split
+    from bertlottery.glue.prepare import TokenizedArrays, write_split
 
     model = tiny_bert(seed=3)
     split = self_labelled_split(model, n=24, seed=3)

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from transformers import BertConfig, BertForSequenceClassification
 
-from bertlottery.glue.data import TokenizedSplit
+from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
@@ -338,7 +338,7 @@ def test_kill_and_resume_gives_the_same_masks(tmp_path):
 
 
 def test_command_writes_masks_trace_and_summary(tmp_path, capsys):
-    from bertlottery.glue.data import TokenizedArrays, write_split
+    from bertlottery.glue.prepare import TokenizedArrays, write_split
 
     model = tiny_bert(layers=2, heads=4, seed=7, init=0.1)
     split = self_labelled(model, synthetic_split(n=24, seed=3))

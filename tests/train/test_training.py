@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import tiny_bert_config
 
-from bertlottery.glue.data import TokenizedSplit
+from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.settings import training_defaults
 from bertlottery.train.loop import Plan, epoch_order, train

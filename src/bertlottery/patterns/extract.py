@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.glue.data import load_split
+from bertlottery.glue.splits import load_split
 from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.loading import load_classifier

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.glue.data import load_split
+from bertlottery.glue.splits import load_split
 from bertlottery.glue.tasks import TaskSpec, get_task
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.runtime import configure_torch, pick_device, set_seed

@@ -37,7 +37,7 @@ from torch.nn.utils import parametrize
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
-from bertlottery.glue.data import TokenizedSplit
+from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.glue.tasks import TaskSpec
 from bertlottery.masks.types import WeightMask
 from bertlottery.modeling.sizes import size_of

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
-from bertlottery.glue.data import TokenizedSplit
+from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.glue.tasks import TaskSpec
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.sizes import size_of

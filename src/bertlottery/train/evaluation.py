@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bertlottery.glue import metrics as M
-from bertlottery.glue.data import TokenizedSplit, load_split
+from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import TaskSpec, get_task
 from bertlottery.masks.types import load_any_mask
 from bertlottery.modeling.apply import apply_mask

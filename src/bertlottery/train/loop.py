@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from bertlottery.glue.data import TokenizedSplit, load_split
+from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import WeightMask, load_any_mask
 from bertlottery.modeling.apply import apply_mask
