@@ -10,6 +10,7 @@ from test_aggregate import make_results_tree
 from test_stats import make_mask_tree, write_original_layout
 
 from bertlottery.analysis import figures as F
+from bertlottery.analysis import plotting as PL
 from bertlottery.analysis.aggregate import main_aggregate
 from bertlottery.analysis.stats import main_stats
 
@@ -94,6 +95,6 @@ def test_original_masks_figures(tmp_path):
 
 
 def test_compact_cell_text_and_colour_range():
-    assert F._short(0.444, 2) == ".44" and F._short(1.0, 2) == "1.00" and F._short(-0.12, 2) == "-.12"
-    assert F._short(4.77, 1) == "4.8"
-    assert F._data_range(np.array([0.42, 0.57])) == pytest.approx((0.40, 0.60))
+    assert PL._short(0.444, 2) == ".44" and PL._short(1.0, 2) == "1.00" and PL._short(-0.12, 2) == "-.12"
+    assert PL._short(4.77, 1) == "4.8"
+    assert PL._data_range(np.array([0.42, 0.57])) == pytest.approx((0.40, 0.60))

@@ -1,4 +1,4 @@
-"""tables.py: Table 2 truncation, ours / paper / diff rows, and the files of every table."""
+"""tables.py and table_format.py: Table 2 truncation, ours / paper / diff rows, and the files of every table."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from test_aggregate import make_results_tree
 from test_stats import make_mask_tree
 
+from bertlottery.analysis import table_format as TF
 from bertlottery.analysis import tables as T
 from bertlottery.analysis.aggregate import (
     collect,
@@ -20,16 +21,16 @@ from bertlottery.analysis.stats import main_stats
 @pytest.mark.parametrize("value, expected", [(0.40599, 0.40), (0.02475, 0.02), (0.58, 0.58), (0.999, 0.99),
                                              (-0.118, -0.11), (0.6, 0.6), (0.85826, 0.85)])
 def test_truncate2(value, expected):
-    assert T.truncate2(value) == expected
-    assert T.fmt(value, truncate=True) == f"{expected:.2f}"
+    assert TF.truncate2(value) == expected
+    assert TF.fmt(value, truncate=True) == f"{expected:.2f}"
 
 
 def test_formatting_helpers():
-    assert T.fmt_ms(0.5114, 0.0071) == "0.511 ± 0.007"
-    assert T.fmt_ms(0.5, float("nan")) == "0.500"
-    assert T.fmt_ms(None, None) == T.MISSING
-    assert T.fmt_diff(0.52, 0.5) == "+0.020"
-    assert T.tex_escape("a_b 50% ± x") == r"a\_b 50\% $\pm$ x"
+    assert TF.fmt_ms(0.5114, 0.0071) == "0.511 ± 0.007"
+    assert TF.fmt_ms(0.5, float("nan")) == "0.500"
+    assert TF.fmt_ms(None, None) == TF.MISSING
+    assert TF.fmt_diff(0.52, 0.5) == "+0.020"
+    assert TF.tex_escape("a_b 50% ± x") == r"a\_b 50\% $\pm$ x"
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +49,15 @@ def test_table2_truncates_ours_and_shows_paper_and_diff(summary):
     s_bad = summary[(summary.task == "CoLA") & (summary.family == "s") & (summary.kind == "bad")
                     & (summary.evaluated == "retrained")]["reported_mean"].item()
     label = paper["table2"]["rows"]["s_bad"]["label"]
-    assert _cell(display, label, "ours", "CoLA") == f"{T.truncate2(s_bad):.2f}"
+    assert _cell(display, label, "ours", "CoLA") == f"{TF.truncate2(s_bad):.2f}"
     assert _cell(display, label, "paper", "CoLA") == "0.40"
-    diff = T.truncate2(s_bad) - 0.40
+    diff = TF.truncate2(s_bad) - 0.40
     assert _cell(display, label, "diff", "CoLA") == f"{diff:+.2f}"
     m_label = paper["table2"]["rows"]["m_bad"]["label"]
     assert _cell(display, m_label, "paper", "CoLA") == "0.02"  # the typo 0.24 corrected
     assert any("0.24" in n and "typo" in n for n in notes)
     ri = paper["table2"]["rows"]["random_init"]["label"]
-    assert _cell(display, ri, "ours", "RTE") == T.MISSING
+    assert _cell(display, ri, "ours", "RTE") == TF.MISSING
     assert any("not in this run" in n and "SST-2" in n for n in notes)
     assert "Bad" in caption
     rounded = T.table2(summary, paper, ["CoLA", "RTE"], truncate=False)[1]
