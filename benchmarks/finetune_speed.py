@@ -42,6 +42,7 @@ from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.runtime import configure_torch, device_name, pick_device, set_seed
 from bertlottery.settings import (
+    TrainingSettings,
     library_versions,
     parse_json_arg,
     resolve_training,
@@ -358,8 +359,8 @@ def run_bertlottery(args, data, spec, device, settings: dict, work: Path, name: 
     lengths, padded = bertlottery_tokens(data["train"], settings, args.seed)
     result = {"path": name, "padded_tokens": padded, "mask_size": size}
     with PeakMemory(device) as memory, timed(device, clock := {}):
-        train(model, data["train"], settings, args.seed, out_dir=work / name, device=device,
-              progress=args.progress)
+        train(model, data["train"], TrainingSettings.from_dict(settings, where="--training"), args.seed,
+              out_dir=work / name, device=device, progress=args.progress)
     result |= measured(model, lengths, clock, memory)
     with timed(device, eval_clock := {}):
         pred = predict(model, data["dev"], batch_size=settings["eval_batch_size"], device=device,

@@ -1,8 +1,11 @@
-"""Resolved settings: one task's training settings, config hashes and run provenance.
+"""Resolved settings: typed config sections, one task's training settings, config hashes and provenance.
 
-The Snakefile validates the whole config (with defaults) against workflow/schemas/config.schema.yaml;
-this module merges `training` with one task's `overrides` and checks the merged values, so each rule's
-params carry only its own task's settings (Snakemake reruns exactly the jobs whose params changed).
+The Snakefile validates the whole config (with defaults) against the packaged schema
+(bertlottery/resources/config.schema.yaml); this module merges `training` with one task's `overrides` and
+checks the merged values, so each rule's params carry only its own task's settings (Snakemake reruns
+exactly the jobs whose params changed). Each command builds its section's frozen dataclass once from the
+JSON the rule passes (`TrainingSettings.from_dict(d, where=...)`: schema defaults filled in, unknown keys
+rejected); the code below the command line reads attributes.
 """
 
 from __future__ import annotations
@@ -10,29 +13,36 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from dataclasses import dataclass, fields
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Mapping, TypeVar
 
 import jsonschema
 import yaml
 
 from bertlottery.errors import BertLotteryError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+def resource_path(name: str) -> Path:
+    """A data file the package carries (bertlottery/resources/<name>): a real path for normal installs."""
+    return Path(str(resources.files("bertlottery") / "resources" / name))
+
+
+SCHEMA_PATH = resource_path("config.schema.yaml")
 
 
 @lru_cache(maxsize=1)
 def load_schema() -> dict:
-    """The config schema of the source tree (the package is installed editable, next to the workflow)."""
+    """The config schema the package carries."""
     if not SCHEMA_PATH.exists():
-        raise BertLotteryError(f"{SCHEMA_PATH}: config schema not found; install with `pip install -e .`")
+        raise BertLotteryError(f"{SCHEMA_PATH}: config schema not found; the package was installed without its data")
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def training_defaults() -> dict[str, Any]:
-    props = load_schema()["definitions"]["training"]["properties"]
-    return {key: sub["default"] for key, sub in props.items()}
+    return TrainingSettings.defaults()
 
 
 def section_defaults(section: str) -> dict[str, Any]:
@@ -56,8 +66,127 @@ def resolve_training(config: dict, task: str) -> dict[str, Any]:
     return merged
 
 
+# ----------------------------------------------------------------------------------------------------
+# Typed sections: built once at the command line from the rule's JSON
+
+
+S = TypeVar("S", bound="Section")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One config section as a frozen dataclass. Fields follow the schema's properties, in its order
+    (`to_dict` is the section as the rule passed it, with defaults: what JSON outputs and hashes hold).
+    Values are kept as given (no type coercion), so hashes of the resolved section are unchanged."""
+
+    SCHEMA: ClassVar[tuple[str, ...]]  # path of the section's object in the schema
+    UNKNOWN: ClassVar[str] = "{where}: unknown key(s) {unknown}; expected some of {expected}"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The schema's default of every key of the section, in schema order."""
+        node = load_schema()
+        for key in cls.SCHEMA:
+            node = node[key]
+        defaults = {key: sub["default"] for key, sub in node["properties"].items()}
+        names = [f.name for f in fields(cls)]
+        if names != list(defaults):  # a schema edit without the matching dataclass edit
+            raise BertLotteryError(f"{cls.__name__}: fields {names} differ from the schema's "
+                                   f"{'.'.join(cls.SCHEMA)} keys {list(defaults)}")
+        return defaults
+
+    @classmethod
+    def from_dict(cls: type[S], given: Mapping[str, Any], *, where: str) -> S:
+        """`given` over the schema defaults; unknown keys are an error naming `where`."""
+        defaults = cls.defaults()
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise BertLotteryError(cls.UNKNOWN.format(where=where, unknown=unknown, expected=sorted(defaults)))
+        return cls(**(defaults | dict(given)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class TrainingSettings(Section):
+    """`training` merged with a task's overrides (resolve_training): fine-tuning and evaluation."""
+
+    SCHEMA = ("definitions", "training")
+
+    learning_rate: float
+    batch_size: int
+    epochs: float
+    warmup_steps: int
+    weight_decay: float
+    adam_epsilon: float
+    adam_beta1: float
+    adam_beta2: float
+    max_seq_length: int
+    max_grad_norm: float
+    precision: str
+    tf32: bool
+    eval_batch_size: int
+    dynamic_padding: bool
+    length_grouping: bool
+    fused_adamw: bool
+    attention: str
+    compile: bool
+    log_every: int
+    checkpoint_every_steps: int
+    keep_weights: bool
+
+
+@dataclass(frozen=True)
+class DataSettings(Section):
+    """The `data` section: subsampling of the prepared splits."""
+
+    SCHEMA = ("properties", "data")
+    UNKNOWN = "{where}: unknown keys {unknown}; expected some of {expected}"
+
+    max_train_examples: int | None
+    max_dev_examples: int | None
+    subsample_seed: int
+
+
+@dataclass(frozen=True)
+class SPruningSettings(Section):
+    """The `s_pruning` section (find-s-mask)."""
+
+    SCHEMA = ("properties", "s_pruning")
+
+    modes: list[str]
+    threshold: float
+    amount: float
+    batch_size: int
+    gradient_accumulation: str
+    save_iterations: bool
+    empty_layer_bias: bool
+
+
+@dataclass(frozen=True)
+class MPruningSettings(Section):
+    """The `m_pruning` section (find-m-mask)."""
+
+    SCHEMA = ("properties", "m_pruning")
+
+    threshold: float
+    amount: float
+    max_iterations: int
+    batch_size: int
+    cap_quirk: bool
+    bad_mode: str
+
+
+SECTIONS: dict[str, type[Section]] = {"training": TrainingSettings, "data": DataSettings,
+                                      "s_pruning": SPruningSettings, "m_pruning": MPruningSettings}
+
+
 def config_hash(section: Any) -> str:
-    """A short stable hash of a config section (sorted JSON), stored in every output JSON."""
+    """A short stable hash of a config section (sorted JSON), stored in every output JSON. A typed
+    section hashes as its dict, so the hash is the same as of the JSON the rule passed (with defaults)."""
+    if isinstance(section, Section):
+        section = section.to_dict()
     blob = json.dumps(section, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -14,7 +14,7 @@ from conftest import tiny_bert_config
 
 from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.modeling.loading import load_classifier
-from bertlottery.settings import training_defaults
+from bertlottery.settings import TrainingSettings, training_defaults
 from bertlottery.train.loop import Plan, epoch_order, train
 
 
@@ -44,10 +44,9 @@ def tiny_classifier(seed, **config):
     return BertForSequenceClassification(tiny_bert_config(num_labels=2, **config))
 
 
-def settings(**overrides):
-    values = training_defaults() | {"learning_rate": 1e-3, "batch_size": 8, "epochs": 6, "log_every": 4,
-                                    "checkpoint_every_steps": 0}
-    return values | overrides
+def settings(**overrides) -> TrainingSettings:
+    values = {"learning_rate": 1e-3, "batch_size": 8, "epochs": 6, "log_every": 4, "checkpoint_every_steps": 0}
+    return TrainingSettings.from_dict(values | overrides, where="test")
 
 
 def test_plan_counts_steps_like_the_original():

@@ -7,11 +7,11 @@ from snakemake.utils import validate
 
 from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.errors import BertLotteryError
-from bertlottery.settings import resolve_training
+from bertlottery.settings import SCHEMA_PATH, resolve_training
 from bertlottery.analysis.tables import FAMILY_TITLES
 
 
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+validate(config, schema=str(SCHEMA_PATH), set_default=True)  # the schema the package carries
 
 TASKS = config["tasks"]
 SEEDS = [str(s) for s in config["seeds"]]
@@ -67,7 +67,7 @@ TABLES = f"{RESULTS}/tables"
 FIGURES = f"{RESULTS}/figures"
 # The m-pruning block fractions (an input of the claims and Figure 1) exist when m-masks are retrained.
 M_BLOCKS = [f"{ANALYSIS}/m_blocks.parquet"] if "m" in RETRAIN_FAMILIES else []
-PAPER_YAML = str(PAPER_RESULTS_PATH)  # config/paper_results.yaml of the installed source tree
+PAPER_YAML = str(PAPER_RESULTS_PATH)  # the paper_results.yaml the installed package carries
 ORIGINAL_MASKS = config["analysis"]["original_masks_dir"]
 SEPARATE_FAMILIES = [f for f in S_FAMILIES if f != "s"] if config["retrain"]["separate_searches"] else []
 TABLE_FAMILIES = [f for f in ["s", "m", "super"] if f in RETRAIN_FAMILIES] + SEPARATE_FAMILIES

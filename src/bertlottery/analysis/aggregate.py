@@ -2,8 +2,8 @@
 
 One row per (task, seed, family, kind, evaluated): the metrics JSON contract of the package (full models,
 pruned evaluations, retrained models). The summary groups the seeds: mean and std with ddof = 1, the
-paper's convention (spec section 11.7). The published numbers (config/paper_results.yaml) are loaded here
-too, so tables, stats and figures share one reader.
+paper's convention (spec section 11.7). The published numbers (the package's resources/paper_results.yaml)
+are loaded here too, so tables, stats and figures share one reader.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import yaml
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.tasks import GLUE_TASKS
-from bertlottery.settings import read_json
+from bertlottery.settings import read_json, resource_path
 
-PAPER_RESULTS_PATH = Path(__file__).resolve().parents[3] / "config" / "paper_results.yaml"
+PAPER_RESULTS_PATH = resource_path("paper_results.yaml")  # carried by the package
 KEYS = ["task", "seed", "family", "kind", "evaluated"]
 REQUIRED = ["task", "seed", "family", "evaluated", "metrics", "reported_metric", "reported"]
 MASK_SIZE_KEYS = ["heads_kept", "heads_total", "mlps_kept", "mlps_total", "params_kept", "params_total",
@@ -153,7 +153,7 @@ def _load_yaml(path: str) -> dict:
 
 
 def load_paper(path: str | Path | None = None) -> dict:
-    """config/paper_results.yaml (or another file of the same layout)."""
+    """The packaged paper_results.yaml (or another file of the same layout)."""
     return _load_yaml(str(path or PAPER_RESULTS_PATH))
 
 

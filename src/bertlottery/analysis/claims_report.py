@@ -1,5 +1,5 @@
 """`bertlottery claims`: the claims of claims.py evaluated on our numbers and on the paper's published numbers
-(config/paper_results.yaml, in the same `Numbers` shape), written as claims.{json,md,html}."""
+(the packaged resources/paper_results.yaml, in the same `Numbers` shape), written as claims.{json,md,html}."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def _jsonable(obj):
 
 
 def paper_numbers(paper: dict) -> Numbers:
-    """The published numbers (config/paper_results.yaml) as a Numbers bundle, so each claim can also be
+    """The published numbers (resources/paper_results.yaml) as a Numbers bundle, so each claim can also be
     checked on the paper's own values."""
     rows = []
     for family, kinds in paper["performance"].items():
@@ -143,7 +143,7 @@ def claims_markdown(claims: list[dict], notes: list[str]) -> str:
     lines = ["# The paper's claims checked on our numbers", "",
              "Each claim of Prasanna et al. (2020) with its verdict on our results, the criterion used, the "
              "numbers behind it, and (for reference) the verdict the same criterion gives on the paper's own "
-             "published numbers (config/paper_results.yaml).", ""]
+             "published numbers (bertlottery/resources/paper_results.yaml).", ""]
     lines += [f"- {note}" for note in notes] + [""]
     counts = pd.Series([c["verdict"] for c in claims]).value_counts()
     lines += ["Summary: " + ", ".join(f"{counts.get(v, 0)} {icon[v]}" for v in (HOLDS, FAILS, UNCHECKABLE)), ""]
@@ -213,7 +213,7 @@ def main_claims(argv: list[str]) -> None:
     for name in ("stability", "overlaps", "survivors", "m-blocks", "tests"):
         p.add_argument(f"--{name}", help=f"{name.replace('-', '_')} table (optional)")
     p.add_argument("--traces", nargs="*", default=[], help="s-search trace.json files (Figure 3 claim)")
-    p.add_argument("--paper", help="paper results YAML (default config/paper_results.yaml)")
+    p.add_argument("--paper", help="paper results YAML (default: the packaged resources/paper_results.yaml)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--par-tolerance", type=float, default=PAR_TOLERANCE)
     p.add_argument("--out-dir", default="results/analysis")

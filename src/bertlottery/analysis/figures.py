@@ -367,7 +367,7 @@ def main_figures(argv: list[str]) -> None:
     p = add("fig2", _cmd_fig2, "Figure 2 / Appendix E: bar grid of one family")
     p.add_argument("--summary", required=True)
     p.add_argument("--family", required=True, help="s (Figure 2a), m (2b), super (Appendix E), s-heads, s-mlps")
-    p.add_argument("--paper", help="paper results YAML (default config/paper_results.yaml)")
+    p.add_argument("--paper", help="paper results YAML (default: the packaged resources/paper_results.yaml)")
 
     p = add("fig3", _cmd_fig3, "Figure 3: head importance histogram of one s-search iteration")
     p.add_argument("--trace", required=True, help="trace.json of an s-search (trace.safetensors beside it)")

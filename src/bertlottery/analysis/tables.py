@@ -337,7 +337,7 @@ def main_tables(argv: list[str]) -> None:
     parser.add_argument("--stability", help="stability table from `stats masks`")
     parser.add_argument("--overlaps", help="overlaps table from `stats masks`")
     parser.add_argument("--tests", help="paired_tests table from `stats tests`")
-    parser.add_argument("--paper", help="paper results YAML (default config/paper_results.yaml)")
+    parser.add_argument("--paper", help="paper results YAML (default: the packaged resources/paper_results.yaml)")
     parser.add_argument("--truncate-table2", choices=["true", "false"], default="true")
     parser.add_argument("--families", nargs="*", help="families with an Appendix C/E-style table "
                         f"(of {', '.join(FAMILY_TITLES)}; default: those in the summary)")

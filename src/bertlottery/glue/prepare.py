@@ -20,7 +20,7 @@ import numpy as np
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.reading import HUB_DATASET, Example, SplitSource, read_split
 from bertlottery.glue.tasks import TaskSpec, get_task
-from bertlottery.settings import parse_json_arg, write_json
+from bertlottery.settings import DataSettings, parse_json_arg, write_json
 
 MAJORITY_STSB_SEED = 1337  # PAPER_SPEC 2.1: predictions ~ N(mean, sd of dev labels), numpy seed 1337
 
@@ -291,11 +291,8 @@ def main_prepare_data(argv: list[str]) -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
-    data = parse_json_arg(args.data, "data")
-    allowed = {"max_train_examples", "max_dev_examples", "subsample_seed"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise BertLotteryError(f"--data: unknown keys {unknown}; expected some of {sorted(allowed)}")
+    data = DataSettings.from_dict(parse_json_arg(args.data, "data"), where="--data")
     card = prepare_data(args.task, args.model, args.out_dir, glue_dir=args.glue_dir or None,
-                        max_seq_length=args.max_seq_length, **data)
+                        max_seq_length=args.max_seq_length, max_train_examples=data.max_train_examples,
+                        max_dev_examples=data.max_dev_examples, subsample_seed=data.subsample_seed)
     print(summarize_card(card))

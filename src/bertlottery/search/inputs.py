@@ -7,21 +7,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import load_split
 from bertlottery.glue.tasks import TaskSpec, get_task
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.runtime import configure_torch, pick_device, set_seed
-from bertlottery.settings import parse_json_arg, section_defaults
+from bertlottery.settings import SECTIONS, Section, parse_json_arg
 
 
-def resolve_section(section: str, given: dict, where: str) -> dict:
-    """A config section (JSON from the rule) over the schema's defaults; unknown keys are an error."""
-    defaults = section_defaults(section)
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise BertLotteryError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(defaults)}")
-    return defaults | given
+def resolve_section(section: str, given: dict, where: str) -> Section:
+    """A config section (JSON from the rule) over the schema's defaults, typed; unknown keys are an error."""
+    return SECTIONS[section].from_dict(given, where=where)
 
 
 def search_parser(prog: str, description: str, section: str) -> argparse.ArgumentParser:
@@ -39,7 +34,7 @@ def search_parser(prog: str, description: str, section: str) -> argparse.Argumen
 @dataclass
 class SearchInputs:
     spec: TaskSpec
-    settings: dict
+    settings: Section  # SPruningSettings or MPruningSettings
     state_dir: Path
     started: float
     device: object

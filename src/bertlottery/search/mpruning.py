@@ -45,7 +45,13 @@ from bertlottery.modeling.structure import prunable_parameters
 from bertlottery.modeling.weight_masks import apply_weight_mask
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
-from bertlottery.settings import config_hash, library_versions, read_json, write_json
+from bertlottery.settings import (
+    MPruningSettings,
+    config_hash,
+    library_versions,
+    read_json,
+    write_json,
+)
 from bertlottery.train.evaluation import predict
 
 BAD_MODES = ("code", "paper")
@@ -350,7 +356,7 @@ def clear_state(state_dir: str | Path | None) -> None:
 # Outputs and command line
 
 
-def write_outputs(result: MSearchResult, out_dir: str | Path, *, spec: TaskSpec, seed: int, settings: dict,
+def write_outputs(result: MSearchResult, out_dir: str | Path, *, spec: TaskSpec, seed: int, settings: MPruningSettings,
                   model_config, started: float | None = None, device: str = "cpu") -> None:
     """good/random/bad.safetensors, trace.json (per-step scores) and search.json (summary, sizes)."""
     out_dir = Path(out_dir)
@@ -363,11 +369,11 @@ def write_outputs(result: MSearchResult, out_dir: str | Path, *, spec: TaskSpec,
                                         "iterations": result.trace})
     write_json(out_dir / "search.json", {
         "task": spec.name, "seed": seed, "family": "m", "stop_metric": spec.stop_metric, "s0": result.s0,
-        "threshold_fraction": settings["threshold"], "threshold": result.threshold, "score": result.score,
+        "threshold_fraction": settings.threshold, "threshold": result.threshold, "score": result.score,
         "steps_taken": len(result.trace) - 1, "saved_step": result.steps,
         "pruned_fraction": 1 - result.good.fraction,
         "mask_size": {kind: size_of(model_config, mask) for kind, mask in masks.items()},
-        "settings": settings, "random_seed": derive_seed(spec.name, seed, "random"),
+        "settings": settings.to_dict(), "random_seed": derive_seed(spec.name, seed, "random"),
         "wall_time_s": None if started is None else round(time.time() - started, 3),
         "device": device, "versions": library_versions(), "config_hash": config_hash(settings),
     })
@@ -379,10 +385,10 @@ def main_find_m_mask(argv: list[str]) -> None:
     inputs = load_search_inputs(args, "m_pruning")
     spec, settings, state_dir, started = inputs.spec, inputs.settings, inputs.state_dir, inputs.started
     model, split, device = inputs.model, inputs.dev_split, inputs.device
-    result = find_m_mask(model, spec, split, seed=args.seed, threshold=settings["threshold"],
-                         amount=settings["amount"], max_iterations=settings["max_iterations"],
-                         cap_quirk=settings["cap_quirk"], batch_size=settings["batch_size"],
-                         bad_mode=settings["bad_mode"], state_dir=state_dir)
+    result = find_m_mask(model, spec, split, seed=args.seed, threshold=settings.threshold,
+                         amount=settings.amount, max_iterations=settings.max_iterations,
+                         cap_quirk=settings.cap_quirk, batch_size=settings.batch_size,
+                         bad_mode=settings.bad_mode, state_dir=state_dir)
     write_outputs(result, args.out_dir, spec=spec, seed=args.seed, settings=settings, model_config=model.config,
                   started=started, device=device_name(device))
     clear_state(state_dir)

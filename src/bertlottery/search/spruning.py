@@ -48,7 +48,12 @@ from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
-from bertlottery.settings import config_hash, library_versions, write_json
+from bertlottery.settings import (
+    SPruningSettings,
+    config_hash,
+    library_versions,
+    write_json,
+)
 from bertlottery.train.evaluation import iterate_batches, to_device
 
 MODES = ("joint", "heads", "mlps")
@@ -432,7 +437,7 @@ def _search(state: SearchState, phases: list[Phase], limit: float, run, state_di
 
 
 def write_outputs(result: SearchResult, out_dir: str | Path, *, spec: TaskSpec, seed: int, mode: str,
-                  settings: dict, model_config, save_iterations: bool = True, started: float | None = None,
+                  settings: SPruningSettings, model_config, save_iterations: bool = True, started: float | None = None,
                   device: str = "cpu") -> None:
     """good.safetensors (masks + final importances), trace.json, trace.safetensors, search.json."""
     from safetensors.torch import save_file
@@ -441,7 +446,7 @@ def write_outputs(result: SearchResult, out_dir: str | Path, *, spec: TaskSpec, 
     out_dir.mkdir(parents=True, exist_ok=True)
     family = "s" if mode == "joint" else f"s-{mode}"
     meta = {"task": spec.name, "seed": str(seed), "family": family, "kind": "good",
-            "method": f"s-pruning {mode} ({settings['gradient_accumulation']} gradients)",
+            "method": f"s-pruning {mode} ({settings.gradient_accumulation} gradients)",
             "iteration": str(result.iterations)}
     result.mask.save(out_dir / "good.safetensors", head_importance=result.head_importance,
                      mlp_importance=result.mlp_importance, **meta)
@@ -454,11 +459,11 @@ def write_outputs(result: SearchResult, out_dir: str | Path, *, spec: TaskSpec, 
         tmp.replace(out_dir / "trace.safetensors")
     write_json(out_dir / "search.json", {
         "task": spec.name, "seed": seed, "family": family, "mode": mode, "stop_metric": spec.stop_metric,
-        "s0": result.s0, "threshold_fraction": settings["threshold"], "threshold": result.threshold,
+        "s0": result.s0, "threshold_fraction": settings.threshold, "threshold": result.threshold,
         "score": result.score, "iterations": result.iterations,
         "accepted_steps": sum(bool(r["accepted"]) for r in rows[1:]),
         "heads_kept": int(result.mask.heads.sum()), "mlps_kept": int(result.mask.mlps.sum()),
-        "mask_size": size_of(model_config, result.mask), "settings": settings,
+        "mask_size": size_of(model_config, result.mask), "settings": settings.to_dict(),
         "wall_time_s": None if started is None else round(time.time() - started, 3),
         "device": device, "versions": library_versions(), "config_hash": config_hash(settings),
     })
@@ -471,12 +476,12 @@ def main_find_s_mask(argv: list[str]) -> None:
     inputs = load_search_inputs(args, "s_pruning")
     spec, settings, state_dir, started = inputs.spec, inputs.settings, inputs.state_dir, inputs.started
     model, split, device = inputs.model, inputs.dev_split, inputs.device
-    result = find_s_mask(model, spec, split, mode=args.mode, threshold=settings["threshold"],
-                         amount=settings["amount"], batch_size=settings["batch_size"],
-                         accumulation=settings["gradient_accumulation"], state_dir=state_dir,
-                         empty_layer_bias=settings["empty_layer_bias"])
+    result = find_s_mask(model, spec, split, mode=args.mode, threshold=settings.threshold,
+                         amount=settings.amount, batch_size=settings.batch_size,
+                         accumulation=settings.gradient_accumulation, state_dir=state_dir,
+                         empty_layer_bias=settings.empty_layer_bias)
     write_outputs(result, args.out_dir, spec=spec, seed=args.seed, mode=args.mode, settings=settings,
-                  model_config=model.config, save_iterations=settings["save_iterations"], started=started,
+                  model_config=model.config, save_iterations=settings.save_iterations, started=started,
                   device=device_name(device))
     clear_state(state_dir)
     print(f"{spec.name} seed {args.seed} s-{args.mode}: heads {int(result.mask.heads.sum())}, "

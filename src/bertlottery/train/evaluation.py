@@ -20,6 +20,7 @@ from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.runtime import autocast, device_name, pick_device
 from bertlottery.settings import (
+    TrainingSettings,
     config_hash,
     library_versions,
     parse_json_arg,
@@ -110,7 +111,7 @@ def metrics_record(
     mask_size: dict | None,
     started: float,
     device: torch.device,
-    settings: dict,
+    settings: TrainingSettings,
 ) -> dict:
     """The metrics JSON every evaluation writes (DESIGN.md: metrics, sizes, time, device, versions, hash)."""
     return {
@@ -147,10 +148,10 @@ def main_evaluate_full(argv: list[str]) -> None:
     parser.add_argument("--model-dir", required=True)
     args = parser.parse_args(argv)
     spec = get_task(args.task)
-    settings = parse_json_arg(args.training, "training")
+    settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
     started = time.time()
     device = pick_device()
-    model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings["attention"])
+    model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
     record = _evaluate_and_write(model.to(device), spec, args, settings, started, device, family="full", kind=None,
                                  evaluated="full", size=None)
     print(f"{spec.name} seed {args.seed}: {spec.reported_metric} = {record['reported']:.4f}")
@@ -159,7 +160,7 @@ def main_evaluate_full(argv: list[str]) -> None:
 def _evaluate_and_write(model, spec, args, settings, started, device, *, family, kind, evaluated, size) -> dict:
     """Dev metrics of `model` as a metrics record, written to --output."""
     values, n = evaluate_splits(
-        model, spec, args.data_dir, batch_size=settings["eval_batch_size"], precision=settings["precision"]
+        model, spec, args.data_dir, batch_size=settings.eval_batch_size, precision=settings.precision
     )
     record = metrics_record(
         spec, args.seed, values, n, family=family, kind=kind, evaluated=evaluated,
@@ -178,10 +179,10 @@ def main_evaluate_pruned(argv: list[str]) -> None:
     parser.add_argument("--kind", required=True)
     args = parser.parse_args(argv)
     spec = get_task(args.task)
-    settings = parse_json_arg(args.training, "training")
+    settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
     started = time.time()
     device = pick_device()
-    model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings["attention"])
+    model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
     size = apply_mask(model, load_any_mask(args.mask))  # s-masks physically: really smaller
     record = _evaluate_and_write(model.to(device), spec, args, settings, started, device, family=args.family,
                                  kind=args.kind, evaluated="pruned", size=size)
