@@ -1,15 +1,30 @@
 """Config validation: the schema (via snakemake.utils.validate) and per-task settings resolution."""
 
 import copy
+import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+import bertlottery
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.tasks import get_task
-from bertlottery.settings import SCHEMA_PATH, config_hash, resolve_training
+from bertlottery.settings import (
+    SCHEMA_PATH,
+    SECTIONS,
+    DataSettings,
+    MPruningSettings,
+    SPruningSettings,
+    TrainingSettings,
+    config_hash,
+    resolve_training,
+    section_defaults,
+    training_defaults,
+)
 
 
 @pytest.fixture
@@ -67,3 +82,70 @@ def test_bad_override_value_names_the_task_and_key(paper_config):
 def test_unknown_task_is_a_clear_error():
     with pytest.raises(BertLotteryError, match="unknown task 'SST2'.*SST-2"):
         get_task("SST2")
+
+
+# --- typed sections -------------------------------------------------------------------------------------
+
+# config_hash of the schema defaults, computed before the typed sections existed: metrics and search JSONs
+# record these hashes, so they must never change for the same settings.
+PINNED_HASHES = {"training": "c6e3b7a3510c9578", "s_pruning": "17b31c1a66e312fe",
+                 "m_pruning": "cada3d12bd5dd540", "data": "1079b39086b994a5"}
+
+
+@pytest.mark.parametrize("section", sorted(PINNED_HASHES))
+def test_config_hash_of_the_defaults_is_pinned(section):
+    typed = SECTIONS[section].from_dict({}, where="test")
+    assert config_hash(typed) == PINNED_HASHES[section]
+    assert config_hash(typed.to_dict()) == PINNED_HASHES[section]
+    if section == "training":
+        assert config_hash(training_defaults()) == PINNED_HASHES[section]
+        assert config_hash(resolve_training({}, "RTE")) == PINNED_HASHES[section]
+    else:
+        assert config_hash(section_defaults(section)) == PINNED_HASHES[section]
+
+
+def test_typed_training_hashes_as_the_json_the_rule_passes(paper_config):
+    """The rule passes resolve_training's dict as sorted JSON; the command's typed settings hash the same."""
+    paper_config["overrides"] = {"RTE": {"epochs": 4, "learning_rate": 3e-5}}
+    resolved = resolve_training(paper_config, "RTE")
+    typed = TrainingSettings.from_dict(json.loads(json.dumps(resolved, sort_keys=True)), where="--training")
+    assert config_hash(typed) == config_hash(resolved)
+    assert (typed.epochs, typed.learning_rate, typed.batch_size) == (4, 3e-5, 32)
+    assert typed.to_dict() == resolved
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_sections_follow_the_schema_in_its_order(section):
+    cls = SECTIONS[section]
+    defaults = cls.defaults()  # raises if the dataclass fields and the schema keys differ
+    typed = cls.from_dict({}, where="test")
+    assert list(typed.to_dict()) == list(defaults) == [f.name for f in dataclasses.fields(cls)]
+    assert typed.to_dict() == defaults
+
+
+def test_given_values_override_defaults_and_keep_their_type():
+    typed = SPruningSettings.from_dict({"threshold": 0.8, "batch_size": 8}, where="--settings (s_pruning)")
+    assert (typed.threshold, typed.batch_size, typed.amount) == (0.8, 8, 0.1)
+    epochs = TrainingSettings.from_dict({"epochs": 3.0}, where="--training").epochs
+    assert isinstance(epochs, float)  # not coerced: the hash of 3.0 is not the hash of 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        typed.threshold = 0.5
+
+
+@pytest.mark.parametrize("cls, where, message", [
+    (SPruningSettings, "--settings (s_pruning)", r"--settings \(s_pruning\): unknown key\(s\) \['treshold'\]"),
+    (MPruningSettings, "--settings (m_pruning)", r"--settings \(m_pruning\): unknown key\(s\) \['treshold'\]"),
+    (TrainingSettings, "--training", r"--training: unknown key\(s\) \['treshold'\]"),
+    (DataSettings, "--data", r"--data: unknown keys \['treshold'\]; expected some of \['max_dev_examples'"),
+])
+def test_unknown_keys_are_rejected_naming_them(cls, where, message):
+    with pytest.raises(BertLotteryError, match=message):
+        cls.from_dict({"treshold": 0.9}, where=where)
+
+
+def test_schema_and_paper_numbers_are_package_data():
+    from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
+
+    package = Path(bertlottery.__file__).parent
+    assert SCHEMA_PATH == package / "resources" / "config.schema.yaml" and SCHEMA_PATH.is_file()
+    assert PAPER_RESULTS_PATH == package / "resources" / "paper_results.yaml" and PAPER_RESULTS_PATH.is_file()

@@ -34,9 +34,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: python -m bertlottery <command> [options]", "", "commands:"]
+    lines = ["usage: python -m bertlottery <command> [options]", "       python -m bertlottery --version", "",
+             "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
+
+
+def version() -> str:
+    """The installed package's version (its metadata); the source's __version__ when not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as metadata_version
+
+    try:
+        return metadata_version("bertlottery")
+    except PackageNotFoundError:
+        from bertlottery import __version__
+
+        return __version__
 
 
 def _limit_threads() -> None:
@@ -52,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
+        return
+    if argv[0] in {"-V", "--version"}:
+        print(f"bertlottery {version()}")
         return
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

@@ -305,14 +305,10 @@ def test_counts_roundtrip_and_summary_outputs(tmp_path):
 
 
 def test_paper_numbers_are_read_from_the_project_file():
-    from pathlib import Path
-
+    from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
     from bertlottery.patterns.summary import paper_patterns
 
-    path = Path(__file__).resolve().parents[2] / "config" / "paper_results.yaml"
-    if not path.is_file():
-        pytest.skip("config/paper_results.yaml not present")
-    paper = paper_patterns(path)
+    paper = paper_patterns(PAPER_RESULTS_PATH)  # the packaged resources/paper_results.yaml
     assert set(paper) == {(c, s) for c in ("finetuned", "pretrained") for s in ("super", "all")}
     assert paper[("finetuned", "super")]["RTE"]["raw"][1] == 56.6  # block share, spec 8.4
     assert paper[("pretrained", "all")]["CoLA"]["normed"] == [51.3, 7.8, 23.5, 6.3, 11.1]
