@@ -35,7 +35,8 @@ def test_help_lists_every_command():
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: python -m bertlottery <command> [options]")
-    listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
+    commands = result.stdout.split("\ncommands:\n", 1)[1]
+    listed = [line.split()[0] for line in commands.splitlines() if line.strip()]
     assert listed == list(cli.COMMANDS)
     for name, (_, help_) in cli.COMMANDS.items():
         assert help_ in result.stdout, name
