@@ -56,7 +56,7 @@ def test_m_mask_weights_stay_zero_after_retraining(tmp_path, tiny_model_dir, rte
     mask.save(tmp_path / "m.safetensors")
 
     out = retrain(tmp_path, tiny_model_dir, rte_small, "m", MOVING, "--mask", str(tmp_path / "m.safetensors"),
-                  "--family", "m", "--kind", "good")
+                  "--family", "m", "--variant", "good")
     trained = load_file(out / "model" / "model.safetensors")
     pretrained = {f"bert.{k}": v for k, v in encoder_weights(tiny_model_dir).items()}
     for name, keep in mask.masks.items():
@@ -76,7 +76,7 @@ def test_s_mask_heads_and_mlps_stay_removed_after_retraining(tmp_path, tiny_mode
     mask.save(tmp_path / "s.safetensors")
 
     out = retrain(tmp_path, tiny_model_dir, rte_small, "s", MOVING, "--mask", str(tmp_path / "s.safetensors"),
-                  "--family", "s", "--kind", "good")
+                  "--family", "s", "--variant", "good")
     reloaded = load_classifier(out / "model", 2)
     assert head_counts(reloaded) == [1, 3]
     parts = [layer_parts(layer) for layer in encoder_layers(reloaded)]
@@ -101,7 +101,7 @@ def test_random_init_really_starts_from_random_weights(tmp_path, tiny_model_dir,
     mask = HeadMlpMask.full(2, 4)
     mask.heads[0, 0] = False
     mask.save(tmp_path / "s.safetensors")
-    flags = ("--mask", str(tmp_path / "s.safetensors"), "--random-init", "--family", "s", "--kind", "randinit_random")
+    flags = ("--mask", str(tmp_path / "s.safetensors"), "--random-init", "--family", "s", "--variant", "randinit_random")
     a = encoder_weights(retrain(tmp_path, tiny_model_dir, rte_small, "a", FROZEN, *flags) / "model")
     again = encoder_weights(retrain(tmp_path, tiny_model_dir, rte_small, "again", FROZEN, *flags) / "model")
     other = encoder_weights(retrain(tmp_path, tiny_model_dir, rte_small, "b", FROZEN, *flags, seed=7) / "model")

@@ -7,18 +7,20 @@ rule aggregate:
     input:
         metric_files(),
     output:
-        table=f"{ANALYSIS}/metrics.parquet",
-        table_csv=f"{ANALYSIS}/metrics.csv",
-        summary=f"{ANALYSIS}/summary.parquet",
-        summary_csv=f"{ANALYSIS}/summary.csv",
+        table=LAYOUT.analysis_file("metrics", "parquet"),
+        table_csv=LAYOUT.analysis_file("metrics", "csv"),
+        summary=LAYOUT.analysis_file("summary", "parquet"),
+        summary_csv=LAYOUT.analysis_file("summary", "csv"),
+    params:
+        out_dir=output_dir,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/analysis/aggregate.log",
+        LAYOUT.log("analysis", "aggregate"),
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/aggregate.tsv"
+        LAYOUT.benchmark("analysis", "aggregate")
     shell:
-        "python -m bertlottery aggregate --inputs {input} --out-dir results/analysis > {log} 2>&1"
+        "python -m bertlottery aggregate --inputs {input} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule mask_stats:
@@ -27,38 +29,39 @@ rule mask_stats:
         heads_only=s_good_masks("s-heads"),
         mlps_only=s_good_masks("s-mlps"),
     output:
-        stability=f"{ANALYSIS}/stability.parquet",
-        pairs=f"{ANALYSIS}/stability_pairs.parquet",
-        survivors=f"{ANALYSIS}/survivors.parquet",
-        overlaps=f"{ANALYSIS}/overlaps.parquet",
-        csvs=expand(f"{ANALYSIS}/{{name}}.csv", name=["stability", "stability_pairs", "survivors", "overlaps"]),
+        stability=LAYOUT.analysis_file("stability", "parquet"),
+        pairs=LAYOUT.analysis_file("stability_pairs", "parquet"),
+        survivors=LAYOUT.analysis_file("survivors", "parquet"),
+        overlaps=LAYOUT.analysis_file("overlaps", "parquet"),
+        csvs=[LAYOUT.analysis_file(name, "csv") for name in ("stability", "stability_pairs", "survivors", "overlaps")],
     params:
         masks=mask_source_args,
         alpha=config["analysis"]["alpha"],
+        out_dir=output_dir,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/analysis/mask_stats.log",
+        LAYOUT.log("analysis", "mask_stats"),
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/mask_stats.tsv"
+        LAYOUT.benchmark("analysis", "mask_stats")
     shell:
         "python -m bertlottery stats masks {params.masks} --heads-only-masks {input.heads_only} --mlps-only-masks {input.mlps_only}"
-        " --alpha {params.alpha} --out-dir results/analysis > {log} 2>&1"
+        " --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule m_blocks:
     input:
         masks=m_good_masks(),
-        model=f"{RESULTS}/finetune/{TASKS[0]}/seed{SEEDS[0]}/model",
+        model=LAYOUT.finetuned_model(TASKS[0], SEEDS[0]),
     output:
-        table=f"{ANALYSIS}/m_blocks.parquet",
-        csv=f"{ANALYSIS}/m_blocks.csv",
+        table=LAYOUT.analysis_file("m_blocks", "parquet"),
+        csv=LAYOUT.analysis_file("m_blocks", "csv"),
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/analysis/m_blocks.log",
+        LAYOUT.log("analysis", "m_blocks"),
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/m_blocks.tsv"
+        LAYOUT.benchmark("analysis", "m_blocks")
     shell:
         "python -m bertlottery stats m-blocks --m-masks {input.masks} --model-config {input.model}/config.json"
         " --output {output.csv} > {log} 2>&1"
@@ -66,18 +69,18 @@ rule m_blocks:
 
 rule paired_tests:
     input:
-        f"{ANALYSIS}/metrics.parquet",
+        LAYOUT.analysis_file("metrics", "parquet"),
     output:
-        table=f"{ANALYSIS}/paired_tests.parquet",
-        csv=f"{ANALYSIS}/paired_tests.csv",
+        table=LAYOUT.analysis_file("paired_tests", "parquet"),
+        csv=LAYOUT.analysis_file("paired_tests", "csv"),
     params:
         bootstrap=config["analysis"]["bootstrap_resamples"],
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/analysis/paired_tests.log",
+        LAYOUT.log("analysis", "paired_tests"),
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/paired_tests.tsv"
+        LAYOUT.benchmark("analysis", "paired_tests")
     shell:
         "python -m bertlottery stats tests --metrics {input} --bootstrap {params.bootstrap} --seed 0 --output {output.csv}"
         " > {log} 2>&1"

@@ -1,5 +1,6 @@
 # Config validation, per-task settings and target lists. No science here: that is in src/bertlottery.
 # Every function and constant of the workflow lives here: the other .smk files hold only rules (--lint).
+import itertools
 import json
 import os
 
@@ -7,6 +8,7 @@ from snakemake.utils import validate
 
 from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.errors import BertLotteryError
+from bertlottery.layout import MASK_KINDS, Layout
 from bertlottery.settings import SCHEMA_PATH, resolve_training
 from bertlottery.analysis.tables import FAMILY_TITLES
 
@@ -15,10 +17,11 @@ validate(config, schema=str(SCHEMA_PATH), set_default=True)  # the schema the pa
 
 TASKS = config["tasks"]
 SEEDS = [str(s) for s in config["seeds"]]
-# Shell commands spell out `results/...` and `python -m bertlottery` (the linter wants no outside
-# variables in them); model jobs start with `python -m bertlottery with-gpu --`, which claims a free GPU
-# slot on a local multi-GPU box (see devices.py).
-RESULTS = "results"
+# Every results path comes from bertlottery.layout (wildcards such as "{task}" pass through it); shell
+# commands take them from {input}, {output}, {params} and {log} only. They spell out `python -m
+# bertlottery` (the linter wants no outside variables in them); model jobs start with `python -m
+# bertlottery with-gpu --`, which claims a free GPU slot on a local multi-GPU box (see devices.py).
+LAYOUT = Layout()
 # Every rule's software: the project's conda environment (used with --use-conda / --sdm conda).
 CONDA_ENV = "../../environment.yml"
 # CPU threads per model job (torch intra-op threads): jobs share the machine without oversubscribing it.
@@ -37,7 +40,7 @@ S_FAMILIES = [fam for fam, mode in S_MODES.items() if mode in config["s_pruning"
 
 # -- subnetworks.smk: retraining variants (PAPER_SPEC section 5, Appendix D)
 RETRAIN_FAMILIES = config["retrain"]["families"]
-RETRAIN_VARIANTS = {  # variant -> (mask kind, extra flags)
+RETRAIN_VARIANTS = {  # variant -> (mask kind, extra flags of `finetune`)
     "good": ("good", ""),
     "random": ("random", ""),
     "bad": ("bad", ""),
@@ -59,14 +62,11 @@ PATTERN_CNN_KINDS = [
 if PATTERN_LABELLED and not PATTERN_CNN_KINDS:
     raise WorkflowError(f"config patterns.labelled_dir={PATTERN_LABELLED}: neither raw/labels.csv nor "
                         "normed/labels.csv found there (expected CSV files with columns file,label)")
-PATTERN_CNN = [f"{RESULTS}/patterns/cnn/{kind}/card.json" for kind in PATTERN_CNN_KINDS]
+PATTERN_CNN = [LAYOUT.patterns_cnn_card(kind) for kind in PATTERN_CNN_KINDS]
 
 # -- analysis.smk and report.smk (PAPER_SPEC sections 6-8)
-ANALYSIS = f"{RESULTS}/analysis"
-TABLES = f"{RESULTS}/tables"
-FIGURES = f"{RESULTS}/figures"
 # The m-pruning block fractions (an input of the claims and Figure 1) exist when m-masks are retrained.
-M_BLOCKS = [f"{ANALYSIS}/m_blocks.parquet"] if "m" in RETRAIN_FAMILIES else []
+M_BLOCKS = [LAYOUT.analysis_file("m_blocks", "parquet")] if "m" in RETRAIN_FAMILIES else []
 PAPER_YAML = str(PAPER_RESULTS_PATH)  # the paper_results.yaml the installed package carries
 ORIGINAL_MASKS = config["analysis"]["original_masks_dir"]
 SEPARATE_FAMILIES = [f for f in S_FAMILIES if f != "s"] if config["retrain"]["separate_searches"] else []
@@ -80,7 +80,7 @@ wildcard_constraints:
     task="|".join(t.replace("-", r"\-") for t in TASKS),
     seed=r"\d+",
     family="m|s|super|s-heads|s-mlps",
-    kind="good|random|bad|random_like_bad",
+    kind="|".join(MASK_KINDS),
 
 
 # -- settings as rule params (a task's own settings only, so only that task reruns on a change)
@@ -97,11 +97,52 @@ def section_json(name):
     return json.dumps(config[name], sort_keys=True)
 
 
-def finetune_dir(task, seed):
-    return f"{RESULTS}/finetune/{task}/seed{seed}"
+# -- paths of one job as params (functions of its wildcards)
+def data_dir(wc):
+    return LAYOUT.data_dir(wc.task)
 
 
-def retrain_settings(wc):
+def finetune_dir(wc):
+    return LAYOUT.finetune_dir(wc.task, wc.seed)
+
+
+def s_mask_dir(wc):
+    return LAYOUT.mask_dir(wc.sfamily, wc.task, wc.seed)
+
+
+def m_mask_dir(wc):
+    return LAYOUT.mask_dir("m", wc.task, wc.seed)
+
+
+def super_dir(wc):
+    return LAYOUT.super_dir(wc.task)
+
+
+def retrain_dir(wc):
+    return LAYOUT.retrain_dir(wc.family, wc.variant, wc.task, wc.seed)
+
+
+def output_dir(wc, output):
+    """The directory of a rule's first output (a command that writes several files into one directory)."""
+    return os.path.dirname(output[0])
+
+
+def figure_stem(wc, output):
+    """A figure rule's output without extension (the figure commands write <stem>.png and <stem>.pdf)."""
+    return os.path.splitext(output.pdf)[0]
+
+
+# -- retraining variants
+def variant_mask(wc):
+    """The mask file a retraining variant starts from (bad_6ep: the bad mask, ...)."""
+    return LAYOUT.mask_file(wc.family, wc.task, wc.seed, RETRAIN_VARIANTS[wc.variant][0])
+
+
+def variant_flags(wc):
+    return RETRAIN_VARIANTS[wc.variant][1]
+
+
+def variant_training_json(wc):
     """The full model's settings; Appendix D's 6-epoch bad retraining changes only the epochs."""
     settings = dict(TRAINING[wc.task])
     if wc.variant == "bad_6ep":
@@ -111,7 +152,7 @@ def retrain_settings(wc):
 
 def pattern_model(wc):
     """Fine-tuned: the (task, seed) model; pre-trained: config `model` (hub id or directory)."""
-    return f"{finetune_dir(wc.task, wc.seed)}/model" if wc.pconfig == "finetuned" else config["model"]
+    return LAYOUT.finetuned_model(wc.task, wc.seed) if wc.pconfig == "finetuned" else config["model"]
 
 
 # -- analysis inputs
@@ -119,21 +160,20 @@ def s_good_masks(family="s", task=None):
     """Good masks of one s-search family ('s' joint, 's-heads', 's-mlps'); [] when it does not run."""
     if family not in S_FAMILIES:
         return []
-    return expand(f"{RESULTS}/masks/{family}/{{task}}/seed{{seed}}/good.safetensors",
-                  task=[task] if task else TASKS, seed=SEEDS)
+    return [LAYOUT.mask_file(family, t, seed, "good") for t in ([task] if task else TASKS) for seed in SEEDS]
 
 
 def m_good_masks():
     if "m" not in RETRAIN_FAMILIES:
         return []
-    return expand(f"{RESULTS}/masks/m/{{task}}/seed{{seed}}/good.safetensors", task=TASKS, seed=SEEDS)
+    return [LAYOUT.mask_file("m", task, seed, "good") for task in TASKS for seed in SEEDS]
 
 
 def s_traces():
     """Joint s-search traces (Figure 3 and the low-importance claim), when the search saves them."""
     if "s" not in S_FAMILIES or not config["s_pruning"]["save_iterations"]:
         return []
-    return expand(f"{RESULTS}/masks/s/{{task}}/seed{{seed}}/trace.json", task=TASKS, seed=SEEDS)
+    return [LAYOUT.search_trace("s", task, seed) for task in TASKS for seed in SEEDS]
 
 
 def has_mask_stats():
@@ -141,11 +181,9 @@ def has_mask_stats():
 
 
 def metric_files():
-    """Exactly the metrics JSONs the DAG makes: full models, and the pruned / retrained runs that
-    subnetwork_targets lists for the configured families, kinds and extras."""
-    full = expand(f"{RESULTS}/finetune/{{task}}/seed{{seed}}/metrics.json", task=TASKS, seed=SEEDS)
-    runs = [p for p in subnetwork_targets() if p.endswith("pruned.json") or p.startswith(f"{RESULTS}/retrain/")]
-    return full + runs
+    """Exactly the metrics JSONs the DAG makes: full models, and the pruned / retrained runs of the
+    configured families, kinds and variants."""
+    return full_metric_files() + pruned_metric_files() + retrain_metric_files()
 
 
 def table_names():
@@ -162,7 +200,7 @@ def mask_tables():
     """The mask-statistics tables, when there are head/MLP masks to analyse."""
     if not has_mask_stats():
         return {}
-    return {name: f"{ANALYSIS}/{name}.parquet" for name in ("stability", "overlaps", "survivors")}
+    return {name: LAYOUT.analysis_file(name, "parquet") for name in ("stability", "overlaps", "survivors")}
 
 
 def mask_table_args():
@@ -180,36 +218,58 @@ def mask_source_args(wc, input):
 
 
 # -- targets
-def subnetwork_targets():
-    families = config["retrain"]["families"]
-    kinds = config["retrain"]["kinds"]
-    pattern = "{family}/{kind}/{task}/seed{seed}"
-    units = expand(pattern, family=families, kind=kinds, task=TASKS, seed=SEEDS)
+def runs(families, names):
+    """(family, kind or variant, task, seed) of every task and seed, in expand()'s order."""
+    return list(itertools.product(families, names, TASKS, SEEDS))
+
+
+def pruned_runs():
+    """(family, mask kind, task, seed) of every pruned evaluation: the configured families and kinds, and
+    the separate searches' good and random masks."""
+    pruned = runs(config["retrain"]["families"], config["retrain"]["kinds"])
+    if config["retrain"]["separate_searches"]:
+        pruned += runs([fam for fam in S_FAMILIES if fam != "s"], ["good", "random"])
+    return pruned
+
+
+def retrain_runs():
+    """(family, variant, task, seed) of every retraining: each pruned run's mask retrained (the variant
+    named as its mask kind), then Appendix D's 6-epoch bad and Table 2's random-init random s-masks."""
     extras = []
     if config["retrain"]["bad_6_epochs"]:
-        extras += expand(pattern, family="s", kind="bad_6ep", task=TASKS, seed=SEEDS)
+        extras += runs(["s"], ["bad_6ep"])
     if config["retrain"]["random_init_random_s"]:
-        extras += expand(pattern, family="s", kind="randinit_random", task=TASKS, seed=SEEDS)
-    if config["retrain"]["separate_searches"]:
-        separate = [fam for fam in S_FAMILIES if fam != "s"]
-        units += expand(pattern, family=separate, kind=["good", "random"], task=TASKS, seed=SEEDS)
-    return (
-        [f"{RESULTS}/eval/{unit}/pruned.json" for unit in units]
-        + [f"{RESULTS}/retrain/{unit}/metrics.json" for unit in units + extras]
-        + [f"{RESULTS}/masks/{fam}/{task}/seed{seed}/search.json" for fam in S_FAMILIES for task in TASKS for seed in SEEDS]
-    )
+        extras += runs(["s"], ["randinit_random"])
+    return pruned_runs() + extras
+
+
+def full_metric_files():
+    return [LAYOUT.full_metrics(task, seed) for task in TASKS for seed in SEEDS]
+
+
+def pruned_metric_files():
+    return [LAYOUT.pruned_metrics(*run) for run in pruned_runs()]
+
+
+def retrain_metric_files():
+    return [LAYOUT.retrain_metrics(*run) for run in retrain_runs()]
+
+
+def subnetwork_targets():
+    searches = [LAYOUT.search_record(fam, task, seed) for fam in S_FAMILIES for task in TASKS for seed in SEEDS]
+    return pruned_metric_files() + retrain_metric_files() + searches
 
 
 def pattern_targets():
     if not PATTERNS["enabled"] or not PATTERN_TASKS:
         return []
-    return [f"{ANALYSIS}/patterns_correlation.json", f"{FIGURES}/figure4_finetuned.pdf"]
+    return [LAYOUT.analysis_file("patterns_correlation", "json"), LAYOUT.figure_file("figure4_finetuned", "pdf")]
 
 
 def analysis_targets():
     """Everything the analysis and report stages make for this configuration."""
-    targets = [f"{ANALYSIS}/claims.{ext}" for ext in ("html", "md", "json")]
-    targets += [f"{TABLES}/{name}.{ext}" for name in table_names() for ext in ("csv", "md", "tex", "html")]
+    targets = [LAYOUT.analysis_file("claims", ext) for ext in ("html", "md", "json")]
+    targets += [LAYOUT.table_file(name, ext) for name in table_names() for ext in ("csv", "md", "tex", "html")]
     figures = [f"fig2_{fam}" for fam in RETRAIN_FAMILIES + SEPARATE_FAMILIES]
     if has_mask_stats() or "m" in RETRAIN_FAMILIES:
         figures += [f"fig1_{task}" for task in TASKS] + ["appendix_b_all_tasks"]
@@ -217,10 +277,9 @@ def analysis_targets():
         figures += [f"overlap_{s}_{u}" for s in ("good", "super") for u in ("heads", "mlps")]
     if s_traces():
         figures.append("fig3_importance")
-    targets += [f"{FIGURES}/{name}.{ext}" for name in figures for ext in ("png", "pdf")]
+    targets += [LAYOUT.figure_file(name, ext) for name in figures for ext in ("png", "pdf")]
     return targets
 
 
 def all_targets():
-    targets = expand(f"{RESULTS}/finetune/{{task}}/seed{{seed}}/metrics.json", task=TASKS, seed=SEEDS)
-    return targets + subnetwork_targets() + pattern_targets() + analysis_targets()
+    return full_metric_files() + subnetwork_targets() + pattern_targets() + analysis_targets()

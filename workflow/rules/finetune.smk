@@ -1,45 +1,48 @@
 rule finetune:
     input:
-        card=f"{RESULTS}/data/{{task}}/data_card.json",
+        card=LAYOUT.data_card("{task}"),
     output:
-        model=directory(f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model"),
-        log_csv=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/train_log.csv",
-        summary=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/train_summary.json",
+        model=directory(LAYOUT.finetuned_model("{task}", "{seed}")),
+        log_csv=LAYOUT.train_log("{task}", "{seed}"),
+        summary=LAYOUT.train_summary("{task}", "{seed}"),
     params:
         model=config["model"],
         training=lambda wc: training_json(wc.task),
+        data_dir=data_dir,
+        out_dir=finetune_dir,
     threads: MODEL_THREADS
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/finetune/{{task}}/seed{{seed}}.log",
+        LAYOUT.log("finetune", "{task}", seed="{seed}"),
     benchmark:
-        f"{RESULTS}/benchmarks/finetune/{{task}}/seed{{seed}}.tsv"
+        LAYOUT.benchmark("finetune", "{task}", seed="{seed}")
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
-        " --data-dir results/data/{wildcards.task} --training {params.training:q}"
-        " --out-dir results/finetune/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
+        " --data-dir {params.data_dir} --training {params.training:q}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule evaluate_full:
     input:
-        model=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model",
+        model=LAYOUT.finetuned_model("{task}", "{seed}"),
     output:
-        f"{RESULTS}/finetune/{{task}}/seed{{seed}}/metrics.json",
+        LAYOUT.full_metrics("{task}", "{seed}"),
     params:
         training=lambda wc: training_json(wc.task),
+        data_dir=data_dir,
     threads: MODEL_THREADS
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/evaluate_full/{{task}}/seed{{seed}}.log",
+        LAYOUT.log("evaluate_full", "{task}", seed="{seed}"),
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_full/{{task}}/seed{{seed}}.tsv"
+        LAYOUT.benchmark("evaluate_full", "{task}", seed="{seed}")
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery evaluate-full --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
-        " --data-dir results/data/{wildcards.task} --training {params.training:q}"
+        " --data-dir {params.data_dir} --training {params.training:q}"
         " --output {output} > {log} 2>&1"

@@ -1,56 +1,60 @@
 # Mask searches on the fine-tuned models (PAPER_SPEC sections 3 and 4).
 rule find_s_mask:
     input:
-        model=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model",
-        card=f"{RESULTS}/data/{{task}}/data_card.json",
+        model=LAYOUT.finetuned_model("{task}", "{seed}"),
+        card=LAYOUT.data_card("{task}"),
     output:
-        good=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/good.safetensors",
-        search=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/search.json",
-        trace=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/trace.json",
+        good=LAYOUT.mask_file("{sfamily}", "{task}", "{seed}", "good"),
+        search=LAYOUT.search_record("{sfamily}", "{task}", "{seed}"),
+        trace=LAYOUT.search_trace("{sfamily}", "{task}", "{seed}"),
         # every iteration's masks and importances (s_pruning.save_iterations)
-        iterations=[f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/trace.safetensors"]
+        iterations=[LAYOUT.search_trace_tensors("{sfamily}", "{task}", "{seed}")]
         if config["s_pruning"]["save_iterations"] else [],
     wildcard_constraints:
         sfamily="s|s-heads|s-mlps",
     params:
         mode=lambda wc: S_MODES[wc.sfamily],
         settings=section_json("s_pruning"),
+        data_dir=data_dir,
+        out_dir=s_mask_dir,
     threads: MODEL_THREADS
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/find_s_mask/{{sfamily}}/{{task}}/seed{{seed}}.log",
+        LAYOUT.log("find_s_mask", "{sfamily}", "{task}", seed="{seed}"),
     benchmark:
-        f"{RESULTS}/benchmarks/find_s_mask/{{sfamily}}/{{task}}/seed{{seed}}.tsv"
+        LAYOUT.benchmark("find_s_mask", "{sfamily}", "{task}", seed="{seed}")
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-s-mask --task {wildcards.task} --seed {wildcards.seed} --mode {params.mode}"
-        " --model-dir {input.model} --data-dir results/data/{wildcards.task} --settings {params.settings:q}"
-        " --out-dir results/masks/{wildcards.sfamily}/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
+        " --model-dir {input.model} --data-dir {params.data_dir} --settings {params.settings:q}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule find_m_mask:
     input:
-        model=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model",
-        card=f"{RESULTS}/data/{{task}}/data_card.json",
+        model=LAYOUT.finetuned_model("{task}", "{seed}"),
+        card=LAYOUT.data_card("{task}"),
     output:
-        good=f"{RESULTS}/masks/m/{{task}}/seed{{seed}}/good.safetensors",
-        random=f"{RESULTS}/masks/m/{{task}}/seed{{seed}}/random.safetensors",
-        bad=f"{RESULTS}/masks/m/{{task}}/seed{{seed}}/bad.safetensors",
-        search=f"{RESULTS}/masks/m/{{task}}/seed{{seed}}/search.json",
+        good=LAYOUT.mask_file("m", "{task}", "{seed}", "good"),
+        random=LAYOUT.mask_file("m", "{task}", "{seed}", "random"),
+        bad=LAYOUT.mask_file("m", "{task}", "{seed}", "bad"),
+        search=LAYOUT.search_record("m", "{task}", "{seed}"),
     params:
         settings=section_json("m_pruning"),
+        data_dir=data_dir,
+        out_dir=m_mask_dir,
     threads: MODEL_THREADS
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/find_m_mask/{{task}}/seed{{seed}}.log",
+        LAYOUT.log("find_m_mask", "{task}", seed="{seed}"),
     benchmark:
-        f"{RESULTS}/benchmarks/find_m_mask/{{task}}/seed{{seed}}.tsv"
+        LAYOUT.benchmark("find_m_mask", "{task}", seed="{seed}")
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-m-mask --task {wildcards.task} --seed {wildcards.seed}"
-        " --model-dir {input.model} --data-dir results/data/{wildcards.task} --settings {params.settings:q}"
-        " --out-dir results/masks/m/{wildcards.task}/seed{wildcards.seed} > {log} 2>&1"
+        " --model-dir {input.model} --data-dir {params.data_dir} --settings {params.settings:q}"
+        " --out-dir {params.out_dir} > {log} 2>&1"

@@ -8,85 +8,89 @@ if PATTERN_CNN_KINDS:
         input:
             labels=os.path.join(PATTERN_LABELLED, "{pkind}", "labels.csv"),
         output:
-            model=f"{RESULTS}/patterns/cnn/{{pkind}}/model.safetensors",
-            card=f"{RESULTS}/patterns/cnn/{{pkind}}/card.json",
+            model=LAYOUT.patterns_cnn_model("{pkind}"),
+            card=LAYOUT.patterns_cnn_card("{pkind}"),
         wildcard_constraints:
             pkind="raw|normed",
         params:
             labelled=PATTERN_LABELLED,
             epochs=PATTERNS["cnn_epochs"],
+            out_dir=lambda wc: LAYOUT.patterns_cnn_dir(wc.pkind),
         threads: MODEL_THREADS
         resources:
             gpu=1,
         conda:
             CONDA_ENV
         log:
-            f"{RESULTS}/logs/patterns_train_cnn/{{pkind}}.log",
+            LAYOUT.log("patterns_train_cnn", "{pkind}"),
         benchmark:
-            f"{RESULTS}/benchmarks/patterns_train_cnn/{{pkind}}.tsv"
+            LAYOUT.benchmark("patterns_train_cnn", "{pkind}")
         shell:
             "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery patterns train-cnn --labelled-dir {params.labelled:q}"
-            " --kind {wildcards.pkind} --epochs {params.epochs} --out-dir results/patterns/cnn/{wildcards.pkind}"
+            " --kind {wildcards.pkind} --epochs {params.epochs} --out-dir {params.out_dir}"
             " > {log} 2>&1"
 
 
 rule patterns_extract:
     input:
-        card=f"{RESULTS}/data/{{task}}/data_card.json",
+        card=LAYOUT.data_card("{task}"),
         model=lambda wc: [pattern_model(wc)] if wc.pconfig == "finetuned" else [],
-        super_mask=f"{RESULTS}/masks/super/{{task}}/seed{{seed}}/good.safetensors",
+        super_mask=LAYOUT.mask_file("super", "{task}", "{seed}", "good"),
         cnn=PATTERN_CNN,
     output:
-        f"{RESULTS}/patterns/counts/{{pconfig}}/{{task}}/seed{{seed}}.safetensors",
+        LAYOUT.pattern_counts("{pconfig}", "{task}", "{seed}"),
     wildcard_constraints:
         pconfig="finetuned|pretrained",
     params:
         model=pattern_model,
         n_examples=PATTERNS["n_examples"],
-        cnn=f"--cnn-dir {RESULTS}/patterns/cnn" if PATTERN_CNN else "",
+        cnn=f"--cnn-dir {LAYOUT.patterns_cnn_root()}" if PATTERN_CNN else "",
+        data_dir=data_dir,
     threads: MODEL_THREADS
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/patterns_extract/{{pconfig}}/{{task}}/seed{{seed}}.log",
+        LAYOUT.log("patterns_extract", "{pconfig}", "{task}", seed="{seed}"),
     benchmark:
-        f"{RESULTS}/benchmarks/patterns_extract/{{pconfig}}/{{task}}/seed{{seed}}.tsv"
+        LAYOUT.benchmark("patterns_extract", "{pconfig}", "{task}", seed="{seed}")
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery patterns extract --task {wildcards.task} --seed {wildcards.seed}"
-        " --config {wildcards.pconfig} --model {params.model:q} --data-dir results/data/{wildcards.task}"
+        " --config {wildcards.pconfig} --model {params.model:q} --data-dir {params.data_dir}"
         " --n-examples {params.n_examples} --super-mask {input.super_mask} {params.cnn}"
         " --output {output} > {log} 2>&1"
 
 
 rule patterns_summarize:
     input:
-        counts=expand(f"{RESULTS}/patterns/counts/{{pconfig}}/{{task}}/seed{{seed}}.safetensors",
-                      pconfig=PATTERN_CONFIGS, task=PATTERN_TASKS, seed=SEEDS),
+        counts=[LAYOUT.pattern_counts(pconfig, task, seed)
+                for pconfig in PATTERN_CONFIGS for task in PATTERN_TASKS for seed in SEEDS],
         paper=[PAPER_YAML] if os.path.isfile(PAPER_YAML) else [],
     output:
-        figure4=report(f"{RESULTS}/figures/figure4_finetuned.pdf", caption="../report/patterns_figure4.rst",
+        figure4=report(LAYOUT.figure_file("figure4_finetuned", "pdf"), caption="../report/patterns_figure4.rst",
                        category="Attention patterns"),
-        appendix_f=report(f"{RESULTS}/figures/figure4_pretrained.pdf", caption="../report/patterns_appendix_f.rst",
+        appendix_f=report(LAYOUT.figure_file("figure4_pretrained", "pdf"), caption="../report/patterns_appendix_f.rst",
                           category="Attention patterns"),
-        types=report(f"{RESULTS}/figures/figure4a_types.pdf", caption="../report/patterns_types.rst",
+        types=report(LAYOUT.figure_file("figure4a_types", "pdf"), caption="../report/patterns_types.rst",
                      category="Attention patterns"),
-        pngs=expand(f"{RESULTS}/figures/{{name}}.png", name=["figure4_finetuned", "figure4_pretrained", "figure4a_types"]),
-        distribution=report(f"{RESULTS}/tables/patterns_distribution.csv", caption="../report/patterns_tables.rst",
+        pngs=[LAYOUT.figure_file(name, "png") for name in ("figure4_finetuned", "figure4_pretrained", "figure4a_types")],
+        distribution=report(LAYOUT.table_file("patterns_distribution", "csv"), caption="../report/patterns_tables.rst",
                             category="Attention patterns"),
-        tables=expand(f"{RESULTS}/tables/patterns_{{pconfig}}_{{selection}}.{{ext}}", pconfig=PATTERN_CONFIGS,
-                      selection=["super", "all"], ext=["csv", "md"]),
-        correlation=report(f"{RESULTS}/analysis/patterns_correlation.json",
+        tables=[LAYOUT.table_file(f"patterns_{pconfig}_{selection}", ext)
+                for pconfig in PATTERN_CONFIGS for selection in ("super", "all") for ext in ("csv", "md")],
+        correlation=report(LAYOUT.analysis_file("patterns_correlation", "json"),
                            caption="../report/patterns_correlation.rst", category="Attention patterns"),
     params:
         paper=lambda wc, input: f"--paper {input.paper[0]}" if input.paper else "",
+        tables_dir=lambda wc, output: os.path.dirname(output.distribution),
+        figures_dir=lambda wc, output: os.path.dirname(output.figure4),
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/patterns_summarize.log",
+        LAYOUT.log("patterns_summarize"),
     benchmark:
-        f"{RESULTS}/benchmarks/patterns_summarize.tsv"
+        LAYOUT.benchmark("patterns_summarize")
     shell:
-        "python -m bertlottery patterns summarize --counts {input.counts} {params.paper} --tables-dir results/tables"
-        " --figures-dir results/figures --correlation {output.correlation} > {log} 2>&1"
+        "python -m bertlottery patterns summarize --counts {input.counts} {params.paper} --tables-dir {params.tables_dir}"
+        " --figures-dir {params.figures_dir} --correlation {output.correlation} > {log} 2>&1"

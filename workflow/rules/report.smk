@@ -5,53 +5,55 @@
 rule claims:
     input:
         **mask_tables(),
-        summary=f"{ANALYSIS}/summary.parquet",
-        tests=f"{ANALYSIS}/paired_tests.parquet",
+        summary=LAYOUT.analysis_file("summary", "parquet"),
+        tests=LAYOUT.analysis_file("paired_tests", "parquet"),
         m_blocks=M_BLOCKS,
         traces=s_traces(),
     output:
-        html=report(f"{ANALYSIS}/claims.html", caption="../report/claims.rst", category="1. Claims",
+        html=report(LAYOUT.analysis_file("claims", "html"), caption="../report/claims.rst", category="1. Claims",
                     labels={"name": "the paper's claims on our numbers"}),
-        md=f"{ANALYSIS}/claims.md",
-        json=f"{ANALYSIS}/claims.json",
+        md=LAYOUT.analysis_file("claims", "md"),
+        json=LAYOUT.analysis_file("claims", "json"),
     params:
         masks=mask_table_args(),
         blocks=lambda wc, input: optional_flag("--m-blocks", input.m_blocks),
         alpha=config["analysis"]["alpha"],
+        out_dir=output_dir,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/report/claims.log",
+        LAYOUT.log("report", "claims"),
     benchmark:
-        f"{RESULTS}/benchmarks/report/claims.tsv"
+        LAYOUT.benchmark("report", "claims")
     shell:
         "python -m bertlottery claims --summary {input.summary} --tests {input.tests} {params.masks} {params.blocks}"
-        " --traces {input.traces} --alpha {params.alpha} --out-dir results/analysis > {log} 2>&1"
+        " --traces {input.traces} --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule tables:
     input:
         **mask_tables(),
-        summary=f"{ANALYSIS}/summary.parquet",
-        tests=f"{ANALYSIS}/paired_tests.parquet",
+        summary=LAYOUT.analysis_file("summary", "parquet"),
+        tests=LAYOUT.analysis_file("paired_tests", "parquet"),
         paper=PAPER_YAML,
     output:
-        **{name: report(f"{TABLES}/{name}.html", caption=f"../report/{rst}.rst", category="2. Tables",
+        **{name: report(LAYOUT.table_file(name, "html"), caption=f"../report/{rst}.rst", category="2. Tables",
                         labels={"name": name}) for name, rst in table_names().items()},
-        other=[f"{TABLES}/{name}.{ext}" for name in table_names() for ext in ("csv", "md", "tex")],
+        other=[LAYOUT.table_file(name, ext) for name in table_names() for ext in ("csv", "md", "tex")],
     params:
         masks=mask_table_args(),
         truncate=str(config["analysis"]["truncate_table2"]).lower(),
         families=" ".join(TABLE_FAMILIES),
+        out_dir=output_dir,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/report/tables.log",
+        LAYOUT.log("report", "tables"),
     benchmark:
-        f"{RESULTS}/benchmarks/report/tables.tsv"
+        LAYOUT.benchmark("report", "tables")
     shell:
         "python -m bertlottery tables --summary {input.summary} --tests {input.tests} {params.masks} --paper {input.paper}"
-        " --truncate-table2 {params.truncate} --families {params.families} --out-dir results/tables > {log} 2>&1"
+        " --truncate-table2 {params.truncate} --families {params.families} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule figure1:
@@ -59,87 +61,93 @@ rule figure1:
         masks=lambda wc: [ORIGINAL_MASKS] if ORIGINAL_MASKS else s_good_masks("s", wc.task),
         blocks=M_BLOCKS,
     output:
-        png=report(f"{FIGURES}/fig1_{{task}}.png", caption="../report/fig1.rst", category="3. Figures",
+        png=report(LAYOUT.figure_file("fig1_{task}", "png"), caption="../report/fig1.rst", category="3. Figures",
                    subcategory="Figure 1: survival heatmaps", labels={"name": "Figure 1", "task": "{task}"}),
-        pdf=f"{FIGURES}/fig1_{{task}}.pdf",
+        pdf=LAYOUT.figure_file("fig1_{task}", "pdf"),
     params:
         masks=mask_source_args,
         blocks=lambda wc, input: optional_flag("--m-blocks", input.blocks),
+        out=figure_stem,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/report/figure1/{{task}}.log",
+        LAYOUT.log("report", "figure1", "{task}"),
     benchmark:
-        f"{RESULTS}/benchmarks/report/figure1/{{task}}.tsv"
+        LAYOUT.benchmark("report", "figure1", "{task}")
     shell:
         "python -m bertlottery figures fig1 --task {wildcards.task} {params.masks} {params.blocks}"
-        " --out results/figures/fig1_{wildcards.task} > {log} 2>&1"
+        " --out {params.out} > {log} 2>&1"
 
 
 rule figure2:
     input:
-        summary=f"{ANALYSIS}/summary.parquet",
+        summary=LAYOUT.analysis_file("summary", "parquet"),
         paper=PAPER_YAML,
     output:
-        png=report(f"{FIGURES}/fig2_{{fig_family}}.png", caption="../report/fig2.rst", category="3. Figures",
+        png=report(LAYOUT.figure_file("fig2_{fig_family}", "png"), caption="../report/fig2.rst", category="3. Figures",
                    subcategory="Figure 2 and Appendix E: good, random, bad", labels={"name": "Figure 2",
                                                                                      "family": "{fig_family}"}),
-        pdf=f"{FIGURES}/fig2_{{fig_family}}.pdf",
+        pdf=LAYOUT.figure_file("fig2_{fig_family}", "pdf"),
     wildcard_constraints:
         fig_family="|".join(RETRAIN_FAMILIES + SEPARATE_FAMILIES),
+    params:
+        out=figure_stem,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/report/figure2/{{fig_family}}.log",
+        LAYOUT.log("report", "figure2", "{fig_family}"),
     benchmark:
-        f"{RESULTS}/benchmarks/report/figure2/{{fig_family}}.tsv"
+        LAYOUT.benchmark("report", "figure2", "{fig_family}")
     shell:
         "python -m bertlottery figures fig2 --summary {input.summary} --paper {input.paper} --family {wildcards.fig_family}"
-        " --out results/figures/fig2_{wildcards.fig_family} > {log} 2>&1"
+        " --out {params.out} > {log} 2>&1"
 
 
 rule figure3:
     input:
-        trace=f"{RESULTS}/masks/s/{FIG3_TASK}/seed{FIG3_SEED}/trace.json",
+        trace=LAYOUT.search_trace("s", FIG3_TASK, FIG3_SEED),
     output:
-        png=report(f"{FIGURES}/fig3_importance.png", caption="../report/fig3.rst", category="3. Figures",
+        png=report(LAYOUT.figure_file("fig3_importance", "png"), caption="../report/fig3.rst", category="3. Figures",
                    subcategory="Figure 3: importance scores", labels={"name": "Figure 3"}),
-        pdf=f"{FIGURES}/fig3_importance.pdf",
+        pdf=LAYOUT.figure_file("fig3_importance", "pdf"),
     params:
         amount=config["s_pruning"]["amount"],
         task=FIG3_TASK,
         seed=FIG3_SEED,
+        out=figure_stem,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/report/figure3.log",
+        LAYOUT.log("report", "figure3"),
     benchmark:
-        f"{RESULTS}/benchmarks/report/figure3.tsv"
+        LAYOUT.benchmark("report", "figure3")
     shell:
         "python -m bertlottery figures fig3 --trace {input.trace} --task {params.task} --seed {params.seed} --iteration 0"
-        " --amount {params.amount} --out results/figures/fig3_importance > {log} 2>&1"
+        " --amount {params.amount} --out {params.out} > {log} 2>&1"
 
 
 rule figure5:
     input:
-        f"{ANALYSIS}/overlaps.parquet",
+        LAYOUT.analysis_file("overlaps", "parquet"),
     output:
-        png=report(f"{FIGURES}/overlap_{{set}}_{{unit}}.png", caption="../report/fig5.rst", category="3. Figures",
+        png=report(LAYOUT.figure_file("overlap_{set}_{unit}", "png"), caption="../report/fig5.rst", category="3. Figures",
                    subcategory="Figure 5 and Appendix G: overlaps", labels={"name": "overlap", "set": "{set}",
                                                                             "unit": "{unit}"}),
-        pdf=f"{FIGURES}/overlap_{{set}}_{{unit}}.pdf",
+        pdf=LAYOUT.figure_file("overlap_{set}_{unit}", "pdf"),
     wildcard_constraints:
         set="good|super",
         unit="heads|mlps",
+    params:
+        out=figure_stem,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/report/figure5/{{set}}_{{unit}}.log",
+        LAYOUT.log("report", "figure5", "{set}_{unit}"),
     benchmark:
-        f"{RESULTS}/benchmarks/report/figure5/{{set}}_{{unit}}.tsv"
+        LAYOUT.benchmark("report", "figure5", "{set}_{unit}")
     shell:
         "python -m bertlottery figures fig5 --overlaps {input} --set {wildcards.set} --unit {wildcards.unit}"
-        " --out results/figures/overlap_{wildcards.set}_{wildcards.unit} > {log} 2>&1"
+        " --out {params.out} > {log} 2>&1"
 
 
 rule appendix_b:
@@ -149,18 +157,19 @@ rule appendix_b:
         mlps_only=s_good_masks("s-mlps"),
         blocks=M_BLOCKS,
     output:
-        png=report(f"{FIGURES}/appendix_b_all_tasks.png", caption="../report/appendix_b.rst", category="3. Figures",
+        png=report(LAYOUT.figure_file("appendix_b_all_tasks", "png"), caption="../report/appendix_b.rst", category="3. Figures",
                    subcategory="Figure 1: survival heatmaps", labels={"name": "Appendix B", "task": "all tasks"}),
-        pdf=f"{FIGURES}/appendix_b_all_tasks.pdf",
+        pdf=LAYOUT.figure_file("appendix_b_all_tasks", "pdf"),
     params:
         masks=mask_source_args,
         blocks=lambda wc, input: optional_flag("--m-blocks", input.blocks),
+        out=figure_stem,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/report/appendix_b.log",
+        LAYOUT.log("report", "appendix_b"),
     benchmark:
-        f"{RESULTS}/benchmarks/report/appendix_b.tsv"
+        LAYOUT.benchmark("report", "appendix_b")
     shell:
         "python -m bertlottery figures appb {params.masks} --heads-only-masks {input.heads_only} --mlps-only-masks {input.mlps_only}"
-        " {params.blocks} --out results/figures/appendix_b_all_tasks > {log} 2>&1"
+        " {params.blocks} --out {params.out} > {log} 2>&1"

@@ -3,96 +3,99 @@
 
 rule derive_s_masks:
     input:
-        good=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/good.safetensors",
+        good=LAYOUT.mask_file("{sfamily}", "{task}", "{seed}", "good"),
     output:
-        random=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/random.safetensors",
-        bad=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/bad.safetensors",
-        random_like_bad=f"{RESULTS}/masks/{{sfamily}}/{{task}}/seed{{seed}}/random_like_bad.safetensors",
+        random=LAYOUT.mask_file("{sfamily}", "{task}", "{seed}", "random"),
+        bad=LAYOUT.mask_file("{sfamily}", "{task}", "{seed}", "bad"),
+        random_like_bad=LAYOUT.mask_file("{sfamily}", "{task}", "{seed}", "random_like_bad"),
     wildcard_constraints:
         sfamily="s|s-heads|s-mlps",
     params:
         mode=config["subnetworks"]["random_mode"],
+        out_dir=s_mask_dir,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/derive_s_masks/{{sfamily}}/{{task}}/seed{{seed}}.log",
+        LAYOUT.log("derive_s_masks", "{sfamily}", "{task}", seed="{seed}"),
     benchmark:
-        f"{RESULTS}/benchmarks/derive_s_masks/{{sfamily}}/{{task}}/seed{{seed}}.tsv"
+        LAYOUT.benchmark("derive_s_masks", "{sfamily}", "{task}", seed="{seed}")
     shell:
         "python -m bertlottery derive-s-masks --task {wildcards.task} --seed {wildcards.seed} --good {input.good}"
-        " --mode {params.mode} --out-dir results/masks/{wildcards.sfamily}/{wildcards.task}/seed{wildcards.seed}"
+        " --mode {params.mode} --out-dir {params.out_dir}"
         " > {log} 2>&1"
 
 
 rule super_masks:
     input:
-        goods=expand(f"{RESULTS}/masks/s/{{{{task}}}}/seed{{seed}}/good.safetensors", seed=SEEDS),
+        goods=[LAYOUT.mask_file("s", "{task}", seed, "good") for seed in SEEDS],
     output:
-        masks=expand(f"{RESULTS}/masks/super/{{{{task}}}}/seed{{seed}}/{{kind}}.safetensors",
-                     seed=SEEDS, kind=["good", "random", "bad"]),
-        summary=f"{RESULTS}/masks/super/{{task}}/summary.json",
+        masks=[LAYOUT.mask_file("super", "{task}", seed, kind) for seed in SEEDS for kind in ("good", "random", "bad")],
+        summary=LAYOUT.super_summary("{task}"),
     params:
         seeds=" ".join(SEEDS),
+        out_root=super_dir,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/super_masks/{{task}}.log",
+        LAYOUT.log("super_masks", "{task}"),
     benchmark:
-        f"{RESULTS}/benchmarks/super_masks/{{task}}.tsv"
+        LAYOUT.benchmark("super_masks", "{task}")
     shell:
         "python -m bertlottery super-masks --task {wildcards.task} --seeds {params.seeds} --goods {input.goods}"
-        " --out-root results/masks/super/{wildcards.task} > {log} 2>&1"
+        " --out-root {params.out_root} > {log} 2>&1"
 
 
 rule evaluate_pruned:
     input:
-        model=f"{RESULTS}/finetune/{{task}}/seed{{seed}}/model",
-        mask=f"{RESULTS}/masks/{{family}}/{{task}}/seed{{seed}}/{{kind}}.safetensors",
+        model=LAYOUT.finetuned_model("{task}", "{seed}"),
+        mask=LAYOUT.mask_file("{family}", "{task}", "{seed}", "{kind}"),
     output:
-        f"{RESULTS}/eval/{{family}}/{{kind}}/{{task}}/seed{{seed}}/pruned.json",
+        LAYOUT.pruned_metrics("{family}", "{kind}", "{task}", "{seed}"),
     params:
         training=lambda wc: training_json(wc.task),
+        data_dir=data_dir,
     threads: MODEL_THREADS
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/evaluate_pruned/{{family}}/{{kind}}/{{task}}/seed{{seed}}.log",
+        LAYOUT.log("evaluate_pruned", "{family}", "{kind}", "{task}", seed="{seed}"),
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_pruned/{{family}}/{{kind}}/{{task}}/seed{{seed}}.tsv"
+        LAYOUT.benchmark("evaluate_pruned", "{family}", "{kind}", "{task}", seed="{seed}")
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery evaluate-pruned --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
         " --mask {input.mask} --family {wildcards.family} --kind {wildcards.kind}"
-        " --data-dir results/data/{wildcards.task} --training {params.training:q} --output {output} > {log} 2>&1"
+        " --data-dir {params.data_dir} --training {params.training:q} --output {output} > {log} 2>&1"
 
 
 rule retrain:
     input:
-        card=f"{RESULTS}/data/{{task}}/data_card.json",
-        mask=lambda wc: f"{RESULTS}/masks/{wc.family}/{wc.task}/seed{wc.seed}/{RETRAIN_VARIANTS[wc.variant][0]}.safetensors",
+        card=LAYOUT.data_card("{task}"),
+        mask=variant_mask,
     output:
-        f"{RESULTS}/retrain/{{family}}/{{variant}}/{{task}}/seed{{seed}}/metrics.json",
+        LAYOUT.retrain_metrics("{family}", "{variant}", "{task}", "{seed}"),
     wildcard_constraints:
         family="m|s|super|s-heads|s-mlps",
         variant="|".join(RETRAIN_VARIANTS),
     params:
         model=config["model"],
-        training=retrain_settings,
-        flags=lambda wc: RETRAIN_VARIANTS[wc.variant][1],
+        training=variant_training_json,
+        variant_flags=variant_flags,
         save="" if config["retrain"]["keep_weights"] else "--no-save",
-        out_dir=lambda wc: f"{RESULTS}/retrain/{wc.family}/{wc.variant}/{wc.task}/seed{wc.seed}",
+        data_dir=data_dir,
+        out_dir=retrain_dir,
     threads: MODEL_THREADS
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     log:
-        f"{RESULTS}/logs/retrain/{{family}}/{{variant}}/{{task}}/seed{{seed}}.log",
+        LAYOUT.log("retrain", "{family}", "{variant}", "{task}", seed="{seed}"),
     benchmark:
-        f"{RESULTS}/benchmarks/retrain/{{family}}/{{variant}}/{{task}}/seed{{seed}}.tsv"
+        LAYOUT.benchmark("retrain", "{family}", "{variant}", "{task}", seed="{seed}")
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
-        " --data-dir results/data/{wildcards.task} --training {params.training:q} --mask {input.mask}"
-        " {params.flags} {params.save} --family {wildcards.family} --kind {wildcards.variant}"
+        " --data-dir {params.data_dir} --training {params.training:q} --mask {input.mask}"
+        " {params.variant_flags} {params.save} --family {wildcards.family} --variant {wildcards.variant}"
         " --out-dir {params.out_dir} --eval-output {output} > {log} 2>&1"

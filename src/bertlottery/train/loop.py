@@ -242,19 +242,19 @@ def run_job(args: argparse.Namespace) -> None:
     train_split = load_split(args.data_dir, "train")
     model, mask, size = build_model(args, spec, settings, device)
     summary = train(model, train_split, settings, args.seed, out_dir=out_dir, device=device)
-    summary |= {"task": spec.name, "seed": args.seed, "family": args.family, "kind": args.kind,
+    summary |= {"task": spec.name, "seed": args.seed, "family": args.family, "kind": args.variant,
                 "mask": args.mask, "mask_size": size, "device": str(device)}
     if args.eval_output:
         values, n = evaluate_splits(
             model, spec, args.data_dir, batch_size=settings.eval_batch_size, precision=settings.precision
         )
         record = metrics_record(
-            spec, args.seed, values, n, family=args.family, kind=args.kind, evaluated="retrained",
+            spec, args.seed, values, n, family=args.family, kind=args.variant, evaluated="retrained",
             mask_size=size, started=started, device=device, settings=settings,
         )
         record["train"] = summary
         write_json(args.eval_output, record)
-        print(f"{spec.name} seed {args.seed} {args.family}/{args.kind}: {spec.reported_metric} = {record['reported']:.4f}")
+        print(f"{spec.name} seed {args.seed} {args.family}/{args.variant}: {spec.reported_metric} = {record['reported']:.4f}")
     if not args.no_save:
         save_model(model, mask, args.model, out_dir / "model")
     write_json(out_dir / "train_summary.json", summary)
@@ -287,7 +287,7 @@ def main_finetune(argv: list[str]) -> None:
     parser.add_argument("--no-save", action="store_true", help="do not keep the weights")
     parser.add_argument("--eval-output", help="also evaluate on dev and write this metrics JSON")
     parser.add_argument("--family", default="full")
-    parser.add_argument("--kind")
+    parser.add_argument("--variant", help="the retraining's name (good, bad_6ep, ...): the metrics' `kind`")
     args = parser.parse_args(argv)
     run_job(args)
 
