@@ -19,6 +19,7 @@ import yaml
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.tasks import GLUE_TASKS
+from bertlottery.layout import Layout
 from bertlottery.settings import read_json, resource_path
 
 PAPER_RESULTS_PATH = resource_path("paper_results.yaml")  # carried by the package
@@ -183,14 +184,14 @@ def main_aggregate(argv: list[str]) -> None:
     parser.add_argument("--inputs", nargs="*", default=[], help="metrics JSON files")
     parser.add_argument("--results-dir", help="instead of / besides --inputs: find every metrics JSON under "
                         "<dir>/finetune, <dir>/eval and <dir>/retrain")
-    parser.add_argument("--out-dir", default="results/analysis")
+    parser.add_argument("--out-dir", default=Layout().analysis_dir())
     args = parser.parse_args(argv)
     paths = list(args.inputs)
     if args.results_dir:
-        root = args.results_dir
-        paths += sorted(glob.glob(f"{root}/finetune/*/seed*/metrics.json"))
-        paths += sorted(glob.glob(f"{root}/eval/*/*/*/seed*/pruned.json"))
-        paths += sorted(glob.glob(f"{root}/retrain/*/*/*/seed*/metrics.json"))
+        layout = Layout(args.results_dir)
+        paths += sorted(glob.glob(layout.full_metrics("*", "*")))
+        paths += sorted(glob.glob(layout.pruned_metrics("*", "*", "*", "*")))
+        paths += sorted(glob.glob(layout.retrain_metrics("*", "*", "*", "*")))
     table = collect(paths)
     summary = summarize(table)
     written = write_table(table, Path(args.out_dir) / "metrics") + write_table(summary, Path(args.out_dir) / "summary")

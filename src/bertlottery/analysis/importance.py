@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.layout import run_of
 
 # --- importance distribution (Figure 3, spec 5.1) --------------------------------------------------
 
@@ -30,8 +30,7 @@ def importance_summary(trace_paths) -> pd.DataFrame:
     rows = []
     for path in map(Path, trace_paths):
         trace = load_trace(path)
-        match = re.search(r"([^/]+)/seed_?(\d+)/[^/]+$", path.as_posix())
-        task, seed = (match.group(1), int(match.group(2))) if match else (path.parent.name, -1)
+        task, seed = run_of(path) or (path.parent.name, -1)
         for it in range(trace["head_importance"].shape[0]):
             row = {"task": task, "seed": seed, "iteration": it}
             for unit, key in (("heads", "head_importance"), ("mlps", "mlp_importance")):

@@ -4,7 +4,6 @@ study's layout <dir>/<TASK>/seed_<S>/{head_mask,mlp_mask}.npy.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import numpy as np
 from bertlottery.analysis.aggregate import task_order
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.tasks import GLUE_TASKS
+from bertlottery.layout import run_of, seed_of_dir
 from bertlottery.masks.types import HeadMlpMask
 
 # task -> seed -> mask
@@ -26,11 +26,11 @@ def _task_seed(path: Path, meta: dict) -> tuple[str, int]:
     """(task, seed) from a mask's metadata, else from its path .../<task>/seed<seed>/<kind>.safetensors."""
     task, seed = meta.get("task"), meta.get("seed")
     if task is None or seed is None:
-        match = re.search(r"([^/]+)/seed_?(\d+)/[^/]+$", path.as_posix())
-        if not match:
+        run = run_of(path)
+        if run is None:
             raise BertLotteryError(f"{path}: no task/seed in the metadata or the path "
                                    "(expected .../<task>/seed<seed>/<kind>.safetensors)")
-        task, seed = task or match.group(1), seed or match.group(2)
+        task, seed = task or run[0], seed or run[1]
     return str(task), int(seed)
 
 
@@ -61,11 +61,11 @@ def load_original_masks(root: str | Path) -> MaskSet:
                                "study's mask layout (e.g. masks/heads_mlps of sai-prasanna/bert-experiments)")
     out: MaskSet = {}
     for directory in dirs:
-        match = re.fullmatch(r"seed_?(\d+)", directory.name)
-        if not match:
+        seed = seed_of_dir(directory.name)
+        if seed is None:
             raise BertLotteryError(f"{directory}: expected a seed_<S> directory name")
         task = _canonical_task(directory.parent.name)
-        out.setdefault(task, {})[int(match.group(1))] = HeadMlpMask.from_original_npy(directory)
+        out.setdefault(task, {})[int(seed)] = HeadMlpMask.from_original_npy(directory)
     return _sorted(out)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.layout import seed_of_dir
 
 # "% surviving weights" in the paper subtracts this from kept/total to discount the embeddings (spec 6.3).
 PAPER_EMBEDDING_SHARE = 0.21
@@ -254,9 +254,9 @@ class HeadMlpMask:
             raise BertLotteryError(f"{directory / 'mlp_mask.npy'}: shape {list(mlps.shape)}; "
                                    f"expected [{heads.shape[0]}] (one entry per layer of head_mask.npy)")
         meta = {"method": "original", "source": str(directory)}
-        match = re.fullmatch(r"seed_?(\d+)", directory.name)
-        if match:
-            meta.update(task=directory.parent.name, seed=match.group(1))
+        seed = seed_of_dir(directory.name)
+        if seed is not None:
+            meta.update(task=directory.parent.name, seed=seed)
         head_mask = _as_bool(heads, "head_mask", str(directory / "head_mask.npy"))
         mlp_mask = _as_bool(mlps, "mlp_mask", str(directory / "mlp_mask.npy"))
         return cls(head_mask, mlp_mask, meta, head_importance=arrays.get("head_importance"),

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.layout import mask_name, seed_dir
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.settings import write_json
 from bertlottery.subnetworks.derive import (
@@ -132,6 +133,6 @@ def main_super_masks(argv: list[str]) -> None:
     for seed in args.seeds:
         rng_seeds["random"] = str(derive_seed(args.task, seed, "super-random"))
         for kind, mask in (("good", good), ("bad", bad), ("random", randoms[seed])):
-            mask.save(args.out_root / f"seed{seed}" / f"{kind}.safetensors", **shared, seed=str(seed), kind=kind,
+            mask.save(args.out_root / seed_dir(seed) / mask_name(kind), **shared, seed=str(seed), kind=kind,
                       method=METHODS[kind], rng_seed=rng_seeds[kind], **size_meta(mask))
     write_json(args.out_root / "summary.json", super_summary(goods, good, bad, args.task, args.seeds))
