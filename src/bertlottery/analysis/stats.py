@@ -23,6 +23,9 @@ from bertlottery.analysis.masksets import load_head_mlp_masks, load_original_mas
 from bertlottery.analysis.paired_tests import paired_tests
 from bertlottery.analysis.stability import overlaps, stability, super_survivors
 from bertlottery.errors import BertLotteryError
+from bertlottery.layout import Layout
+
+RESULTS = Layout()  # the CLI's default paths
 
 # --- CLI -------------------------------------------------------------------------------------------
 
@@ -69,21 +72,21 @@ def main_stats(argv: list[str]) -> None:
     p.add_argument("--heads-only-masks", nargs="*", default=[], help="good masks of the heads-only search")
     p.add_argument("--mlps-only-masks", nargs="*", default=[], help="good masks of the MLPs-only search")
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--out-dir", default="results/analysis")
+    p.add_argument("--out-dir", default=RESULTS.analysis_dir())
     p.set_defaults(func=_cmd_masks)
 
     p = sub.add_parser("m-blocks", help="surviving fraction per head and MLP of m-pruning weight masks")
     p.add_argument("--m-masks", nargs="+", required=True)
     p.add_argument("--num-heads", type=int, help="heads per layer (else the masks' metadata or --model-config)")
     p.add_argument("--model-config", help="a model config.json with num_attention_heads")
-    p.add_argument("--output", default="results/analysis/m_blocks.csv", help="CSV (a .parquet copy is written too)")
+    p.add_argument("--output", default=RESULTS.analysis_file("m_blocks", "csv"), help="CSV (a .parquet copy is written too)")
     p.set_defaults(func=_cmd_m_blocks)
 
     p = sub.add_parser("tests", help="paired tests of good vs random vs bad across seeds")
     p.add_argument("--metrics", required=True, help="metrics.parquet or .csv from `aggregate`")
     p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed")
-    p.add_argument("--output", default="results/analysis/paired_tests.csv")
+    p.add_argument("--output", default=RESULTS.analysis_file("paired_tests", "csv"))
     p.set_defaults(func=_cmd_tests)
 
     args = parser.parse_args(argv)
