@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO, smoke_command
 
 from bertlottery import layout
+from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.errors import BertLotteryError
 from bertlottery.layout import TEMPLATES, Layout, ResultPath
 
@@ -154,7 +155,7 @@ def test_every_path_of_the_smoke_dry_run_parses(tmp_path):
             if "seed" in wildcards and parsed.seed is not None:
                 assert parsed.seed == int(wildcards["seed"]), (path, wildcards)
     # Outside the results tree: only the paper's published numbers (an input of the tables and figures).
-    assert outside == {str(REPO / "config" / "paper_results.yaml")}
+    assert outside == {str(PAPER_RESULTS_PATH)}
     assert {"data_card", "finetuned_model", "full_metrics", "mask_file", "search_record", "pruned_metrics",
             "retrain_metrics", "pattern_counts", "super_summary", "analysis_file", "table_file",
             "figure_file", "log", "benchmark"} <= seen
