@@ -38,6 +38,7 @@ from bertlottery.glue.prepare import prepare_data, subsample_indices
 from bertlottery.glue.reading import read_examples
 from bertlottery.glue.splits import load_split
 from bertlottery.glue.tasks import get_task
+from bertlottery.io import write_json
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.runtime import configure_torch, device_name, pick_device, set_seed
@@ -46,7 +47,6 @@ from bertlottery.settings import (
     library_versions,
     parse_json_arg,
     resolve_training,
-    write_json,
 )
 from bertlottery.train.loop import Plan, epoch_order, train
 

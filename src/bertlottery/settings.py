@@ -23,6 +23,7 @@ import jsonschema
 import yaml
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.io import read_json, write_json  # noqa: F401  (until every caller imports them from io)
 
 
 def resource_path(name: str) -> Path:
@@ -214,30 +215,3 @@ def library_versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "bertlottery": __import__("bertlottery").__version__,
     }
-
-
-def write_json(path: str | Path, payload: dict) -> None:
-    """Write JSON atomically (temp file + rename), so a killed job never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
-    tmp.replace(path)
-
-
-def read_json(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BertLotteryError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise BertLotteryError(f"{path}: not valid JSON ({exc})") from None
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

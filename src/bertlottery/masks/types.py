@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.io import save_tensors
 from bertlottery.layout import seed_of_dir
 
 # "% surviving weights" in the paper subtracts this from kept/total to discount the embeddings (spec 6.3).
@@ -53,21 +52,6 @@ def _meta_str(meta: dict[str, Any]) -> dict[str, str]:
     """safetensors metadata must be str->str; None values are dropped."""
     return {str(k): (v if isinstance(v, str) else json.dumps(v) if isinstance(v, (list, dict)) else str(v))
             for k, v in meta.items() if v is not None}
-
-
-def _save_atomic(tensors: dict[str, torch.Tensor], path: str | os.PathLike, meta: dict[str, str]) -> Path:
-    """Write to a temporary file in the target directory, then rename: no half-written mask files."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -213,7 +197,7 @@ class HeadMlpMask:
             tensors["mlp_importance"] = self.mlp_importance
         file_meta = {**self.meta, "mask_type": "HeadMlpMask",
                      "heads_kept": str(self.heads_kept), "mlps_kept": str(self.mlps_kept)}
-        return _save_atomic(tensors, path, file_meta)
+        return save_tensors(path, tensors, file_meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HeadMlpMask:
@@ -327,7 +311,7 @@ class WeightMask:
         self.meta.update(_meta_str(meta))
         file_meta = {**self.meta, "mask_type": "WeightMask",
                      "prunable_kept": str(self.kept), "prunable_total": str(self.total)}
-        return _save_atomic({k: v.to(torch.uint8) for k, v in self.masks.items()}, path, file_meta)
+        return save_tensors(path, {k: v.to(torch.uint8) for k, v in self.masks.items()}, file_meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> WeightMask:

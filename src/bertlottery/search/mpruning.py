@@ -52,7 +52,7 @@ from bertlottery.settings import (
     read_json,
     write_json,
 )
-from bertlottery.train.evaluation import predict
+from bertlottery.train.evaluation import split_metrics
 
 BAD_MODES = ("code", "paper")
 STATE_FILE = "m_search_state.json"
@@ -191,8 +191,7 @@ class MSearchResult:
 
 
 def dev_score(model, spec: TaskSpec, split: TokenizedSplit, batch_size: int, progress: bool):
-    pred = predict(model, split, batch_size=batch_size, progress=progress)
-    values = M.task_metrics(spec, pred.logits, pred.labels) | {"loss": pred.loss}
+    values = split_metrics(model, spec, split, batch_size=batch_size, progress=progress)
     return float(M.stop_score(spec, values)), values
 
 

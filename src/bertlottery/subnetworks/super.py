@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.io import write_json
 from bertlottery.layout import mask_name, seed_dir
 from bertlottery.masks.types import HeadMlpMask
-from bertlottery.settings import write_json
 from bertlottery.subnetworks.derive import (
     check_source,
     derive_seed,

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from bertlottery.glue import metrics as M
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import TaskSpec, get_task
+from bertlottery.io import write_json
 from bertlottery.masks.types import load_any_mask
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
@@ -24,7 +25,6 @@ from bertlottery.settings import (
     config_hash,
     library_versions,
     parse_json_arg,
-    write_json,
 )
 
 
@@ -76,6 +76,20 @@ def predict(
     return Predictions(all_logits, split.labels.numpy(), loss)
 
 
+def split_metrics(
+    model: torch.nn.Module,
+    spec: TaskSpec,
+    split: TokenizedSplit,
+    *,
+    batch_size: int = 64,
+    precision: str = "fp32",
+    progress: bool = False,
+) -> dict[str, float]:
+    """The task's metrics and the mean loss of `model` on one split."""
+    pred = predict(model, split, batch_size=batch_size, precision=precision, progress=progress)
+    return M.task_metrics(spec, pred.logits, pred.labels) | {"loss": pred.loss}
+
+
 def evaluate_splits(
     model: torch.nn.Module,
     spec: TaskSpec,
@@ -90,8 +104,7 @@ def evaluate_splits(
     n_examples = 0
     for split_name in spec.dev_splits:
         split = load_split(data_dir, split_name)
-        pred = predict(model, split, batch_size=batch_size, precision=precision, progress=progress)
-        values = M.task_metrics(spec, pred.logits, pred.labels) | {"loss": pred.loss}
+        values = split_metrics(model, spec, split, batch_size=batch_size, precision=precision, progress=progress)
         suffix = "" if split_name == "dev" else "_" + split_name.removeprefix("dev_")
         out |= {key + suffix: value for key, value in values.items()}
         if split_name == "dev":
@@ -134,6 +147,36 @@ def metrics_record(
     }
 
 
+def evaluate_and_write(
+    model: torch.nn.Module,
+    spec: TaskSpec,
+    data_dir: str | Path,
+    output: str | Path,
+    *,
+    seed: int,
+    settings: TrainingSettings,
+    family: str,
+    kind: str | None,
+    evaluated: str,
+    mask_size: dict | None,
+    started: float,
+    device: torch.device,
+    extra: dict | None = None,
+) -> dict:
+    """Dev metrics of `model` as a metrics record (plus the `extra` keys), written to `output`: the one
+    evaluation of evaluate-full, evaluate-pruned and retraining."""
+    values, n = evaluate_splits(
+        model, spec, data_dir, batch_size=settings.eval_batch_size, precision=settings.precision
+    )
+    record = metrics_record(
+        spec, seed, values, n, family=family, kind=kind, evaluated=evaluated,
+        mask_size=mask_size, started=started, device=device, settings=settings,
+    )
+    record |= extra or {}
+    write_json(output, record)
+    return record
+
+
 def _common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True)
     parser.add_argument("--seed", type=int, required=True)
@@ -152,22 +195,10 @@ def main_evaluate_full(argv: list[str]) -> None:
     started = time.time()
     device = pick_device()
     model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
-    record = _evaluate_and_write(model.to(device), spec, args, settings, started, device, family="full", kind=None,
-                                 evaluated="full", size=None)
+    record = evaluate_and_write(model.to(device), spec, args.data_dir, args.output, seed=args.seed,
+                                settings=settings, family="full", kind=None, evaluated="full", mask_size=None,
+                                started=started, device=device)
     print(f"{spec.name} seed {args.seed}: {spec.reported_metric} = {record['reported']:.4f}")
-
-
-def _evaluate_and_write(model, spec, args, settings, started, device, *, family, kind, evaluated, size) -> dict:
-    """Dev metrics of `model` as a metrics record, written to --output."""
-    values, n = evaluate_splits(
-        model, spec, args.data_dir, batch_size=settings.eval_batch_size, precision=settings.precision
-    )
-    record = metrics_record(
-        spec, args.seed, values, n, family=family, kind=kind, evaluated=evaluated,
-        mask_size=size, started=started, device=device, settings=settings,
-    )
-    write_json(args.output, record)
-    return record
 
 
 def main_evaluate_pruned(argv: list[str]) -> None:
@@ -184,7 +215,8 @@ def main_evaluate_pruned(argv: list[str]) -> None:
     device = pick_device()
     model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
     size = apply_mask(model, load_any_mask(args.mask))  # s-masks physically: really smaller
-    record = _evaluate_and_write(model.to(device), spec, args, settings, started, device, family=args.family,
-                                 kind=args.kind, evaluated="pruned", size=size)
+    record = evaluate_and_write(model.to(device), spec, args.data_dir, args.output, seed=args.seed,
+                                settings=settings, family=args.family, kind=args.kind, evaluated="pruned",
+                                mask_size=size, started=started, device=device)
     print(f"{spec.name} seed {args.seed} {args.family}/{args.kind} pruned: "
           f"{spec.reported_metric} = {record['reported']:.4f}")

@@ -22,13 +22,14 @@ from transformers import get_linear_schedule_with_warmup
 
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import get_task
+from bertlottery.io import atomic_directory, atomic_path, write_json
 from bertlottery.masks.types import WeightMask, load_any_mask
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.weight_masks import remove_weight_mask
 from bertlottery.runtime import autocast, configure_torch, pick_device, set_seed
-from bertlottery.settings import TrainingSettings, parse_json_arg, write_json
-from bertlottery.train.evaluation import evaluate_splits, metrics_record, to_device
+from bertlottery.settings import TrainingSettings, parse_json_arg
+from bertlottery.train.evaluation import evaluate_and_write, to_device
 
 LOG_FIELDS = ["step", "epoch", "loss", "learning_rate", "examples_per_s", "tokens_per_s", "elapsed_s"]
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")  # the original's no-weight-decay groups
@@ -106,9 +107,8 @@ class Checkpointer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "log_rows": log_rows,
         }
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.path)  # atomic: a kill mid-save leaves the previous state intact
+        with atomic_path(self.path) as tmp:  # a kill mid-save leaves the previous state intact
+            torch.save(state, tmp)
 
     def load(self, model, optimizer, scheduler) -> tuple[int, list[dict]]:
         if not self.path.exists():
@@ -212,13 +212,10 @@ def train(
 
 
 def write_log(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def build_model(args: argparse.Namespace, spec, settings: TrainingSettings, device: torch.device):
@@ -245,15 +242,11 @@ def run_job(args: argparse.Namespace) -> None:
     summary |= {"task": spec.name, "seed": args.seed, "family": args.family, "kind": args.variant,
                 "mask": args.mask, "mask_size": size, "device": str(device)}
     if args.eval_output:
-        values, n = evaluate_splits(
-            model, spec, args.data_dir, batch_size=settings.eval_batch_size, precision=settings.precision
+        record = evaluate_and_write(
+            model, spec, args.data_dir, args.eval_output, seed=args.seed, settings=settings, family=args.family,
+            kind=args.variant, evaluated="retrained", mask_size=size, started=started, device=device,
+            extra={"train": summary},
         )
-        record = metrics_record(
-            spec, args.seed, values, n, family=args.family, kind=args.variant, evaluated="retrained",
-            mask_size=size, started=started, device=device, settings=settings,
-        )
-        record["train"] = summary
-        write_json(args.eval_output, record)
         print(f"{spec.name} seed {args.seed} {args.family}/{args.variant}: {spec.reported_metric} = {record['reported']:.4f}")
     if not args.no_save:
         save_model(model, mask, args.model, out_dir / "model")
@@ -266,12 +259,9 @@ def save_model(model, mask, tokenizer_source: str, directory: Path) -> None:
 
     if isinstance(mask, WeightMask):
         remove_weight_mask(model)  # bake the zeros in: a plain checkpoint with exact zeros
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(tmp)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.replace(directory)
+    with atomic_directory(directory) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(tmp)
 
 
 def main_finetune(argv: list[str]) -> None:
