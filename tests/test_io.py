@@ -11,7 +11,14 @@ import torch
 from safetensors import safe_open
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.io import atomic_directory, atomic_path, read_json, remove_temporaries, save_tensors, write_json
+from bertlottery.io import (
+    atomic_directory,
+    atomic_path,
+    read_json,
+    remove_temporaries,
+    save_tensors,
+    write_json,
+)
 
 
 def _mode(path) -> int:

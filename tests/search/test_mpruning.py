@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -236,25 +237,16 @@ def test_real_search_masks_apply_to_the_model():
     assert score == result.score
 
 
-def test_kill_and_resume_gives_the_same_masks(tmp_path):
+def test_kill_and_resume_gives_the_same_masks(tmp_path, killed_then_resumed):
     model = tiny_bert(seed=3)
     split = self_labelled_split(model, n=40, seed=3)
     kwargs = dict(seed=7, batch_size=16, progress=False, bad_mode="paper")
     reference = MP.find_m_mask(model, RTE, split, **kwargs)
     assert len(reference.trace) >= 4
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_2(i):
-        if i == 2:
-            raise Killed
-
     state_dir = tmp_path / "state"
-    with pytest.raises(Killed):
-        MP.find_m_mask(model, RTE, split, state_dir=state_dir, on_iteration=kill_after_2, **kwargs)
-    evaluated = []
-    resumed = MP.find_m_mask(model, RTE, split, state_dir=state_dir, on_iteration=evaluated.append, **kwargs)
+    search = partial(MP.find_m_mask, model, RTE, split, **kwargs)
+    resumed, evaluated = killed_then_resumed(search, state_dir, MP.STATE_FILE, kill_after=2)
     assert evaluated[0] == 3  # steps 0-2 were not evaluated again
     assert resumed.good == reference.good and resumed.random == reference.random and resumed.bad == reference.bad
     assert [r["score"] for r in resumed.trace] == [r["score"] for r in reference.trace]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -299,26 +300,16 @@ def test_real_search_follows_the_count_formula_and_keeps_the_rule():
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
-def test_kill_and_resume_gives_the_same_masks(tmp_path):
+def test_kill_and_resume_gives_the_same_masks(tmp_path, killed_then_resumed):
     model = tiny_bert(layers=3, heads=4, hidden=32, seed=5, init=0.1)
     split = self_labelled(model, synthetic_split(n=40, seed=2))
     kwargs = dict(batch_size=8, threshold=0.95, amount=0.2, progress=False)
     reference = S.find_s_mask(model, RTE, split, **kwargs)
     assert len(reference.trace) >= 5 and not all(r["accepted"] for r in reference.trace)
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_3(i):
-        if i == 3:
-            raise Killed
-
     state_dir = tmp_path / "state"
-    with pytest.raises(Killed):
-        S.find_s_mask(model, RTE, split, state_dir=state_dir, on_iteration=kill_after_3, **kwargs)
-    assert (state_dir / S.STATE_FILE).is_file()
-    passes = []
-    resumed = S.find_s_mask(model, RTE, split, state_dir=state_dir, on_iteration=passes.append, **kwargs)
+    search = partial(S.find_s_mask, model, RTE, split, **kwargs)
+    resumed, passes = killed_then_resumed(search, state_dir, S.STATE_FILE, kill_after=3)
     assert passes[0] == 4  # passes 0-3 were not rerun
     assert resumed.mask == reference.mask
     assert torch.equal(resumed.head_importance, reference.head_importance)

@@ -39,24 +39,20 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
 from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.glue.tasks import TaskSpec
+from bertlottery.io import write_json
 from bertlottery.masks.types import WeightMask
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.structure import prunable_parameters
 from bertlottery.modeling.weight_masks import apply_weight_mask
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
-from bertlottery.settings import (
-    MPruningSettings,
-    config_hash,
-    library_versions,
-    read_json,
-    write_json,
-)
+from bertlottery.search.state import StateStore, split_fingerprint
+from bertlottery.search.state import clear_state as clear_search_state
+from bertlottery.settings import MPruningSettings, config_hash, library_versions
 from bertlottery.train.evaluation import split_metrics
 
 BAD_MODES = ("code", "paper")
-STATE_FILE = "m_search_state.json"
-STATE_VERSION = 1
+STATE_FILE = "m_search_state.safetensors"
 # The original's per-layer order of the pool (run_glue.parameters_to_prune); it only decides ties.
 ORIGINAL_ROLES = (
     "attention.self.key.weight", "attention.self.key.bias", "attention.self.query.weight",
@@ -227,7 +223,7 @@ def find_m_mask(
 ) -> MSearchResult:
     """Good, random and bad weight masks of (task, seed) (see the module docstring).
 
-    With `state_dir`, the state after every dev evaluation is saved there (JSON: the masks follow
+    With `state_dir`, the state after every dev evaluation is saved there (no tensors: the masks follow
     from the step count by replaying the deterministic pruning steps); a rerun with the same
     settings, model and data resumes from it. `clear_state(state_dir)` removes it."""
     if bad_mode not in BAD_MODES:
@@ -239,15 +235,15 @@ def find_m_mask(
     pool = MagnitudePool.from_model(model)
     settings_hash = config_hash({"threshold": threshold, "amount": amount, "max_iterations": max_iterations,
                                  "batch_size": batch_size, "task": spec.name, "pool": pool.fingerprint(),
-                                 "dev": _split_fingerprint(dev_split)})
-    state_dir = Path(state_dir) if state_dir is not None else None
-    state = _load_state(state_dir, settings_hash) if state_dir else None
+                                 "dev": split_fingerprint(dev_split)})
+    store = StateStore(None if state_dir is None else Path(state_dir), STATE_FILE, settings_hash, "m-pruning")
+    state = _load_state(store)
     try:
         if state is None:
             s0, values = dev_score(model, spec, dev_split, batch_size, progress)
             state = {"s0": s0, "trace": [_row(0, torch.ones(pool.total, dtype=torch.bool), s0, values, True)],
                      "done": False}
-            _save_state(state_dir, state, settings_hash, on_iteration)
+            _save_state(store, state, on_iteration)
         limit = threshold * state["s0"]
         # The masks of the last two steps (the saved one is one of them); replay finished steps on resume.
         previous = kept = torch.ones(pool.total, dtype=torch.bool)
@@ -258,7 +254,7 @@ def find_m_mask(
             step = len(state["trace"]) - 1
             if step >= max_iterations or not state["trace"][-1]["score"] >= limit:
                 state["done"] = True
-                _save_state(state_dir, state, settings_hash, None)
+                _save_state(store, state, None)
                 break
             previous, kept = kept, l1_step(pool.magnitude, kept, amount)
             apply_weight_mask(model, pool.weight_mask(kept))
@@ -267,7 +263,7 @@ def find_m_mask(
             if progress:
                 print(f"m-pruning step {step + 1}: kept {int(kept.sum()) / pool.total:.4f}, score {score:.4f} "
                       f"({'pass' if score >= limit else 'fail'}; limit {limit:.4f})")
-            _save_state(state_dir, state, settings_hash, on_iteration)
+            _save_state(store, state, on_iteration)
     finally:
         unmask(model)
     steps = saved_steps(state["trace"], limit, max_iterations, cap_quirk)
@@ -309,10 +305,6 @@ def _derive(pool: MagnitudePool, state: dict, good: torch.Tensor, steps: int, li
                          trace[steps]["score"], steps)
 
 
-def _split_fingerprint(split: TokenizedSplit) -> str:
-    return f"{len(split)}|{float(split.labels.double().sum()):.6e}|{int(split.input_ids.long().sum())}"
-
-
 def _check_replay(state: dict, kept: torch.Tensor) -> None:
     expected = state["trace"][-1]["prunable_kept"]
     if int(kept.sum()) != expected:
@@ -320,35 +312,20 @@ def _check_replay(state: dict, kept: torch.Tensor) -> None:
                                f"values, the saved state says {expected}; delete the state directory")
 
 
-def _save_state(state_dir: Path | None, state: dict, settings_hash: str, on_iteration) -> None:
-    if state_dir is not None:
-        write_json(state_dir / STATE_FILE, {"version": STATE_VERSION, "settings_hash": settings_hash, **state})
+def _save_state(store: StateStore, state: dict, on_iteration) -> None:
+    store.save(state)
     if on_iteration is not None:
         on_iteration(len(state["trace"]) - 1)
 
 
-def _load_state(state_dir: Path, settings_hash: str) -> dict | None:
-    path = state_dir / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        saved = read_json(path)
-    except BertLotteryError as exc:
-        print(f"m-pruning: ignoring unreadable state ({exc})")
-        return None
-    if saved.get("version") != STATE_VERSION or saved.get("settings_hash") != settings_hash:
-        print(f"m-pruning: ignoring state {path} made with other settings, model or data")
-        return None
-    return {k: saved[k] for k in ("s0", "trace", "done")}
+def _load_state(store: StateStore) -> dict | None:
+    saved = store.load()
+    return None if saved is None else {k: saved[0][k] for k in ("s0", "trace", "done")}
 
 
 def clear_state(state_dir: str | Path | None) -> None:
     """Remove a finished search's state (call after the final outputs are written)."""
-    if state_dir is None:
-        return
-    (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
-    if Path(state_dir).is_dir() and not any(Path(state_dir).iterdir()):
-        Path(state_dir).rmdir()
+    clear_search_state(state_dir, STATE_FILE)
 
 
 # ----------------------------------------------------------------------------------------------

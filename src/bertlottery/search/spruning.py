@@ -27,7 +27,6 @@ everything is pruned, as in the paper's masks.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,23 +42,20 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
 from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.glue.tasks import TaskSpec
+from bertlottery.io import save_tensors, write_json
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
-from bertlottery.settings import (
-    SPruningSettings,
-    config_hash,
-    library_versions,
-    write_json,
-)
+from bertlottery.search.state import StateStore, model_fingerprint
+from bertlottery.search.state import clear_state as clear_search_state
+from bertlottery.settings import SPruningSettings, config_hash, library_versions
 from bertlottery.train.evaluation import iterate_batches, to_device
 
 MODES = ("joint", "heads", "mlps")
 ACCUMULATIONS = ("cumulative", "per_batch")
 STATE_FILE = "s_search_state.safetensors"
-STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -264,49 +260,22 @@ def join_trace(rows: list[dict], tensors: dict[str, torch.Tensor]) -> list[dict]
     return out
 
 
-def model_fingerprint(model: torch.nn.Module, split: TokenizedSplit) -> str:
-    """Cheap identity of the (model, dev data) pair, so a state from another model is never resumed."""
-    with torch.no_grad():
-        weights = sum(float(p.double().abs().sum()) for p in model.parameters())
-    labels = float(split.labels.double().sum())
-    return f"{weights:.10e}|{len(split)}|{labels:.6e}|{int(split.input_ids.long().sum())}"
-
-
-def save_state(state_dir: Path, state: SearchState, settings_hash: str) -> None:
-    """One safetensors file (tensors + the rest as JSON metadata), written to a temp file and renamed."""
-    from safetensors.torch import save_file
-
+def save_state(store: StateStore, state: SearchState) -> None:
+    """The state as tensors (masks, importances, the trace's tensors) and JSON (the rest)."""
     rows, tensors = split_trace(state.trace)
     tensors = {f"trace_{k}": v for k, v in tensors.items()} | {
         "heads": state.heads.to(torch.uint8), "mlps": state.mlps.to(torch.uint8),
-        "head_importance": state.head_importance.float().contiguous(),
-        "mlp_importance": state.mlp_importance.float().contiguous(),
+        "head_importance": state.head_importance.float(), "mlp_importance": state.mlp_importance.float(),
     }
-    meta = {"version": STATE_VERSION, "settings_hash": settings_hash, "phase_index": state.phase_index,
-            "s0": state.s0, "score": state.score, "trace": rows}
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = state_dir / (STATE_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
-    tmp.replace(state_dir / STATE_FILE)
+    store.save({"phase_index": state.phase_index, "s0": state.s0, "score": state.score, "trace": rows}, tensors)
 
 
-def load_state(state_dir: Path, settings_hash: str) -> SearchState | None:
+def load_state(store: StateStore) -> SearchState | None:
     """The saved state if it exists and was made with the same settings, model and data; else None."""
-    from safetensors import safe_open
-
-    path = state_dir / STATE_FILE
-    if not path.is_file():
+    saved = store.load()
+    if saved is None:
         return None
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {})["state"])
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as exc:  # a damaged state is not worth failing the job for: start over
-        print(f"s-pruning: ignoring unreadable state {path} ({exc})")
-        return None
-    if meta.get("version") != STATE_VERSION or meta.get("settings_hash") != settings_hash:
-        print(f"s-pruning: ignoring state {path} made with other settings, model or data")
-        return None
+    meta, tensors = saved
     trace = join_trace(meta["trace"], {k.removeprefix("trace_"): v for k, v in tensors.items()
                                        if k.startswith("trace_")})
     return SearchState(meta["phase_index"], tensors["heads"].bool(), tensors["mlps"].bool(),
@@ -315,13 +284,7 @@ def load_state(state_dir: Path, settings_hash: str) -> SearchState | None:
 
 def clear_state(state_dir: str | Path | None) -> None:
     """Remove a finished search's state (call after the final outputs are written)."""
-    if state_dir is None:
-        return
-    path = Path(state_dir) / STATE_FILE
-    path.unlink(missing_ok=True)
-    Path(str(path) + ".tmp").unlink(missing_ok=True)
-    if Path(state_dir).is_dir() and not any(Path(state_dir).iterdir()):
-        Path(state_dir).rmdir()
+    clear_search_state(state_dir, STATE_FILE)
 
 
 @dataclass
@@ -371,23 +334,22 @@ def find_s_mask(
     settings = {"mode": mode, "threshold": threshold, "amount": amount, "batch_size": batch_size,
                 "accumulation": accumulation, "empty_layer_bias": empty_layer_bias, "task": spec.name,
                 "fingerprint": model_fingerprint(model, dev_split)}
-    settings_hash = config_hash(settings)
-    state_dir = Path(state_dir) if state_dir is not None else None
+    store = StateStore(None if state_dir is None else Path(state_dir), STATE_FILE, config_hash(settings), "s-pruning")
     soft = attach_soft_masks(model, empty_layer_bias=empty_layer_bias)
     run = partial(importance_pass, model, soft, spec, dev_split, batch_size=batch_size,
                   accumulation=accumulation, progress=progress)  # run(heads, mlps) -> PassResult
     try:
-        state = load_state(state_dir, settings_hash) if state_dir else None
+        state = load_state(store)
         if state is None:
             heads = torch.ones(n_layers, n_heads, dtype=torch.bool)
             mlps = torch.ones(n_layers, dtype=torch.bool)
             first = run(heads, mlps)
             state = SearchState(0, heads, mlps, first.head_importance, first.mlp_importance, first.score,
                                 first.score, [trace_row(0, "initial", heads, mlps, first, True)])
-            _checkpoint(state, state_dir, settings_hash, on_iteration)
+            _checkpoint(state, store, on_iteration)
         elif progress:
             print(f"s-pruning: resuming after pass {len(state.trace) - 1} (phase {state.phase_index})")
-        _search(state, phases, threshold * state.s0, run, state_dir, settings_hash, on_iteration, progress)
+        _search(state, phases, threshold * state.s0, run, store, on_iteration, progress)
     finally:
         detach_soft_masks(model)
     last = state.trace[-1]
@@ -397,15 +359,14 @@ def find_s_mask(
                         threshold * state.s0, state.score)
 
 
-def _checkpoint(state, state_dir, settings_hash, on_iteration) -> None:
-    if state_dir is not None:
-        save_state(state_dir, state, settings_hash)
+def _checkpoint(state: SearchState, store: StateStore, on_iteration) -> None:
+    save_state(store, state)
     if on_iteration is not None:
         on_iteration(len(state.trace) - 1)
 
 
-def _search(state: SearchState, phases: list[Phase], limit: float, run, state_dir, settings_hash,
-            on_iteration, progress: bool) -> None:
+def _search(state: SearchState, phases: list[Phase], limit: float, run, store: StateStore, on_iteration,
+            progress: bool) -> None:
     """Advance `state` through the phases. Literal rule: a step is accepted iff score >= limit."""
     if not state.s0 >= limit:  # S0 < 0: the full model fails its own rule; nothing is pruned
         state.phase_index = len(phases)
@@ -414,7 +375,7 @@ def _search(state: SearchState, phases: list[Phase], limit: float, run, state_di
         candidate = propose(phase, state.heads, state.mlps, state.head_importance, state.mlp_importance)
         if candidate is None:  # nothing left to prune in this phase
             state.phase_index += 1
-            _checkpoint(state, state_dir, settings_hash, None)
+            _checkpoint(state, store, None)
             continue
         heads, mlps = candidate
         result = run(heads, mlps)
@@ -429,7 +390,7 @@ def _search(state: SearchState, phases: list[Phase], limit: float, run, state_di
         if progress:
             print(f"s-pruning {phase.name}: heads {int(heads.sum())} mlps {int(mlps.sum())} "
                   f"score {result.score:.4f} ({'kept' if accepted else 'reverted'}; limit {limit:.4f})")
-        _checkpoint(state, state_dir, settings_hash, on_iteration)
+        _checkpoint(state, store, on_iteration)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -440,8 +401,6 @@ def write_outputs(result: SearchResult, out_dir: str | Path, *, spec: TaskSpec, 
                   settings: SPruningSettings, model_config, save_iterations: bool = True, started: float | None = None,
                   device: str = "cpu") -> None:
     """good.safetensors (masks + final importances), trace.json, trace.safetensors, search.json."""
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     family = "s" if mode == "joint" else f"s-{mode}"
@@ -454,9 +413,7 @@ def write_outputs(result: SearchResult, out_dir: str | Path, *, spec: TaskSpec, 
     write_json(out_dir / "trace.json", {"task": spec.name, "seed": seed, "mode": mode, "s0": result.s0,
                                         "threshold": result.threshold, "iterations": rows})
     if save_iterations:
-        tmp = out_dir / "trace.safetensors.tmp"
-        save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
-        tmp.replace(out_dir / "trace.safetensors")
+        save_tensors(out_dir / "trace.safetensors", tensors, {k: str(v) for k, v in meta.items()})
     write_json(out_dir / "search.json", {
         "task": spec.name, "seed": seed, "family": family, "mode": mode, "stop_metric": spec.stop_metric,
         "s0": result.s0, "threshold_fraction": settings.threshold, "threshold": result.threshold,
