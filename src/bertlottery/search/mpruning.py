@@ -26,7 +26,6 @@ float32 fraction, which can be off by a few values):
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from bertlottery.glue import metrics as M
 from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.glue.tasks import TaskSpec
 from bertlottery.io import write_json
+from bertlottery.masks.seeds import M_MASKS, derive_seed, seeded_generator
 from bertlottery.masks.types import WeightMask
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.structure import prunable_parameters
@@ -126,14 +126,8 @@ def l1_step(magnitude: torch.Tensor, kept: torch.Tensor, amount: float) -> torch
     return new
 
 
-def derive_seed(task: str, seed: int, kind: str) -> int:
-    """A stable 63-bit generator seed from (task, seed, kind)."""
-    digest = hashlib.sha256(f"{task}|{seed}|{kind}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
 def _generator(task: str, seed: int, kind: str) -> torch.Generator:
-    return torch.Generator().manual_seed(derive_seed(task, seed, kind))
+    return seeded_generator(task, seed, kind, recipe=M_MASKS)
 
 
 def _sample(candidates: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -349,7 +343,7 @@ def write_outputs(result: MSearchResult, out_dir: str | Path, *, spec: TaskSpec,
         "steps_taken": len(result.trace) - 1, "saved_step": result.steps,
         "pruned_fraction": 1 - result.good.fraction,
         "mask_size": {kind: size_of(model_config, mask) for kind, mask in masks.items()},
-        "settings": settings.to_dict(), "random_seed": derive_seed(spec.name, seed, "random"),
+        "settings": settings.to_dict(), "random_seed": derive_seed(spec.name, seed, "random", recipe=M_MASKS),
         "wall_time_s": None if started is None else round(time.time() - started, 3),
         "device": device, "versions": library_versions(), "config_hash": config_hash(settings),
     })

@@ -1,32 +1,26 @@
 """Random and bad s-masks derived from a good one (PAPER_SPEC section 5, the "s random" / "s bad" rows).
 
 Heads (over all L*H units) and MLPs (over all L units) are drawn independently by the same rules. Every
-draw uses a generator seeded by `derive_seed(task, seed, kind)`, so a rerun gives the same masks bit for
+draw uses a generator seeded by `derive_seed(task, seed, kind, recipe=S_MASKS)`, so a rerun gives the same masks bit for
 bit; the original's bad masks came from an unseeded `random.sample` and cannot be regenerated.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 import torch
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.masks.seeds import S_MASKS, derive_seed, seeded_generator
 from bertlottery.masks.types import HeadMlpMask
 
 RANDOM_MODES = ("bernoulli", "exact")
 
 
-def derive_seed(task: str, seed: int | str, kind: str) -> int:
-    """A stable 63-bit seed from sha256 of "task/seed/kind" (Python's hash() is salted per process)."""
-    digest = hashlib.sha256(f"{task}/{seed}/{kind}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
 def make_generator(task: str, seed: int | str, kind: str) -> torch.Generator:
-    return torch.Generator().manual_seed(derive_seed(task, seed, kind))
+    return seeded_generator(task, seed, kind, recipe=S_MASKS)
 
 
 # --- primitives on bool tensors (any shape: heads [L, H] or MLPs [L]) ---------------------------------------------------------------
@@ -138,7 +132,7 @@ METHODS = {
 def derive_s_masks(good: HeadMlpMask, task: str, seed: int, mode: str) -> dict[str, tuple[HeadMlpMask, dict]]:
     """random, bad and random_like_bad masks of one (task, seed), each with metadata on how it was drawn."""
     def draw(kind: str, build):
-        rng_seed = derive_seed(task, seed, kind)
+        rng_seed = derive_seed(task, seed, kind, recipe=S_MASKS)
         return build(torch.Generator().manual_seed(rng_seed)), {"rng_seed": str(rng_seed)}
 
     random, r_meta = draw("random", lambda g: random_mask(good, mode=mode, generator=g))

@@ -18,10 +18,10 @@ import torch
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import write_json
 from bertlottery.layout import mask_name, seed_dir
+from bertlottery.masks.seeds import S_MASKS, derive_seed
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.subnetworks.derive import (
     check_source,
-    derive_seed,
     fill_to,
     make_generator,
     size_meta,
@@ -127,11 +127,11 @@ def main_super_masks(argv: list[str]) -> None:
     for seed, path, mask in zip(args.seeds, args.goods, goods):
         check_source(mask, path, task=args.task, seed=seed)
     good, bad, randoms = super_masks(goods, task=args.task, seeds=args.seeds)
-    rng_seeds = {"good": "none", "bad": str(derive_seed(args.task, "super", "bad"))}
+    rng_seeds = {"good": "none", "bad": str(derive_seed(args.task, "super", "bad", recipe=S_MASKS))}
     shared = {"task": args.task, "family": "super", "seeds": ",".join(map(str, args.seeds)),
               "sources": ",".join(map(str, args.goods)), "mode": "exact"}
     for seed in args.seeds:
-        rng_seeds["random"] = str(derive_seed(args.task, seed, "super-random"))
+        rng_seeds["random"] = str(derive_seed(args.task, seed, "super-random", recipe=S_MASKS))
         for kind, mask in (("good", good), ("bad", bad), ("random", randoms[seed])):
             mask.save(args.out_root / seed_dir(seed) / mask_name(kind), **shared, seed=str(seed), kind=kind,
                       method=METHODS[kind], rng_seed=rng_seeds[kind], **size_meta(mask))
