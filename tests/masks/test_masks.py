@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification, BertConfig
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import HeadMlpMask, WeightMask
-from bertlottery.modeling.sizes import PAPER_EMBEDDING_SHARE, head_mlp_costs, size_of
+from bertlottery.modeling.sizes import PAPER_EMBEDDING_SHARE, size_of
 from bertlottery.modeling.structure import prunable_parameters
 from bertlottery.modeling.weight_masks import check_weight_mask
 
@@ -183,9 +183,19 @@ def test_weight_mask_check_fits_names_first_mismatch():
 # ------------------------------------------------------------------ sizes (spec 6.3)
 
 
+def removed_params(mask: HeadMlpMask) -> int:
+    size = size_of(BERT_BASE, mask)
+    return size["params_total"] - size["params_kept"]
+
+
 def test_bert_base_structure_costs_match_paper():
-    costs = head_mlp_costs(BERT_BASE)
-    assert costs == {"per_head": 196_800, "per_mlp": 4_722_432, "attn_output_bias": 768}
+    one_head, one_mlp, all_heads = HeadMlpMask.full(12, 12), HeadMlpMask.full(12, 12), HeadMlpMask.full(12, 12)
+    one_head.heads[0, 0] = False
+    one_mlp.mlps[0] = False
+    all_heads.heads[0] = False
+    assert removed_params(one_head) == 196_800  # per head
+    assert removed_params(one_mlp) == 4_722_432  # per MLP
+    assert removed_params(all_heads) == 12 * 196_800 + 768  # + the attention output bias
     full = size_of(BERT_BASE, None)
     assert full["params_total"] == full["params_kept"] == 109_483_778
     assert full["prunable_total"] == 85_008_384

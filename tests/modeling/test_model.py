@@ -8,16 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from transformers import AutoModelForSequenceClassification, BertConfig, RobertaConfig
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import HeadMlpMask, WeightMask
 from bertlottery.modeling.loading import load_classifier
-from bertlottery.modeling.pruning import (
-    load_pruned,
-    prune_heads_and_mlps,
-    pruned_mask_of,
-)
+from bertlottery.modeling.pruning import load_pruned, prune_heads_and_mlps
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.structure import (
@@ -28,7 +25,6 @@ from bertlottery.modeling.structure import (
 )
 from bertlottery.modeling.weight_masks import (
     apply_weight_mask,
-    current_weight_mask,
     remove_weight_mask,
 )
 
@@ -100,7 +96,9 @@ def test_soft_equals_physical_random_masks(attn, seed):
     torch.testing.assert_close(physical, soft, rtol=0, atol=1e-5)
     assert (physical - full).abs().max() > 1e-3  # the mask really changed the model
     assert head_counts(model) == heads.sum(1).tolist()
-    assert pruned_mask_of(model) == mask
+    # the mask is recorded in the config, which load_pruned rebuilds the architecture from
+    assert model.config.bertlottery_head_mask == heads.int().tolist()
+    assert model.config.bertlottery_mlp_mask == mlps.int().tolist()
 
 
 def test_physical_param_count_matches_size_of():
@@ -232,7 +230,8 @@ def test_save_and_load_pruned_round_trip(tmp_path):
     model.save_pretrained(tmp_path)
     reloaded = load_pruned(tmp_path)
     torch.testing.assert_close(logits(reloaded, inputs), expected, rtol=0, atol=1e-6)
-    assert pruned_mask_of(reloaded) == EDGE_MASK
+    assert head_counts(reloaded) == EDGE_MASK.heads.sum(1).tolist()
+    assert reloaded.config.bertlottery_head_mask == EDGE_MASK.heads.int().tolist()
     via_loader = load_classifier(tmp_path, 3)  # recognises a pruned directory
     torch.testing.assert_close(logits(via_loader, inputs), expected, rtol=0, atol=1e-6)
     with pytest.raises(BertLotteryError, match="num_labels=3, expected 2"):
@@ -310,7 +309,6 @@ def test_weight_mask_zero_in_forward_and_through_adamw_with_weight_decay():
         weight = effective(name)
         assert (weight[~keep] == 0).all(), name
         assert not torch.equal(weight[keep], start[name][keep]), name  # training did happen
-    assert current_weight_mask(model) == mask
 
     before = logits(model.eval(), inputs)
     remove_weight_mask(model)
@@ -318,7 +316,7 @@ def test_weight_mask_zero_in_forward_and_through_adamw_with_weight_decay():
     for name, keep in mask.masks.items():
         assert (model.get_parameter(name)[~keep] == 0).all()
     torch.testing.assert_close(logits(model, inputs), before, rtol=0, atol=0)
-    assert current_weight_mask(model) is None
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())
 
 
 def test_weight_mask_reapply_replaces_and_names_stay_stable():
@@ -328,7 +326,11 @@ def test_weight_mask_reapply_replaces_and_names_stay_stable():
     assert list(prunable_parameters(model)) == names  # names of the unmasked model, not parametrizations.*
     second = random_weight_mask(model, keep=0.3, seed=2)
     apply_weight_mask(model, second)
-    assert current_weight_mask(model) == second
+    for name, keep in second.masks.items():  # the forward pass sees the stored weights under `second` only
+        module_name, attr = name.rsplit(".", 1)
+        module = model.get_submodule(module_name)
+        stored = getattr(module.parametrizations, attr).original
+        assert torch.equal(getattr(module, attr), torch.where(keep, stored, torch.zeros_like(stored))), name
     layer = model.bert.encoder.layer[0].attention.self.query
     assert len(layer.parametrizations.weight) == 1
 

@@ -116,7 +116,6 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 GLUE_TASKS: tuple[str, ...] = tuple(TASKS)
-PAPER_SEEDS: tuple[int, ...] = (1337, 42, 86, 71, 166)
 
 
 def get_task(name: str) -> TaskSpec:

@@ -113,14 +113,6 @@ def prune_heads_and_mlps(model: nn.Module, mask: HeadMlpMask) -> nn.Module:
     return model
 
 
-def pruned_mask_of(model: nn.Module) -> HeadMlpMask | None:
-    """The head/MLP mask a physically pruned model was pruned with (None if unpruned)."""
-    if not is_pruned(model):
-        return None
-    return HeadMlpMask(torch.tensor(model.config.bertlottery_head_mask),
-                       torch.tensor(model.config.bertlottery_mlp_mask))
-
-
 def load_pruned(path: str | os.PathLike, *, attn_implementation: str = "sdpa") -> nn.Module:
     """Reload a physically pruned model saved with save_pretrained: rebuild the architecture from
     config.json, prune it with the recorded mask, then load model.safetensors strictly."""

@@ -37,12 +37,6 @@ def _structure_costs(model: nn.Module) -> list[dict[str, int]]:
     return costs
 
 
-def head_mlp_costs(model_or_config: Any) -> dict[str, int]:
-    """Parameters removed with one head and with one MLP (layer 0; bert-base: 196,800 and 4,722,432)."""
-    cost = _structure_costs(meta_model(model_or_config))[0]
-    return {"per_head": cost["per_head"], "per_mlp": cost["mlp"], "attn_output_bias": cost["attn_bias"]}
-
-
 def size_of(model_or_config: Any, mask: HeadMlpMask | WeightMask | None) -> dict[str, Any]:
     """Subnetwork size as plain counts and the paper's way (spec 6.3). Totals count the whole
     sequence-classification model of the config (embeddings, pooler, classifier included)."""

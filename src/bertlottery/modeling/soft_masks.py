@@ -90,10 +90,6 @@ class SoftMasks:
         self.heads.grad = None
         self.mlps.grad = None
 
-    def as_mask(self) -> HeadMlpMask:
-        """The current multipliers as a kept (nonzero) / removed mask."""
-        return HeadMlpMask(self.heads.detach().cpu() != 0, self.mlps.detach().cpu() != 0)
-
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()

@@ -49,16 +49,6 @@ def apply_weight_mask(model: nn.Module, mask: WeightMask) -> nn.Module:
     return model
 
 
-def current_weight_mask(model: nn.Module) -> WeightMask | None:
-    """The weight mask currently applied (None if none)."""
-    masks = {}
-    for name, module, attr in _named_targets(model):
-        if parametrize.is_parametrized(module, attr):
-            masks[name] = next(p.mask for p in getattr(module.parametrizations, attr)
-                               if isinstance(p, _KeepMask)).cpu()
-    return WeightMask(masks) if masks else None
-
-
 def remove_weight_mask(model: nn.Module) -> nn.Module:
     """Bake the masks into the weights (masked values become stored zeros) and drop the
     parametrizations, so save_pretrained writes plain parameter names."""
