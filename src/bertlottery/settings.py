@@ -23,7 +23,6 @@ import jsonschema
 import yaml
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.io import read_json, write_json  # noqa: F401  (until every caller imports them from io)
 
 
 def resource_path(name: str) -> Path:

@@ -12,6 +12,7 @@ import torch
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue import prepare, reading, splits
 from bertlottery.glue.tasks import GLUE_TASKS, get_task
+from bertlottery.io import read_json
 
 SHARED = Path("/work/shared")
 GLUE = SHARED / "data" / "glue"
@@ -563,7 +564,7 @@ def test_cli_prepare_data(glue_dir, tmp_path, tokenizer, capsys):
     printed = capsys.readouterr().out
     assert "SST-2 from tsv:" in printed and "train: 1 kept of 2 rows" in printed
     assert "majority baseline accuracy 1.000" in printed
-    card = splits.read_card(out)
+    card = read_json(out / "data_card.json")
     assert card["max_seq_length"] == 64 and card["splits"]["train"]["rows_kept"] == 1
 
 

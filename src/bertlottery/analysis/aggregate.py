@@ -19,8 +19,9 @@ import yaml
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.tasks import GLUE_TASKS
+from bertlottery.io import read_json
 from bertlottery.layout import Layout
-from bertlottery.settings import read_json, resource_path
+from bertlottery.settings import resource_path
 
 PAPER_RESULTS_PATH = resource_path("paper_results.yaml")  # carried by the package
 KEYS = ["task", "seed", "family", "kind", "evaluated"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -20,7 +19,8 @@ import numpy as np
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.reading import HUB_DATASET, Example, SplitSource, read_split
 from bertlottery.glue.tasks import TaskSpec, get_task
-from bertlottery.settings import DataSettings, parse_json_arg, write_json
+from bertlottery.io import atomic_path, write_json
+from bertlottery.settings import DataSettings, parse_json_arg
 
 MAJORITY_STSB_SEED = 1337  # PAPER_SPEC 2.1: predictions ~ N(mean, sd of dev labels), numpy seed 1337
 
@@ -129,24 +129,13 @@ def write_split(path: Path, spec: TaskSpec, split: str, arrays: TokenizedArrays,
     metadata = {"task": spec.name, "split": split, "tokenizer": tokenizer_name,
                 "max_seq_length": str(max_seq_length), "n_examples": str(len(labels)),
                 "labels": json.dumps(spec.labels)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    _readable(tmp)
-    os.replace(tmp, path)
-
-
-def _readable(path: Path) -> None:
-    """safetensors creates owner-only files; give them the usual umask-based mode like other outputs."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    with atomic_path(path) as tmp:  # also gives the usual umask-based mode (safetensors makes owner-only files)
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def write_jsonl(path: Path, spec: TaskSpec, examples: Iterable[Example]) -> None:
     """A human-readable copy of the kept rows (label by name; STS-B: the score)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for ex in examples:
             row = {"line": ex.line, "text_a": ex.text_a, "text_b": ex.text_b}
             if spec.is_regression:
@@ -154,7 +143,6 @@ def write_jsonl(path: Path, spec: TaskSpec, examples: Iterable[Example]) -> None
             else:
                 row["label"], row["label_id"] = spec.labels[ex.label], ex.label
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.settings import read_json
 
 # ----------------------------------------------------------------------------------------------------
 # Loading for training and evaluation
@@ -82,10 +81,3 @@ def load_split(data_dir: str | Path, split: str) -> TokenizedSplit:
         raise BertLotteryError(f"{path}: missing tensors {sorted(missing)}; rerun prepare-data")
     return TokenizedSplit(tensors["input_ids"], tensors["token_type_ids"], tensors["offsets"],
                           tensors["labels"], metadata)
-
-
-def read_card(data_dir: str | Path) -> dict[str, Any]:
-    path = Path(data_dir) / "data_card.json"
-    if not path.is_file():
-        raise BertLotteryError(f"{path}: data card not found; run prepare-data for this task first")
-    return read_json(path)

@@ -24,9 +24,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.io import read_json, save_tensors, write_json
 from bertlottery.patterns.rules import PATTERN_TYPES, row_normalize
 from bertlottery.runtime import pick_device
-from bertlottery.settings import read_json, write_json
 
 # The original's label names (Kovaleva's raw labels file and the normed TSV), lower-cased, spaces removed.
 LABEL_ALIASES = {
@@ -187,11 +187,8 @@ def _predict(model: PatternCNN, x: torch.Tensor, device: torch.device, batch_siz
 
 
 def save_cnn(model: PatternCNN, card: dict, out_dir: str | Path) -> None:
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out_dir / "model.safetensors"))
+    save_tensors(out_dir / "model.safetensors", model.state_dict())
     write_json(out_dir / "card.json", card)
 
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import load_split
 from bertlottery.glue.tasks import get_task
+from bertlottery.io import save_tensors
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
@@ -78,14 +79,7 @@ def count_patterns(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
 
 
 def save_counts(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
-    tmp.replace(path)
+    save_tensors(path, tensors, {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
 
 
 def load_counts(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.io import write_json
 from bertlottery.patterns.attention import KINDS
 from bertlottery.patterns.extract import MODEL_CONFIGS, SELECTIONS, load_counts
 from bertlottery.patterns.rules import PATTERN_TYPES, synthetic_map
-from bertlottery.settings import write_json
 
 SHORT_NAMES = {"heterogeneous": "het", "block": "block", "diagonal": "diag", "vertical": "vert",
                "vertical+diagonal": "vert+diag"}
