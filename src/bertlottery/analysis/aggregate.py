@@ -126,8 +126,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
                        dtype={"task": str, "family": str, "kind": str, "evaluated": str})
 
 
-def write_table(table: pd.DataFrame, stem: str | Path) -> list[Path]:
-    """Write `stem`.csv and `stem`.parquet; returns the paths."""
+def write_frame(table: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """A tidy table as `stem`.csv and `stem`.parquet (no formatting: see table_format.write_report_table
+    for the md/tex/html tables of the report); returns the paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv, parquet = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
@@ -195,5 +196,5 @@ def main_aggregate(argv: list[str]) -> None:
         paths += sorted(glob.glob(layout.retrain_metrics("*", "*", "*", "*")))
     table = collect(paths)
     summary = summarize(table)
-    written = write_table(table, Path(args.out_dir) / "metrics") + write_table(summary, Path(args.out_dir) / "summary")
+    written = write_frame(table, Path(args.out_dir) / "metrics") + write_frame(summary, Path(args.out_dir) / "summary")
     print(f"{len(table)} runs, {len(summary)} run types -> " + ", ".join(map(str, written)))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bertlottery.analysis.aggregate import read_table, write_table
+from bertlottery.analysis.aggregate import read_table, write_frame
 from bertlottery.analysis.m_blocks import m_block_table
 from bertlottery.analysis.masksets import load_head_mlp_masks, load_original_masks
 from bertlottery.analysis.paired_tests import paired_tests
@@ -46,19 +46,19 @@ def _cmd_masks(args) -> None:
     source = args.original_masks or "ours"
     outputs = {"stability": stab, "stability_pairs": pairs, "survivors": survivors, "overlaps": over}
     for name, table in outputs.items():
-        write_table(table.assign(mask_source=source), out / name)
+        write_frame(table.assign(mask_source=source), out / name)
     print(f"mask statistics of {len(masks)} task(s) from {source} -> {out}")
 
 
 def _cmd_m_blocks(args) -> None:
     table = m_block_table(args.m_masks, args.num_heads, args.model_config)
-    write_table(table, Path(args.output).with_suffix(""))
+    write_frame(table, Path(args.output).with_suffix(""))
     print(f"{table[['task', 'seed']].drop_duplicates().shape[0]} m-masks -> {args.output}")
 
 
 def _cmd_tests(args) -> None:
     table = paired_tests(read_table(args.metrics), args.bootstrap, args.seed)
-    write_table(table, Path(args.output).with_suffix(""))
+    write_frame(table, Path(args.output).with_suffix(""))
     print(f"{len(table)} paired comparisons -> {args.output}")
 
 

@@ -59,8 +59,8 @@ def tex_escape(text: str) -> str:
             .replace("κ", r"$\kappa$").replace("Δ", r"$\Delta$").replace("’", "'"))
 
 
-def write_table(stem: str | Path, long: pd.DataFrame, display: pd.DataFrame, caption: str,
-                notes: list[str]) -> list[Path]:
+def write_report_table(stem: str | Path, long: pd.DataFrame, display: pd.DataFrame, caption: str,
+                       notes: list[str]) -> list[Path]:
     """`stem`.csv (long), .md, .tex and .html (display) with the caption and notes."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)

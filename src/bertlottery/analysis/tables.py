@@ -30,7 +30,7 @@ from bertlottery.analysis.table_format import (
     fmt,
     fmt_diff,
     fmt_ms,
-    write_table,
+    write_report_table,
 )
 from bertlottery.errors import BertLotteryError
 
@@ -372,7 +372,7 @@ def main_tables(argv: list[str]) -> None:
     if args.tests:
         built["paired_tests"] = tests_table(read_table(args.tests))
     for name, (long, display, caption, notes) in built.items():
-        write_table(out / name, long, display, caption, notes)
+        write_report_table(out / name, long, display, caption, notes)
     print(f"{len(built)} tables -> {out}: {', '.join(built)}")
 
 
