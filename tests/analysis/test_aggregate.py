@@ -102,7 +102,7 @@ def test_single_seed_std_is_nan(tmp_path):
 
 def test_tree_roundtrip_through_cli(tmp_path):
     paths = make_results_tree(tmp_path / "results")
-    main_aggregate(["--results-dir", str(tmp_path / "results"), "--out-dir", str(tmp_path / "analysis")])
+    main_aggregate(["--inputs", *map(str, paths), "--out-dir", str(tmp_path / "analysis")])
     table = read_table(tmp_path / "analysis/metrics.parquet")
     assert len(table) == len(paths)
     csv = read_table(tmp_path / "analysis/summary.csv")

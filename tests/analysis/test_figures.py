@@ -18,10 +18,10 @@ from bertlottery.analysis.stats import main_stats
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
-    make_results_tree(root, tasks=("MRPC", "RTE"), seeds=(1337, 42))
+    metrics = make_results_tree(root, tasks=("MRPC", "RTE"), seeds=(1337, 42))
     make_mask_tree(root, layers=3, heads=4)
     a = root / "analysis"
-    main_aggregate(["--results-dir", str(root), "--out-dir", str(a)])
+    main_aggregate(["--inputs", *map(str, metrics), "--out-dir", str(a)])
     main_stats(["masks", "--s-masks", *map(str, sorted(root.glob("masks/s/*/*/good.safetensors"))), "--out-dir", str(a)])
     main_stats(["m-blocks", "--m-masks", *map(str, sorted(root.glob("masks/m/*/*/good.safetensors"))),
                 "--num-heads", "2", "--output", str(a / "m_blocks.csv")])

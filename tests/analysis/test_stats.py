@@ -315,12 +315,12 @@ def test_importance_summary(tmp_path):
 def test_stats_cli_end_to_end(tmp_path):
     from test_aggregate import make_results_tree
 
-    make_results_tree(tmp_path, seeds=(1337, 42))
+    metrics = make_results_tree(tmp_path, seeds=(1337, 42))
     make_mask_tree(tmp_path)
     from bertlottery.analysis.aggregate import main_aggregate
 
     a = tmp_path / "analysis"
-    main_aggregate(["--results-dir", str(tmp_path), "--out-dir", str(a)])
+    main_aggregate(["--inputs", *map(str, metrics), "--out-dir", str(a)])
     S.main_stats(["masks", "--s-masks", *map(str, sorted(tmp_path.glob("masks/s/*/*/good.safetensors"))),
                   "--out-dir", str(a)])
     S.main_stats(["m-blocks", "--m-masks", *map(str, sorted(tmp_path.glob("masks/m/*/*/good.safetensors"))),

@@ -79,10 +79,10 @@ def test_family_table_has_every_run_type(summary):
 
 
 def test_tables_cli_writes_all_formats(tmp_path):
-    make_results_tree(tmp_path, tasks=("MRPC", "RTE"), seeds=(1337, 42))
+    metrics = make_results_tree(tmp_path, tasks=("MRPC", "RTE"), seeds=(1337, 42))
     make_mask_tree(tmp_path)
     a, out = tmp_path / "analysis", tmp_path / "tables"
-    main_aggregate(["--results-dir", str(tmp_path), "--out-dir", str(a)])
+    main_aggregate(["--inputs", *map(str, metrics), "--out-dir", str(a)])
     main_stats(["masks", "--s-masks", *map(str, sorted(tmp_path.glob("masks/s/*/*/good.safetensors"))),
                 "--out-dir", str(a)])
     main_stats(["tests", "--metrics", str(a / "metrics.parquet"), "--bootstrap", "200",

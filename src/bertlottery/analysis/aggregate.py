@@ -9,7 +9,6 @@ are loaded here too, so tables, stats and figures share one reader.
 from __future__ import annotations
 
 import argparse
-import glob
 from functools import lru_cache
 from pathlib import Path
 
@@ -184,17 +183,9 @@ def main_aggregate(argv: list[str]) -> None:
                     "summary.{csv,parquet} (mean and ddof=1 std over seeds).",
     )
     parser.add_argument("--inputs", nargs="*", default=[], help="metrics JSON files")
-    parser.add_argument("--results-dir", help="instead of / besides --inputs: find every metrics JSON under "
-                        "<dir>/finetune, <dir>/eval and <dir>/retrain")
     parser.add_argument("--out-dir", default=Layout().analysis_dir())
     args = parser.parse_args(argv)
-    paths = list(args.inputs)
-    if args.results_dir:
-        layout = Layout(args.results_dir)
-        paths += sorted(glob.glob(layout.full_metrics("*", "*")))
-        paths += sorted(glob.glob(layout.pruned_metrics("*", "*", "*", "*")))
-        paths += sorted(glob.glob(layout.retrain_metrics("*", "*", "*", "*")))
-    table = collect(paths)
+    table = collect(args.inputs)
     summary = summarize(table)
     written = write_frame(table, Path(args.out_dir) / "metrics") + write_frame(summary, Path(args.out_dir) / "summary")
     print(f"{len(table)} runs, {len(summary)} run types -> " + ", ".join(map(str, written)))
