@@ -86,6 +86,10 @@ def test_atomic_directory_replaces_the_old_one(tmp_path):
             (tmp / "half").write_text("h")
             raise RuntimeError
     assert sorted(os.listdir(tmp_path)) == ["model"] and sorted(os.listdir(target)) == ["weights"]
+    (tmp_path / ".model.0a1b2c3d.tmp").mkdir()  # left by a killed writer
+    with atomic_directory(target) as tmp:
+        (tmp / "weights").write_text("w2")
+    assert sorted(os.listdir(tmp_path)) == ["model"] and (target / "weights").read_text() == "w2"
 
 
 def test_remove_temporaries_after_a_kill(tmp_path):

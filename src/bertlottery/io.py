@@ -61,9 +61,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 @contextmanager
 def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `directory`; then replace `directory` by it (any old one is
-    removed first). On any error the temporary folder is removed."""
+    removed first). On any error the temporary folder is removed; one a killed writer left behind (a
+    folder is large, e.g. a saved model) is removed when the next writer starts."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in directory.parent.glob(f".{directory.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = _temp_name(directory)
     tmp.mkdir()
     try:
