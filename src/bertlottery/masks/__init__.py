@@ -1,0 +1,1 @@
+"""Mask types and their files: HeadMlpMask (s-pruning: heads and MLPs) and WeightMask (m-pruning: single weights)."""
