@@ -22,8 +22,12 @@ SEEDS = [str(s) for s in config["seeds"]]
 # bertlottery` (the linter wants no outside variables in them); model jobs start with `python -m
 # bertlottery with-gpu --`, which claims a free GPU slot on a local multi-GPU box (see devices.py).
 LAYOUT = Layout()
-# Every rule's software: the project's conda environment (used with --use-conda / --sdm conda).
-CONDA_ENV = "../../environment.yml"
+# Every rule's software under --sdm conda: environment.yml's packages (workflow/envs/bertlottery.yaml), then
+# bertlottery itself from this checkout, installed by bertlottery.post-deploy.sh beside it. That script
+# runs from a copy under .snakemake/conda/, so it learns where the checkout is from this variable.
+CONDA_ENV = "../envs/bertlottery.yaml"
+if os.path.isfile(os.path.join(workflow.basedir, "pyproject.toml")):
+    os.environ.setdefault("BERTLOTTERY_SOURCE_DIR", os.path.abspath(workflow.basedir))
 # CPU threads per model job (torch intra-op threads): jobs share the machine without oversubscribing it.
 MODEL_THREADS = 1
 
