@@ -69,7 +69,7 @@ ARCHITECTURES = {
     "bert-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
 }
 
-# Cost model inputs, per GLUE task: training rows (PAPER_SPEC 2.1) and the mean padded length per example
+# Cost model inputs, per GLUE task: training rows (the GLUE train sets) and the mean padded length per example
 # of a batch of 32 drawn at random (mean over batches of the batch's longest row, bert-base-uncased
 # WordPiece, truncation at 128). Measured with bertlottery.glue.prepare on the GLUE TSVs of ../shared where
 # present; QNLI from its dev set (train not shared); QQP and MNLI (not shared) are estimates [I].
@@ -78,7 +78,7 @@ GLUE_TRAIN = {
     "QQP": (363846, 75.0, "estimate"), "STS-B": (5749, 69.5, "measured"), "MNLI": (392702, 90.0, "estimate"),
     "QNLI": (104743, 103.6, "measured on dev"), "RTE": (2490, 127.9, "measured"), "WNLI": (635, 81.8, "measured"),
 }
-# Epochs of training per task in each set (PAPER_SPEC 10): 5 seeds x (1 full + 9 retrains) x 3 epochs;
+# Epochs of training per task in each set (docs/protocol.md §Evaluation and retraining): 5 seeds x (1 full + 9 retrains) x 3 epochs;
 # paper-complete adds 5 s-bad retrains x 6 epochs and 5 random-init retrains x 3 epochs.
 EPOCHS_PER_TASK = {"core_450": 5 * 10 * 3, "paper_complete_540": 5 * 10 * 3 + 5 * 6 + 5 * 3}
 

@@ -38,7 +38,7 @@ def test_half_heads_mask_is_seeded_and_keeps_half():
 def test_cost_model_sums_the_glue_tasks():
     bench = load_script()
     rows = sum(n for n, _, _ in bench.GLUE_TRAIN.values())
-    assert rows == 949_733  # PAPER_SPEC 10: one 1-epoch sweep over the nine tasks
+    assert rows == 949_733  # GLUE train sets: one 1-epoch sweep over the nine tasks
     hours = bench.study_hours(3600.0, False, 128)  # 3600 padded tokens/s, every example padded to 128
     assert hours["core_450"] == pytest.approx(150 * rows * 128 / 3600 / 3600)
     assert hours["paper_complete_540"] == pytest.approx(195 * rows * 128 / 3600 / 3600)

@@ -254,13 +254,13 @@ def test_paired_tests_table(tmp_path):
 
 
 def test_claims_on_the_papers_numbers_match_the_spec():
-    """The claim criteria, applied to the paper's own numbers, give the spec's reading of them."""
+    """The claim criteria, applied to the paper's own numbers, give the reading in docs/protocol.md."""
     paper = load_paper()
     claims = {c["id"]: c for c in CR.evaluate_claims(CR.paper_numbers(paper), None, 0.05, C.PAR_TOLERANCE)}
-    # spec 6.2: on the true random-retrained numbers the claim holds except CoLA, MRPC and QNLI
+    # on the original's true random-retrained numbers the claim holds except CoLA, MRPC and QNLI
     par = claims["s-random-on-par"]
     assert par["verdict"] == C.HOLDS and "no: CoLA, MRPC, QNLI" in par["reason"]
-    # spec 8.1: MNLI (p = 0.39) and STS-B (0.058) do not reject, so 'all tasks' does not hold
+    # paper §5.1 data: MNLI (p = 0.39) and STS-B (0.058) do not reject, so 'all tasks' does not hold
     assert claims["cochran-unstable"]["verdict"] == C.FAILS
     assert "no: STS-B, MNLI" in claims["cochran-unstable"]["reason"]
     assert claims["kappa-range"]["verdict"] == C.HOLDS  # 0.180..0.325, truncated 0.32
@@ -341,7 +341,7 @@ def test_stats_cli_end_to_end(tmp_path):
 
 def test_wnli_published_masks_reproduce_the_papers_kappa_and_q(tmp_path):
     """WNLI's published masks are fixed by their counts (seed 86 keeps all 144 heads, the others none,
-    no MLP anywhere): our statistics must give the paper's kappa -0.250 and Cochran p 2.4e-123 (spec 8.1)."""
+    no MLP anywhere): our statistics must give the paper's kappa -0.250 and Cochran p 2.4e-123 (paper_results.yaml)."""
     counts = load_paper()["s_counts"]["WNLI"]["heads"]
     write_original_layout(tmp_path, {"WNLI": {s: (np.full((12, 12), float(c == 144)), np.zeros(12))
                                               for s, c in zip(load_paper()["seeds"], counts)}})

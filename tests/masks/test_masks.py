@@ -1,4 +1,4 @@
-"""masks.py: mask types, files (safetensors, original .npy layout) and size accounting (spec 6.3)."""
+"""masks.py: mask types, files (safetensors, original .npy layout) and size accounting ('% surviving weights')."""
 
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def test_weight_mask_check_fits_names_first_mismatch():
         check_weight_mask(WeightMask(masks), BERT_BASE)  # another architecture
 
 
-# ------------------------------------------------------------------ sizes (spec 6.3)
+# ------------------------------------------------------------------ sizes (paper's '% surviving weights')
 
 
 def removed_params(mask: HeadMlpMask) -> int:
@@ -217,7 +217,7 @@ def test_bert_base_head_mlp_sizes():
 
 
 def test_spec_example_sizes_are_plausible():
-    """Spec 6.3: CoLA s-good is ~65 %; e.g. 95 heads and 11 MLPs -> about (109.5 - 9.6 - 4.7)/109.5 - 0.21."""
+    """Figure 2 titles: CoLA s-good is ~65 %; e.g. 95 heads and 11 MLPs -> about (109.5 - 9.6 - 4.7)/109.5 - 0.21."""
     mask = HeadMlpMask.full(12, 12)
     mask.heads.view(-1)[:49] = False
     mask.mlps[0] = False

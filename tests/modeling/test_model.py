@@ -1,4 +1,4 @@
-"""model.py: loading, soft masks, physical pruning, weight masks, the prunable set (spec 2.2, 3)."""
+"""model.py: loading, soft masks, physical pruning, weight masks, the prunable set (docs/protocol.md §m-pruning)."""
 
 from __future__ import annotations
 
@@ -245,7 +245,7 @@ def test_save_and_load_pruned_round_trip(tmp_path):
 
 
 def test_prunable_set_bert_base_counts():
-    """Spec 3: 7,084,032 prunable values per layer, 85,008,384 in total (bert-base)."""
+    """protocol.md §m-pruning: 7,084,032 prunable values per layer, 85,008,384 in total (bert-base)."""
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(BertConfig(num_labels=2))
     prunable = prunable_parameters(model)

@@ -310,7 +310,7 @@ def test_paper_numbers_are_read_from_the_project_file():
 
     paper = paper_patterns(PAPER_RESULTS_PATH)  # the packaged resources/paper_results.yaml
     assert set(paper) == {(c, s) for c in ("finetuned", "pretrained") for s in ("super", "all")}
-    assert paper[("finetuned", "super")]["RTE"]["raw"][1] == 56.6  # block share, spec 8.4
+    assert paper[("finetuned", "super")]["RTE"]["raw"][1] == 56.6  # block share, Figure 4b
     assert paper[("pretrained", "all")]["CoLA"]["normed"] == [51.3, 7.8, 23.5, 6.3, 11.1]
 
 

@@ -133,7 +133,7 @@ def test_derive_s_masks_sizes_and_reproducibility():
 # --- super-survivors ----------------------------------------------------------------------------------
 
 
-# Per-seed (heads, MLPs) of spec section 4.1.
+# Per-seed (heads, MLPs) of the original's joint masks (paper_results.yaml s_counts).
 COLA = [(95, 11), (81, 12), (116, 10), (102, 11), (67, 10)]
 SST2 = [(88, 8), (74, 7), (67, 8), (60, 9), (46, 7)]
 

@@ -1,4 +1,4 @@
-# Analysis (PAPER_SPEC sections 6-8): every metrics JSON into one table, and the statistics on it and on
+# Analysis (docs/protocol.md §Statistics): every metrics JSON into one table, and the statistics on it and on
 # the masks. CPU only. Include after subnetworks.smk (its targets list the metrics files) and masks.smk.
 # With analysis.original_masks_dir set, the head/MLP mask analyses read the original study's masks
 # (<dir>/<TASK>/seed_<S>/{head_mask,mlp_mask}.npy) instead of ours.

@@ -38,11 +38,11 @@ except BertLotteryError as exc:
     raise WorkflowError(str(exc)) from None
 
 
-# -- masks.smk: the s-search families (PAPER_SPEC section 4)
+# -- masks.smk: the s-search families (docs/protocol.md §s-pruning)
 S_MODES = {"s": "joint", "s-heads": "heads", "s-mlps": "mlps"}
 S_FAMILIES = [fam for fam, mode in S_MODES.items() if mode in config["s_pruning"]["modes"]]
 
-# -- subnetworks.smk: retraining variants (PAPER_SPEC section 5, Appendix D)
+# -- subnetworks.smk: retraining variants (docs/protocol.md §Evaluation and retraining)
 RETRAIN_FAMILIES = config["retrain"]["families"]
 RETRAIN_VARIANTS = {  # variant -> (mask kind, extra flags of `finetune`)
     "good": ("good", ""),
@@ -52,7 +52,7 @@ RETRAIN_VARIANTS = {  # variant -> (mask kind, extra flags of `finetune`)
     "randinit_random": ("random_like_bad", "--random-init"),
 }
 
-# -- patterns.smk (PAPER_SPEC section 8.4)
+# -- patterns.smk (paper §5.2)
 PATTERNS = config["patterns"]
 PATTERN_CONFIGS = ["finetuned", "pretrained"]
 # The paper leaves WNLI out of the pattern analysis (no super-survivor heads).
@@ -68,7 +68,7 @@ if PATTERN_LABELLED and not PATTERN_CNN_KINDS:
                         "normed/labels.csv found there (expected CSV files with columns file,label)")
 PATTERN_CNN = [LAYOUT.patterns_cnn_card(kind) for kind in PATTERN_CNN_KINDS]
 
-# -- analysis.smk and report.smk (PAPER_SPEC sections 6-8)
+# -- analysis.smk and report.smk (docs/protocol.md §Outputs)
 # The m-pruning block fractions (an input of the claims and Figure 1) exist when m-masks are retrained.
 M_BLOCKS = [LAYOUT.analysis_file("m_blocks", "parquet")] if "m" in RETRAIN_FAMILIES else []
 PAPER_YAML = str(PAPER_RESULTS_PATH)  # the paper_results.yaml the installed package carries

@@ -1,4 +1,4 @@
-# Mask searches on the fine-tuned models (PAPER_SPEC sections 3 and 4).
+# Mask searches on the fine-tuned models (docs/protocol.md §s-pruning, §m-pruning).
 rule find_s_mask:
     input:
         model=LAYOUT.finetuned_model("{task}", "{seed}"),

@@ -1,4 +1,4 @@
-# Self-attention pattern analysis (PAPER_SPEC section 8.4, Figure 4, Appendix F).
+# Self-attention pattern analysis (paper §5.2, Figure 4, Appendix F).
 # One extraction job per (model config, task, seed) classifies every head's raw and normed maps of
 # patterns.n_examples dev examples, for all heads and (in the network pruned to them) the task's
 # super-survivors; one summary job writes the tables, Figure 4 and the correlation.

@@ -1,4 +1,4 @@
-# Presentation (PAPER_SPEC section 7): the claims check, the paper's tables and figures, all marked for
+# Presentation (docs/protocol.md §Outputs, §Claims): the claims check, the paper's tables and figures, all marked for
 # `snakemake --report results/report.html` with captions from workflow/report/*.rst. CPU only.
 # Include after analysis.smk.
 

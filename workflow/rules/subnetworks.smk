@@ -1,4 +1,4 @@
-# Derived masks (random, bad, super-survivors), pruned evaluation and retraining (PAPER_SPEC section 5).
+# Derived masks (random, bad, super-survivors), pruned evaluation and retraining (docs/protocol.md §Derived masks, §Evaluation and retraining).
 
 
 rule derive_s_masks:

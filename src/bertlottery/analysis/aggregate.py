@@ -2,7 +2,7 @@
 
 One row per (task, seed, family, kind, evaluated): the metrics JSON contract of the package (full models,
 pruned evaluations, retrained models). The summary groups the seeds: mean and std with ddof = 1, the
-paper's convention (spec section 11.7). The published numbers (the package's resources/paper_results.yaml)
+convention of the published numbers. The published numbers (the package's resources/paper_results.yaml)
 are loaded here too, so tables, stats and figures share one reader.
 """
 
@@ -34,7 +34,7 @@ EVALUATED_ORDER = ["full", "pruned", "retrained"]
 
 
 def task_order(tasks) -> list[str]:
-    """Tasks in the paper's column order (spec 6.1), unknown names last in the given order."""
+    """Tasks in the paper's column order (Table 2), unknown names last in the given order."""
     tasks = list(dict.fromkeys(tasks))
     known = [t for t in GLUE_TASKS if t in tasks]
     return known + [t for t in tasks if t not in known]

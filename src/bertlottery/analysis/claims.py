@@ -1,4 +1,4 @@
-"""The paper's claims (spec section 7) checked on our numbers, beside the same checks on the paper's own
+"""The paper's claims (docs/protocol.md §Claims) checked on our numbers, beside the same checks on the paper's own
 numbers: each claim is a function of a `Numbers` bundle (summary, stability, overlaps, survivors, m-block
 fractions, importance, paired tests) returning a Verdict (holds / does not hold / cannot be checked).
 

@@ -1,4 +1,4 @@
-"""The paper's figures from our results (spec section 7): Figure 1 (survival heatmaps), Figure 2 (good /
+"""The paper's figures from our results (docs/protocol.md §Outputs): Figure 1 (survival heatmaps), Figure 2 (good /
 random / bad bar grids), Figure 3 (importance histogram), Figure 5 (task x task overlaps) and the
 all-tasks heatmaps of Appendix B. Each is saved as PDF and PNG (200 dpi), sized for a paper column
 (3.3 in) or page (6.9 in), with colour-blind-safe colours (Okabe-Ito; sequential OrRd / Purples).
@@ -205,7 +205,7 @@ def _bars(ax, summary, paper, family, task, glove_value) -> None:
 
 
 def _figure2_title(summary, family, task) -> str:
-    """'Task (x%, std y%)': the good subnetwork's '% surviving weights' (spec 6.3) as in the paper."""
+    """'Task (x%, std y%)': the good subnetwork's '% surviving weights' as in the paper."""
     for evaluated in ("pruned", "retrained"):
         row = lookup(summary, task, family, "good", evaluated)
         if row is not None and pd.notna(row.get("paper_fraction_mean")):

@@ -1,4 +1,4 @@
-"""The s-search trace tensors and the importance distribution of Figure 3 (spec 5.1)."""
+"""The s-search trace tensors and the importance distribution of Figure 3 (paper §5.1)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 from bertlottery.errors import BertLotteryError
 from bertlottery.layout import run_of
 
-# --- importance distribution (Figure 3, spec 5.1) --------------------------------------------------
+# --- importance distribution (Figure 3, paper §5.1) ------------------------------------------------
 
 
 def load_trace(trace_json: str | Path) -> dict[str, np.ndarray]:

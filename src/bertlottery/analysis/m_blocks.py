@@ -1,5 +1,5 @@
-"""Surviving fraction per head and MLP of m-pruning weight masks, by parameter name (Figure 1a, spec 4.1
-claim)."""
+"""Surviving fraction per head and MLP of m-pruning weight masks, by parameter name (Figure 1a, and the
+paper §4.1 claims)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bertlottery.analysis.masksets import _task_seed
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import WeightMask
 
-# --- m-pruning block fractions (Figure 1a, spec 4.1 claim) -----------------------------------------
+# --- m-pruning block fractions (Figure 1a, paper §4.1) ---------------------------------------------
 
 _LAYER = re.compile(r"layer\.(\d+)\.(.+)$")
 _QKV = ("attention.self.query.weight", "attention.self.query.bias", "attention.self.key.weight",

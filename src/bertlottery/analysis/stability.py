@@ -1,5 +1,5 @@
-"""Agreement of s-masks across seeds (spec 8.1: Fleiss' kappa, Cochran's Q), super-survivors and overlaps
-between tasks (spec 8.2, 8.3).
+"""Agreement of s-masks across seeds (Fleiss' kappa, Cochran's Q), super-survivors and overlaps
+between tasks (paper §5.1, §5.3; docs/protocol.md §Statistics).
 
 Degenerate inputs (two seeds, identical masks) give NaN with a stated reason, never an exception.
 """
@@ -18,7 +18,7 @@ from bertlottery.analysis.masksets import UNITS, MaskSet, unit_array
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import HeadMlpMask
 
-# --- agreement across seeds (spec 8.1) -------------------------------------------------------------
+# --- agreement across seeds (paper §5.1) -----------------------------------------------------------
 
 
 def fleiss_kappa_binary(matrix: np.ndarray) -> tuple[float, str]:
@@ -48,7 +48,7 @@ def stability(masks: MaskSet, alpha: float = 0.05) -> tuple[pd.DataFrame, pd.Dat
     """Per task and unit: Fleiss' kappa and Cochran's Q over all seeds, and Q for every seed pair.
 
     A pair counts as 'similar' when its Q test does not reject (p >= alpha), the original notebook's
-    reading (spec 8.1). Statistically a non-rejection does not show similarity; we only count it.
+    reading. Statistically a non-rejection does not show similarity; we only count it.
     """
     rows, pair_rows = [], []
     for task, by_seed in masks.items():
@@ -81,7 +81,7 @@ def _std(values) -> float:
     return float(values.std(ddof=1)) if values.size > 1 else np.nan
 
 
-# --- super-survivors and overlaps (spec 8.2, 8.3) --------------------------------------------------
+# --- super-survivors and overlaps (paper §5.3) ----------------------------------------------------
 
 
 def super_survivors(masks: MaskSet) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Statistics of the study (spec section 8): stability across seeds, overlaps, super-survivors, the
+"""Statistics of the study (docs/protocol.md §Statistics): stability across seeds, overlaps, super-survivors, the
 m-pruning block fractions of Figure 1a, and paired tests of good vs random vs bad. The paper's claims
 checked on these numbers are in claims.py.
 

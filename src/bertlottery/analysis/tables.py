@@ -1,4 +1,4 @@
-"""The paper's tables with our numbers beside the published ones (spec sections 6 and 8).
+"""The paper's tables with our numbers beside the published ones (docs/protocol.md §Outputs).
 
 Every table is written from one long CSV of (row, task, ours, paper, difference): `<stem>.csv`
 (machine-readable), and `<stem>.md`, `.tex` and `.html` for reading (ours / paper / diff sub-rows).
@@ -38,8 +38,8 @@ FAMILY_TITLES = {
     "s": ("appendix_c_s", "Appendix C / Figure 2a: s-pruning (heads and MLPs)"),
     "m": ("appendix_c_m", "Appendix C / Figure 2b: m-pruning (global magnitude)"),
     "super": ("appendix_e_super", "Appendix E: super-survivor s-subnetworks"),
-    "s-heads": ("appendix_b_heads_only", "Appendix B / spec 6.4: heads-only s-pruning"),
-    "s-mlps": ("appendix_b_mlps_only", "Appendix B / spec 6.4: MLPs-only s-pruning"),
+    "s-heads": ("appendix_b_heads_only", "Appendix B: heads-only s-pruning"),
+    "s-mlps": ("appendix_b_mlps_only", "Appendix B: MLPs-only s-pruning"),
 }
 KIND_LABELS = {"good": "good", "random": "random", "bad": "bad", "bad_6ep": "bad, 6 epochs (App. D)",
                "randinit_random": "random init + random s (Table 2)", "random_like_bad": "random (bad-sized)"}
@@ -154,7 +154,7 @@ def family_table(summary: pd.DataFrame, paper: dict, tasks: list[str], family: s
 
 
 def sizes_table(summary: pd.DataFrame, paper: dict, tasks: list[str]) -> tuple:
-    """Section 6.3: '% surviving weights' of the good subnetworks (whole model kept / total - 0.21)."""
+    """Figure 2 subplot titles: '% surviving weights' of the good subnetworks (whole model kept / total - 0.21)."""
     display, long = [], []
     for family, label in (("s", "s-pruning good"), ("m", "m-pruning good"), ("super", "super-survivors")):
         ours = {}
@@ -174,15 +174,15 @@ def sizes_table(summary: pd.DataFrame, paper: dict, tasks: list[str]) -> tuple:
                           average=False)
     display += d
     long += lg
-    notes = ["'% surviving weights' = kept / total parameters of the whole classifier − 21 % (the embeddings' share, "
-             "spec 6.3), mean ± sd over seeds in percent; the paper prints whole percent.",
+    notes = ["'% surviving weights' = kept / total parameters of the whole classifier − 21 % (roughly the embeddings' "
+             "share, as the paper computes it), mean ± sd over seeds in percent; the paper prints whole percent.",
              "Our model may differ from bert-base (the smoke run uses a 6-layer MiniLM), which shifts these shares."]
     notes += _not_run_note(paper, tasks)
-    return long, _finish(display, tasks, average=False), "Section 6.3: sizes of the good subnetworks", notes
+    return long, _finish(display, tasks, average=False), "Sizes of the good subnetworks (Figure 2 subplot titles)", notes
 
 
 def counts_table(survivors: pd.DataFrame, paper: dict, tasks: list[str]) -> tuple:
-    """Section 4.1: heads / MLPs kept per seed, super-survivors and never-surviving heads (joint search)."""
+    """Paper §4.1-4.2: heads / MLPs kept per seed, super-survivors and never-surviving heads (joint search)."""
     joint = survivors[survivors["set"] == "joint"] if "set" in survivors else survivors
     rows, long = [], []
     for task in tasks:
@@ -220,12 +220,12 @@ def counts_table(survivors: pd.DataFrame, paper: dict, tasks: list[str]) -> tupl
              "Super-survivors are kept in every seed; 'never kept' in no seed. Counts depend on the number of seeds."]
     if "mask_source" in survivors and (survivors["mask_source"] != "ours").any():
         notes.append(f"'ours' here are the masks read from {survivors['mask_source'].iloc[0]}.")
-    caption = "Section 4.1: s-pruning subnetwork sizes (heads and MLPs kept)"
+    caption = "Paper §4.1-4.2: s-pruning subnetwork sizes (heads and MLPs kept)"
     return pd.DataFrame(long), pd.DataFrame(rows), caption, notes
 
 
 def stability_table(stability: pd.DataFrame, paper: dict, tasks: list[str]) -> tuple:
-    """Section 8.1: Fleiss' kappa and Cochran's Q of head and MLP survival across seeds."""
+    """Paper §5.1: Fleiss' kappa and Cochran's Q of head and MLP survival across seeds."""
     rows, long = [], []
     for task in tasks:
         pt = paper["stability"].get(task, {})
@@ -256,7 +256,7 @@ def stability_table(stability: pd.DataFrame, paper: dict, tasks: list[str]) -> t
              "Undefined statistics (fewer than 2 seeds, identical or constant masks) are shown as '–'; the "
              "reasons are in results/analysis/stability.csv."]
     notes += _not_run_note(paper, tasks)
-    return pd.DataFrame(long), pd.DataFrame(rows), "Section 8.1: stability of s-pruning masks across seeds", notes
+    return pd.DataFrame(long), pd.DataFrame(rows), "Paper §5.1: stability of s-pruning masks across seeds", notes
 
 
 def _stat(value, spec: str) -> str:
@@ -269,7 +269,7 @@ def _stat(value, spec: str) -> str:
 
 
 def overlap_table(overlaps: pd.DataFrame, paper: dict, tasks: list[str], unit: str, set_: str) -> tuple:
-    """Section 8.3: lower-triangular task x task overlap, 'ours (paper)' per cell."""
+    """Paper §5.3: lower-triangular task x task overlap, 'ours (paper)' per cell."""
     part = overlaps[(overlaps["unit"] == unit) & (overlaps["set"] == set_)]
     if "search" in part:
         part = part[part["search"] == "joint"]
@@ -299,7 +299,7 @@ def overlap_table(overlaps: pd.DataFrame, paper: dict, tasks: list[str], unit: s
              "n_A n_B / N) and their p-values are in the CSV.",
              "The paper's model has 144 heads and 12 MLPs; a smaller model has proportionally smaller counts."]
     figure = "Figure 5" if (set_, unit) == ("good", "heads") else "Appendix G"
-    caption = f"Section 8.3 / {figure}: overlap of {what} {unit} between tasks"
+    caption = f"Paper §5.3 / {figure}: overlap of {what} {unit} between tasks"
     return pd.DataFrame(long), pd.DataFrame(rows).fillna(""), caption, notes
 
 

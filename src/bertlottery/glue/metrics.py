@@ -1,4 +1,4 @@
-"""GLUE dev metrics (PAPER_SPEC section 2.1): what the paper reports and what the 90 % stop rule uses."""
+"""GLUE dev metrics (docs/protocol.md §Data and metrics): what the paper reports and what the 90 % stop rule uses."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from bertlottery.glue.tasks import TaskSpec, get_task
 from bertlottery.io import atomic_path, write_json
 from bertlottery.settings import DataSettings, parse_json_arg
 
-MAJORITY_STSB_SEED = 1337  # PAPER_SPEC 2.1: predictions ~ N(mean, sd of dev labels), numpy seed 1337
+MAJORITY_STSB_SEED = 1337  # protocol.md §Data and metrics: predictions ~ N(mean, sd of dev labels), numpy seed 1337
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def write_jsonl(path: Path, spec: TaskSpec, examples: Iterable[Example]) -> None
 
 
 def majority_baseline(spec: TaskSpec, labels: np.ndarray) -> dict[str, Any]:
-    """PAPER_SPEC 2.1: predict the most frequent label; STS-B: random N(mean, sd) scores, seed 1337."""
+    """protocol.md §Data and metrics: predict the most frequent label; STS-B: random N(mean, sd) scores, seed 1337."""
     if spec.is_regression:
         from scipy.stats import pearsonr
 
@@ -188,7 +188,7 @@ def split_card(spec: TaskSpec, split: str, src: SplitSource, kept: Sequence[Exam
     else:
         counts = np.bincount(labels, minlength=spec.num_labels)
         card["label_counts"] = {name: int(c) for name, c in zip(spec.labels, counts)}
-    # The majority baseline is a dev-set number (PAPER_SPEC 2.1), computed on the rows kept.
+    # The majority baseline is a dev-set number (as the paper's), computed on the rows kept.
     card["majority_baseline"] = majority_baseline(spec, labels) if split != "train" else None
     card.update({
         "n_truncated": arrays.n_truncated,

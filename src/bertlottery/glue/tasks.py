@@ -1,4 +1,4 @@
-"""GLUE task registry: file layout, columns, labels and the metrics of PAPER_SPEC section 2.1."""
+"""GLUE task registry: file layout, columns, labels and the metrics of docs/protocol.md §Data and metrics."""
 
 from __future__ import annotations
 

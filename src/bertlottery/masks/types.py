@@ -1,4 +1,4 @@
-"""Mask types, their files, and subnetwork sizes (spec sections 3, 4, 6.3; DESIGN.md "Masks").
+"""Mask types, their files, and subnetwork sizes (docs/protocol.md §s-pruning, §m-pruning, §Evaluation and retraining).
 
 * `HeadMlpMask` (s-pruning): heads [layers, heads] and mlps [layers], True = kept.
 * `WeightMask` (m-pruning): one boolean tensor per prunable parameter (see `modeling.structure.prunable_parameters`).
@@ -27,7 +27,7 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.io import save_tensors
 from bertlottery.layout import seed_of_dir
 
-# "% surviving weights" in the paper subtracts this from kept/total to discount the embeddings (spec 6.3).
+# "% surviving weights" in the paper subtracts this from kept/total to discount the embeddings (the Figure 2 subplot titles).
 PAPER_EMBEDDING_SHARE = 0.21
 # config attributes written by model.prune_heads_and_mlps; stripped when building the full-size model
 PRUNED_CONFIG_KEYS = ("bertlottery_head_mask", "bertlottery_mlp_mask")

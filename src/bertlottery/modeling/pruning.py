@@ -19,7 +19,7 @@ from bertlottery.modeling.structure import encoder_layers, is_pruned, layer_part
 
 
 class _NormOnly(nn.Module):
-    """A removed sub-layer: output = LayerNorm(residual input), no bias, no dropout (spec 2.2)."""
+    """A removed sub-layer: output = LayerNorm(residual input), no bias, no dropout (as the original)."""
 
     def __init__(self, norm_name: str, norm: nn.LayerNorm):
         super().__init__()
@@ -88,7 +88,7 @@ def _prune_layer_heads(layer: nn.Module, keep: torch.Tensor) -> None:
 
 
 def prune_heads_and_mlps(model: nn.Module, mask: HeadMlpMask) -> nn.Module:
-    """Physically remove the heads and MLPs that `mask` drops, in place (spec 2.2).
+    """Physically remove the heads and MLPs that `mask` drops, in place (docs/protocol.md §Evaluation and retraining).
 
     Q/K/V lose the heads' rows (with biases), the attention output dense the matching columns; a layer
     with no head left returns LayerNorm(input) from its attention sub-layer, one with no MLP returns

@@ -1,4 +1,4 @@
-"""Subnetwork sizes (spec 6.3): parameters kept by a mask, counted on a meta-device model of the config."""
+"""Subnetwork sizes (docs/protocol.md §Evaluation and retraining, "Sizes"): parameters kept by a mask, counted on a meta-device model of the config."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _structure_costs(model: nn.Module) -> list[dict[str, int]]:
 
 
 def size_of(model_or_config: Any, mask: HeadMlpMask | WeightMask | None) -> dict[str, Any]:
-    """Subnetwork size as plain counts and the paper's way (spec 6.3). Totals count the whole
+    """Subnetwork size as plain counts and the paper's way ('% surviving weights'). Totals count the whole
     sequence-classification model of the config (embeddings, pooler, classifier included)."""
     model = meta_model(model_or_config)
     config = _config_of(model_or_config)

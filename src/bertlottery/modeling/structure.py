@@ -90,7 +90,7 @@ def _param(module: nn.Module, attr: str) -> nn.Parameter | None:
 
 
 def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The m-pruning pool (spec 3), by role: per encoder layer Q/K/V weight+bias, attention-output dense
+    """The m-pruning pool (docs/protocol.md §m-pruning), by role: per encoder layer Q/K/V weight+bias, attention-output dense
     weight+bias, intermediate dense weight+bias, output dense weight only. Never embeddings, LayerNorms,
     the output dense bias, pooler or classifier. Keys are the parameters' names in the unmasked model."""
     names = _module_names(model)

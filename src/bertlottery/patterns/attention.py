@@ -1,4 +1,4 @@
-"""Attention maps of every head (PAPER_SPEC 8.4), raw and normed.
+"""Attention maps of every head (paper §5.2), raw and normed.
 
 * raw: the attention probabilities alpha (eager attention, output_attentions=True);
 * normed (Kobayashi et al. 2020): ||alpha_ij * f_h(x_j)|| with f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h, the

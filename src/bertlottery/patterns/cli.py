@@ -1,4 +1,4 @@
-"""Self-attention pattern analysis (PAPER_SPEC 8.4, Figure 4, Appendix F).
+"""Self-attention pattern analysis (paper §5.2, Figure 4, Appendix F; docs/protocol.md §Statistics).
 
 For a sample of dev examples, every head's attention map over the example's real tokens ([CLS] and [SEP]
 included, padding stripped) is classified into one of Kovaleva et al.'s five types, in two forms:
@@ -10,12 +10,12 @@ included, padding stripped) is classified into one of Kovaleva et al.'s five typ
 Classifiers:
 * `RuleClassifier` (default): transparent rules on the row-normalised map, thresholds in `RuleThresholds`.
   It looks only at the image (no token ids), so it applies to the original's labelled .npy maps too.
-* `CnnClassifier`: the spec's six-conv CNN, trained by `train-cnn` when the user supplies labelled maps
+* `CnnClassifier`: the original's six-convolution CNN, trained by `train-cnn` when the user supplies labelled maps
   (config patterns.labelled_dir). Maps are row-normalised, scaled to max 1 and resized to 64x64 (bilinear,
   antialiased) instead of the original's crop / zero-pad to the largest training map: one input size for
   every sequence length.
 
-Configurations (spec 8.4): model in {finetuned, pretrained} x selection in {all heads, super-survivors}.
+Configurations (as the original): model in {finetuned, pretrained} x selection in {all heads, super-survivors}.
 By default super-survivor maps are computed in the pruned network (soft head and MLP masks of
 bertlottery.modeling.model.attach_soft_masks, as the original did); `--super-network full` instead selects the
 super-survivor heads from the full network's maps.

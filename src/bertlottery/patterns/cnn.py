@@ -1,4 +1,4 @@
-"""The spec's six-conv pattern CNN (PAPER_SPEC 8.4): labelled maps, training, save and load.
+"""The original's six-convolution pattern CNN (paper §5.2): labelled maps, training, save and load.
 
 Trained by `patterns train-cnn` when the user supplies labelled maps (config patterns.labelled_dir). Maps are
 row-normalised, scaled to max 1 and resized to 64x64 (bilinear, antialiased) instead of the original's crop /
@@ -39,7 +39,7 @@ LABEL_ALIASES = {
 
 
 # --------------------------------------------------------------------------------------------------
-# CNN classifier (spec 8.4)
+# CNN classifier (the original's architecture)
 
 CNN_INPUT_SIZE = 64
 
@@ -137,7 +137,7 @@ def train_cnn(maps: Sequence[np.ndarray], labels: np.ndarray, *, epochs: int, se
               size: int = CNN_INPUT_SIZE, batch_size: int = 64, lr: float = 1e-3, val_fraction: float = 0.2,
               device: torch.device | None = None, progress: bool = False) -> tuple[PatternCNN, dict]:
     """Adam, cross-entropy, stratified train/validation split; the epoch with the best validation
-    accuracy is kept (spec 8.4). Returns the model (on CPU) and a card of the validation scores."""
+    accuracy is kept (as the original). Returns the model (on CPU) and a card of the validation scores."""
     from sklearn.metrics import f1_score
     from sklearn.model_selection import train_test_split
 

@@ -45,7 +45,7 @@ SELECTIONS = ("super", "all")
 
 
 def sample_examples(lengths: np.ndarray, n_examples: int, min_tokens: int, sample_seed: int, seed: int) -> np.ndarray:
-    """Indices of up to n_examples examples with >= min_tokens tokens, in random order (spec 8.4)."""
+    """Indices of up to n_examples examples with >= min_tokens tokens, in random order (as the original)."""
     eligible = np.flatnonzero(np.asarray(lengths) >= min_tokens)
     rng = np.random.default_rng([sample_seed, seed])
     return rng.permutation(eligible)[:n_examples]

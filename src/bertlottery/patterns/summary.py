@@ -51,7 +51,7 @@ def distributions(records: Sequence[tuple[dict[str, torch.Tensor], dict[str, str
 
 
 def paper_patterns(path: str | Path | None) -> dict:
-    """Spec 8.4's percentages from paper_results.yaml: {(config, selection): {task: {kind: [5 values]}}}.
+    """The published percentages (Figure 4, Appendix F) from paper_results.yaml: {(config, selection): {task: {kind: [5 values]}}}.
 
     Reads `patterns: {<config>_<selection>: {task: [[raw x5], [normed x5]]}}` with columns in the file's
     `pattern_order` (reordered to PATTERN_TYPES); {} when the file or the key is absent."""
@@ -108,7 +108,7 @@ def pattern_table(dist, paper: dict, config: str, selection: str):
 
 def table_markdown(table, title: str) -> str:
     """Markdown with 'ours (paper)' cells where the paper has the task."""
-    lines = [f"### {title}", "", "% of classified head maps; paper values (spec 8.4) in parentheses.", ""]
+    lines = [f"### {title}", "", "% of classified head maps; paper values (Figure 4, Appendix F) in parentheses.", ""]
     for kind in KINDS:
         lines += [f"**{kind}**", "", "| task | " + " | ".join(SHORT_NAMES.values()) + " | maps |",
                   "|---" * (len(SHORT_NAMES) + 2) + "|"]
@@ -215,7 +215,7 @@ def _pointbiserial(x: np.ndarray, y: np.ndarray) -> dict:
 
 def super_heterogeneous_correlation(records: Sequence[tuple[dict[str, torch.Tensor], dict[str, str]]]) -> dict:
     """Point-biserial r between "head is a super-survivor" and "map is heterogeneous" over every
-    (example, layer, head) of the fine-tuned full models (spec 8.4), pooled and per task."""
+    (example, layer, head) of the fine-tuned full models (paper §5.2), pooled and per task."""
     pairs: dict[str, dict[str, list]] = {}
     for tensors, meta in records:
         if meta["config"] != "finetuned" or "super/heads" not in tensors:

@@ -1,4 +1,4 @@
-"""m-pruning (PAPER_SPEC section 3): iterative global magnitude pruning of individual weights.
+"""m-pruning (paper §3.2; docs/protocol.md §m-pruning): iterative global magnitude pruning of individual weights.
 
 Each step is `torch.nn.utils.prune.global_unstructured(L1Unstructured, amount)` over the prunable pool
 (`model.prunable_parameters`: Q/K/V, attention-output and intermediate weights and biases, output dense
@@ -20,7 +20,7 @@ float32 fraction, which can be off by a few values):
   from a torch.Generator seeded from (task, seed, "random"), so reruns are identical (the original
   drew from the global torch RNG after set_seed(seed));
 * bad, "code" (the original): prune the largest |w|, i.e. keep the smallest-magnitude values;
-* bad, "paper" (spec 11.4): all pruned-away values plus a random sample of survivors when the pruned
+* bad, "paper" (the paper's wording, §4.2): all pruned-away values plus a random sample of survivors when the pruned
   fraction p < 0.5, else a random sample of the pruned-away values; seeded from (task, seed, "bad").
 """
 
@@ -154,7 +154,7 @@ def bad_kept_code(magnitude: torch.Tensor, n_kept: int) -> torch.Tensor:
 
 
 def bad_kept_paper(good: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Spec 11.4: the pruned-away values plus random survivors (p < 0.5), or a random sample of the
+    """The paper's wording (§4.2): the pruned-away values plus random survivors (p < 0.5), or a random sample of the
     pruned-away values (p >= 0.5); always as many kept as the good mask."""
     n_kept = int(good.sum())
     pruned = ~good

@@ -1,4 +1,4 @@
-"""s-pruning (PAPER_SPEC section 4): iterative importance-based masking of attention heads and MLPs.
+"""s-pruning (paper §3.3; docs/protocol.md §s-pruning): iterative importance-based masking of attention heads and MLPs.
 
 One *importance pass* runs the dev set (eval mode, file order) through the model with soft masks
 xi [L,H] and nu [L] as leaf tensors and accumulates |dLoss/dmask| per batch; the same pass gives the
@@ -317,7 +317,7 @@ def find_s_mask(
     empty_layer_bias: bool = True,
     on_iteration: Callable[[int], None] | None = None,
 ) -> SearchResult:
-    """The s-pruning search of PAPER_SPEC section 4 on a fine-tuned model (see the module docstring).
+    """The s-pruning search (docs/protocol.md §s-pruning) on a fine-tuned model (see the module docstring).
 
     With `state_dir`, the state after every finished importance pass is saved there and a rerun with
     the same settings, model and data resumes from it; `clear_state(state_dir)` removes it once the

@@ -1,4 +1,4 @@
-"""Random and bad s-masks derived from a good one (PAPER_SPEC section 5, the "s random" / "s bad" rows).
+"""Random and bad s-masks derived from a good one (docs/protocol.md §Derived masks).
 
 Heads (over all L*H units) and MLPs (over all L units) are drawn independently by the same rules. Every
 draw uses a generator seeded by `derive_seed(task, seed, kind, recipe=S_MASKS)`, so a rerun gives the same masks bit for
@@ -69,7 +69,7 @@ def random_units(good: torch.Tensor, mode: str, generator: torch.Generator) -> t
 
 
 def bad_units(good: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Spec section 5: with G kept and B = total - G pruned away, all B pruned plus G - B random good
+    """protocol.md §Derived masks: with G kept and B = total - G pruned away, all B pruned plus G - B random good
     ones when G > B, else a random G of the pruned-away ones. Always exactly G units."""
     flat = good.reshape(-1)
     kept, pruned = int(flat.sum()), int((~flat).sum())

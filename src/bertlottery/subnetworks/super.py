@@ -1,4 +1,4 @@
-"""Super-survivor masks of one task (PAPER_SPEC sections 5 and 4.1): good, bad and random.
+"""Super-survivor masks of one task (docs/protocol.md §Derived masks): good, bad and random.
 
 * good: the heads/MLPs kept by every seed (the AND of all seeds' good masks); one mask for all seeds.
 * bad ("bizzaro"): the units kept by no seed, trimmed at random to |good|, or topped up with random
@@ -37,7 +37,7 @@ def super_units(goods: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 def super_bad_units(good: torch.Tensor, never: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Never-surviving units, trimmed or topped up to |good|. The top-up draws from units that are
     neither super nor chosen; only if that is not enough (|good| > total/2, e.g. CoLA's 9 of 12 MLPs)
-    does it fall back to super-survivors. The spec does not say what the original did then."""
+    does it fall back to super-survivors. What the original did then is not known."""
     return fill_to(never, int(good.sum()), [~good, good], generator)
 
 
@@ -80,7 +80,7 @@ def super_masks(
 
 
 def super_summary(goods: list[HeadMlpMask], good: HeadMlpMask, bad: HeadMlpMask, task: str, seeds) -> dict:
-    """Counts for spec section 4.1 (super-survivors, never-surviving units) and how bad was filled."""
+    """Counts for the s_counts table (super-survivors, never-surviving units) and how bad was filled."""
     _, never_h = super_units([g.heads for g in goods])
     _, never_m = super_units([g.mlps for g in goods])
     return {

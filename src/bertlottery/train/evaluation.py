@@ -126,7 +126,7 @@ def metrics_record(
     device: torch.device,
     settings: TrainingSettings,
 ) -> dict:
-    """The metrics JSON every evaluation writes (DESIGN.md: metrics, sizes, time, device, versions, hash)."""
+    """The metrics JSON every evaluation writes (metrics, sizes, time, device, versions, hash; docs/protocol.md §Evaluation and retraining)."""
     return {
         "task": spec.name,
         "seed": seed,

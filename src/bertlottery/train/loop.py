@@ -1,6 +1,6 @@
 """Fine-tuning: one explicit loop (data, model, optimizer, step, eval), resumable after a kill.
 
-Follows the original's run_glue.py (PAPER_SPEC section 2.3): AdamW, linear decay to 0 after an optional
+Follows the original's run_glue.py (docs/protocol.md §Fine-tuning): AdamW, linear decay to 0 after an optional
 warm-up, gradient clipping, seed set before the classifier is built and again before the loop. The
 same command fine-tunes full models and retrains masked subnetworks (mask applied to pre-trained weights).
 """
