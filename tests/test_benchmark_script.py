@@ -58,13 +58,14 @@ def test_training_overrides_that_would_unmatch_the_paths_or_are_invalid_stop_ear
 
 
 @pytest.mark.slow
-def test_quick_run_writes_json_and_prints_the_speedup_last(tmp_path, tiny_model_dir, glue_dir, capsys, monkeypatch):
+def test_quick_run_writes_json_and_prints_the_speedup_last(tmp_path, tiny_model_dir, fixture_glue_dir, capsys,
+                                                           monkeypatch):
     import torch
 
     bench = load_script()
     monkeypatch.setattr(bench, "pick_device", lambda: torch.device("cpu"))  # the CPU assertions below
     out, table = tmp_path / "bench.json", tmp_path / "table.md"
-    bench.main(["--quick", "--model", str(tiny_model_dir), "--glue-dir", str(glue_dir), "--task", "RTE",
+    bench.main(["--quick", "--model", str(tiny_model_dir), "--glue-dir", str(fixture_glue_dir), "--task", "RTE",
                 "--train-examples", "40", "--dev-examples", "16", "--output", str(out),
                 "--markdown", str(table), "--work-dir", str(tmp_path / "work")])
     last = capsys.readouterr().out.strip().splitlines()[-1]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, smoke_command
+from conftest import REPO, tiny_command
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -191,10 +191,10 @@ def test_installed_wheel_finds_its_schema_and_paper_numbers(installed, tmp_path)
     assert version.stdout.strip() == f"bertlottery {bertlottery.__version__}"
 
 
-def test_workflow_dry_run_with_the_installed_wheel(installed, tmp_path, glue_dir, minilm_dir):
+def test_workflow_dry_run_with_the_installed_wheel(installed, tmp_path, tiny_model_dir):
     """The Snakefile validates the config against the installed package's schema and finds its paper
     numbers (an input of the report rules) without the source tree on the path."""
-    out = _run(smoke_command(tmp_path, "--dry-run", "--quiet", "rules"), cwd=tmp_path, env=_outside_env(installed))
+    out = _run(tiny_command(tmp_path, tiny_model_dir, "--dry-run", "--quiet", "rules"), cwd=tmp_path, env=_outside_env(installed))
     text = out.stdout + out.stderr
     assert "This was a dry-run" in text
     assert re.search(r"^claims\s+1$", text, re.M) and re.search(r"^tables\s+1$", text, re.M), text[-3000:]

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, smoke_command
+from conftest import REPO, tiny_command
 
 SCRIPTS = REPO / "tests" / "slurm"
 PROBE = SCRIPTS / "gpu_probe" / "Snakefile"
@@ -102,7 +102,7 @@ def test_generic_profile_submits_through_its_scripts(cluster_env, tmp_path):
     assert len(list((tmp_path / "results/logs/cluster").glob("*.out"))) == 5  # 4 probes + gather
 
 
-# --- the smoke workflow: SLURM against a local run -------------------------------------------------
+# --- the tiny workflow: SLURM against a local run -------------------------------------------------
 
 # Metric files of the shared contract, and the fields that legitimately differ between runs.
 METRIC_GLOBS = ["finetune/*/seed*/metrics.json", "eval/*/*/*/seed*/pruned.json", "retrain/*/*/*/seed*/metrics.json"]
@@ -138,20 +138,21 @@ def _gpu_runs(results: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_smoke_workflow_on_slurm_matches_local_run(cluster_env, smoke_run, tmp_path):
-    """The smoke workflow through the slurm profile: the same metrics as the local run (conftest's
-    session `smoke_run`), and GPU jobs that ran at the same time on different devices.
+def test_workflow_on_slurm_matches_local_run(cluster_env, tiny_run, tiny_model_dir, tmp_path):
+    """The tiny workflow (tests/data/tiny.yaml) through the slurm profile: the same metrics as the local
+    run (conftest's session `tiny_run`), and GPU jobs that ran at the same time on different devices.
 
-    To fit CI's time, SLURM runs a slice of the smoke DAG: every full model (data, fine-tuning,
-    evaluation) plus one s-search, its pruned evaluation and its retraining."""
+    SLURM runs a slice of the DAG: every full model (data, fine-tuning, evaluation) plus one s-search,
+    its pruned evaluation and its retraining."""
     env = cluster_env | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     targets = [f"results/finetune/{task}/seed{seed}/metrics.json" for task in ("SST-2", "MRPC") for seed in (1337, 42)]
     targets += ["results/eval/s/good/SST-2/seed1337/pruned.json", "results/retrain/s/good/SST-2/seed1337/metrics.json"]
-    command = smoke_command(tmp_path, *targets, "--profile", str(REPO / "workflow/profiles/slurm"), *SLURM_TEST_OPTS)
+    command = tiny_command(tmp_path, tiny_model_dir, *targets, "--profile", str(REPO / "workflow/profiles/slurm"),
+                           *SLURM_TEST_OPTS)
     run = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=3600)
-    assert run.returncode == 0, f"smoke workflow on SLURM failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    assert run.returncode == 0, f"tiny workflow on SLURM failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
 
-    expected, got = _metric_files(smoke_run / "results"), _metric_files(tmp_path / "results")
+    expected, got = _metric_files(tiny_run / "results"), _metric_files(tmp_path / "results")
     assert sorted(got) == sorted(t.removeprefix("results/") for t in targets)
     for name, doc in got.items():
         want, have = _without_run_fields(expected[name]), _without_run_fields(doc)

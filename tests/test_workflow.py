@@ -1,4 +1,7 @@
-"""Integration: the Snakemake workflow on real GLUE data and the real MiniLM model (config/smoke.yaml)."""
+"""Integration: the Snakemake workflow. The whole DAG (every rule) runs on the tiny model and the fixture
+GLUE files (tests/data/tiny.yaml, conftest's session `tiny_run`); the numbers that need a real model (full
+models beat the majority baseline, a killed fine-tune resumes bit for bit) come from the real MiniLM on
+real GLUE (config/smoke.yaml, conftest's session `smoke_run`: the full models only)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, smoke_command
+from conftest import REPO, TINY_CONFIG, smoke_command, tiny_command
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
@@ -52,8 +55,8 @@ def test_smoke_full_models_beat_the_majority_baseline(smoke_run):
                 assert record["reported"] > majority + 0.05
 
 
-def test_smoke_writes_every_family_and_kind(smoke_run):
-    results = smoke_run / "results"
+def test_every_family_and_kind_is_written(tiny_run):
+    results = tiny_run / "results"
     for family in ("m", "s", "super"):
         for kind in ("good", "random", "bad"):
             for task in ("SST-2", "MRPC"):
@@ -66,11 +69,11 @@ def test_smoke_writes_every_family_and_kind(smoke_run):
                     assert 0 < pruned["mask_size"]["params_kept"] <= pruned["mask_size"]["params_total"]
 
 
-def test_smoke_good_masks_keep_90_percent_of_the_full_score(smoke_run):
+def test_good_masks_keep_90_percent_of_the_full_score(tiny_run):
     """Both searches end at >= 90 % of the full model's stop-rule score. The m-mask is evaluated as the
     search saw it; the s-search scores soft masks (a layer whose heads are all masked keeps its output
     bias there, as in the original), while the pruned evaluation removes heads physically."""
-    results = smoke_run / "results"
+    results = tiny_run / "results"
     for task in ("SST-2", "MRPC"):
         for seed in (1337, 42):
             full = read(results / "finetune" / task / f"seed{seed}" / "metrics.json")["stop"]
@@ -81,8 +84,8 @@ def test_smoke_good_masks_keep_90_percent_of_the_full_score(smoke_run):
             assert pruned["stop"] >= 0.9 * full - 1e-9, (task, seed, pruned["stop"], full)
 
 
-def test_every_job_has_a_log_and_a_benchmark(smoke_run):
-    results = smoke_run / "results"
+def test_every_job_has_a_log_and_a_benchmark(tiny_run):
+    results = tiny_run / "results"
     logs = {p.relative_to(results / "logs").with_suffix("") for p in (results / "logs").rglob("*.log")}
     benchmarks = {p.relative_to(results / "benchmarks").with_suffix("")
                   for p in (results / "benchmarks").rglob("*.tsv")}
@@ -115,19 +118,19 @@ def test_snakemake_lint_reports_nothing(tmp_path, extras):
 
 
 def test_config_typo_stops_before_any_job(tmp_path):
-    out = subprocess.run(smoke_command(tmp_path, "--dry-run") + ["trainig={epochs: 1}"], cwd=REPO,
+    out = subprocess.run(tiny_command(tmp_path, tmp_path, "--dry-run") + ["trainig={epochs: 1}"], cwd=REPO,
                          capture_output=True, text=True)
     assert out.returncode != 0
     assert "trainig" in out.stdout + out.stderr
     assert not (tmp_path / "results").exists()
 
 
-def test_editing_one_task_reruns_only_that_task(smoke_run, tmp_path):
-    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+def test_editing_one_task_reruns_only_that_task(tiny_run, tiny_model_dir, tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
     config["overrides"] = {"MRPC": {"learning_rate": 5.0e-5}}
     edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump(config))
-    command = smoke_command(smoke_run)
+    command = tiny_command(tiny_run, tiny_model_dir)
     command[command.index("--configfile") + 1] = str(edited)
     jobs = dry_run_jobs(command)
     print("\n".join(f"{rule} {w}" for rule, w in jobs))
@@ -138,23 +141,23 @@ def test_editing_one_task_reruns_only_that_task(smoke_run, tmp_path):
     tasks = {w.get("task") for rule, w in jobs if rule in model_rules}
     assert tasks == {"MRPC"}, tasks
     assert {rule for rule, _ in jobs} >= {"finetune", "retrain"}
-    untouched = dry_run_jobs(smoke_command(smoke_run))
+    untouched = dry_run_jobs(tiny_command(tiny_run, tiny_model_dir))
     assert [rule for rule, _ in untouched if rule != "all"] == []
 
 
-def test_paper_extras_run_on_the_smoke_models(smoke_run):
+def test_paper_extras_run_on_the_tiny_models(tiny_run, tiny_model_dir):
     """The optional paper settings as targets on the smoke models: s-bad retrained for 6 epochs
     (Appendix D), random-init BERT with a random mask sized like s-bad (Table 2), and a heads-only
     s-search with its good retraining (Appendix B)."""
     unit = "SST-2/seed1337"
     targets = [f"results/retrain/s/bad_6ep/{unit}/metrics.json", f"results/retrain/s/randinit_random/{unit}/metrics.json",
                f"results/retrain/s-heads/good/{unit}/metrics.json"]
-    run = subprocess.run(smoke_command(smoke_run, *targets, "--printshellcmds"), cwd=REPO, capture_output=True,
+    run = subprocess.run(tiny_command(tiny_run, tiny_model_dir, *targets, "--printshellcmds"), cwd=REPO, capture_output=True,
                          text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     commands = [line for line in (run.stdout + run.stderr).splitlines() if "bertlottery finetune" in line]
     assert any("random_like_bad.safetensors --random-init" in c for c in commands), commands
-    results = smoke_run / "results"
+    results = tiny_run / "results"
     bad, bad6 = read(results / f"retrain/s/bad/{unit}/metrics.json"), read(results / f"retrain/s/bad_6ep/{unit}/metrics.json")
     assert bad6["train"]["epochs"] == 6 and bad6["train"]["steps"] == bad["train"]["steps"] * 6 // bad["train"]["epochs"]
     assert bad6["mask_size"] == bad["mask_size"]

@@ -14,12 +14,6 @@ from bertlottery.glue import prepare, reading, splits
 from bertlottery.glue.tasks import GLUE_TASKS, get_task
 from bertlottery.io import read_json
 
-SHARED = Path("/work/shared")
-GLUE = SHARED / "data" / "glue"
-MINILM = SHARED / "models" / "all-MiniLM-L6-v2-fp16"
-needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason="shared GLUE TSV files not present")
-needs_minilm = pytest.mark.skipif(not MINILM.is_dir(), reason="shared MiniLM model not present")
-
 MNLI_FRONT = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t" \
              "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1"
 MNLI_PARSES = "( a )\t( b )\t(ROOT a)\t(ROOT b)"
@@ -141,12 +135,11 @@ def glue_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    if not MINILM.is_dir():
-        pytest.skip("shared MiniLM model not present")
+def tokenizer(tiny_model_dir):
+    """The tiny WordPiece tokenizer of conftest (uncased; every word these tests spell is one token)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
-        yield prepare.load_tokenizer(str(MINILM))
+        yield prepare.load_tokenizer(str(tiny_model_dir))
 
 
 @pytest.fixture(autouse=True)
@@ -223,6 +216,29 @@ def test_source_records_path_and_hash(glue_dir):
     src = reading.read_split("RTE", "dev", glue_dir)
     assert src.source == str(glue_dir / "RTE" / "dev.tsv")
     assert len(src.sha256) == 64
+
+
+def test_committed_fixture_files_read_in_every_layout(fixture_glue_dir):
+    """tests/data/glue (the files the tiny workflow and the training tests read) keeps each task's quirks."""
+    for task in GLUE_TASKS:
+        spec = get_task(task)
+        for split in spec.splits:
+            src = reading.read_split(task, split, fixture_glue_dir)
+            assert len(src.examples) == (96 if split == "train" else 48), (task, split)
+            labels = [ex.label for ex in src.examples]
+            if spec.is_regression:
+                assert all(isinstance(y, float) for y in labels) and len(set(labels)) > 10
+            else:
+                assert set(labels) == set(range(spec.num_labels)), (task, split)
+    raw = {task: (fixture_glue_dir / task / "train.tsv").read_bytes() for task in GLUE_TASKS}
+    assert raw["MRPC"].startswith(b"\xef\xbb\xbfQuality\t") and not raw["RTE"].startswith(b"\xef")
+    assert raw["CoLA"].startswith(b"src0\t1\t\t")  # no header line
+    assert not (fixture_glue_dir / "CoLA" / "dev.tsv").read_bytes().endswith(b"\n")
+    assert reading.read_split("QQP", "train", fixture_glue_dir).rows_skipped_malformed == 2
+    assert reading.read_examples("SST-2", "train", fixture_glue_dir)[0].text_a.endswith(" ")
+    for task in GLUE_TASKS:  # unbalanced quotes stay inside their field (quoting off)
+        texts = [t for ex in reading.read_examples(task, "train", fixture_glue_dir) for t in (ex.text_a, ex.text_b) if t]
+        assert sum(t.count('"') for t in texts) >= 5, task
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -488,9 +504,9 @@ def test_load_split_missing(tmp_path):
 # prepare_data: files, card, CLI
 
 
-def test_prepare_data_writes_splits_card_and_jsonl(glue_dir, tmp_path, tokenizer):
+def test_prepare_data_writes_splits_card_and_jsonl(tiny_model_dir, glue_dir, tmp_path, tokenizer):
     out = tmp_path / "out" / "MNLI"
-    card = prepare.prepare_data("MNLI", str(MINILM), out, glue_dir=glue_dir, max_seq_length=12)
+    card = prepare.prepare_data("MNLI", str(tiny_model_dir), out, glue_dir=glue_dir, max_seq_length=12)
     assert card["source"] == f"tsv:{glue_dir / 'MNLI'}" and card["labels"] == ["contradiction", "entailment", "neutral"]
     assert list(card["splits"]) == ["train", "dev", "dev_mm"]
     dev = card["splits"]["dev"]
@@ -517,9 +533,9 @@ def test_prepare_data_writes_splits_card_and_jsonl(glue_dir, tmp_path, tokenizer
                        "label": "contradiction", "label_id": 0}
 
 
-def test_prepare_data_stsb_regression_labels(glue_dir, tmp_path, tokenizer):
+def test_prepare_data_stsb_regression_labels(tiny_model_dir, glue_dir, tmp_path, tokenizer):
     out = tmp_path / "stsb"
-    card = prepare.prepare_data("STS-B", str(MINILM), out, glue_dir=glue_dir)
+    card = prepare.prepare_data("STS-B", str(tiny_model_dir), out, glue_dir=glue_dir)
     train = card["splits"]["train"]
     assert train["label_counts"] is None and train["label_stats"]["max"] == 5.0
     split = splits.load_split(out, "train")
@@ -527,14 +543,14 @@ def test_prepare_data_stsb_regression_labels(glue_dir, tmp_path, tokenizer):
     assert split.labels.tolist() == pytest.approx([5.0, 0.5, 3.8])
 
 
-def test_prepare_data_subsampling_is_seeded(tmp_path, tokenizer):
+def test_prepare_data_subsampling_is_seeded(tiny_model_dir, tmp_path, tokenizer):
     rows = "".join(f"{i}\tpremise number {i}\thypothesis {i}\t{'entailment' if i % 3 else 'not_entailment'}\n"
                    for i in range(40))
     glue = write_task(tmp_path / "glue", "RTE", {"train.tsv": "index\tsentence1\tsentence2\tlabel\n" + rows,
                                                  "dev.tsv": "index\tsentence1\tsentence2\tlabel\n" + rows})
     kwargs = dict(glue_dir=glue, max_train_examples=10, max_dev_examples=25, subsample_seed=7)
-    card_a = prepare.prepare_data("RTE", str(MINILM), tmp_path / "a", **kwargs)
-    card_b = prepare.prepare_data("RTE", str(MINILM), tmp_path / "b", **kwargs)
+    card_a = prepare.prepare_data("RTE", str(tiny_model_dir), tmp_path / "a", **kwargs)
+    card_b = prepare.prepare_data("RTE", str(tiny_model_dir), tmp_path / "b", **kwargs)
     text_a = (tmp_path / "a" / "splits" / "train.jsonl").read_text()
     assert text_a == (tmp_path / "b" / "splits" / "train.jsonl").read_text()
     lines = [json.loads(x)["line"] for x in text_a.splitlines()]
@@ -544,21 +560,21 @@ def test_prepare_data_subsampling_is_seeded(tmp_path, tokenizer):
     assert card_a["splits"]["train"]["rows_kept"] == 10 and card_a["splits"]["train"]["rows_in_source"] == 40
     assert card_a["splits"]["dev"]["rows_kept"] == 25 and card_a["splits"]["dev"]["subsampled"]
     assert card_a["subsampling"]["subsample_seed"] == 7 and card_a["subsampling"]["max_dev_examples"] == 25
-    card_c = prepare.prepare_data("RTE", str(MINILM), tmp_path / "c", **{**kwargs, "subsample_seed": 8})
+    card_c = prepare.prepare_data("RTE", str(tiny_model_dir), tmp_path / "c", **{**kwargs, "subsample_seed": 8})
     assert (tmp_path / "c" / "splits" / "train.jsonl").read_text() != text_a
     assert card_c["splits"]["train"]["rows_kept"] == 10
 
 
-def test_prepare_data_rejects_bad_settings(glue_dir, tmp_path):
+def test_prepare_data_rejects_bad_settings(tiny_model_dir, glue_dir, tmp_path):
     with pytest.raises(BertLotteryError, match="data.max_train_examples: 0"):
-        prepare.prepare_data("RTE", str(MINILM), tmp_path, glue_dir=glue_dir, max_train_examples=0)
+        prepare.prepare_data("RTE", str(tiny_model_dir), tmp_path, glue_dir=glue_dir, max_train_examples=0)
     with pytest.raises(BertLotteryError, match="data.subsample_seed"):
-        prepare.prepare_data("RTE", str(MINILM), tmp_path, glue_dir=glue_dir, subsample_seed=-1)
+        prepare.prepare_data("RTE", str(tiny_model_dir), tmp_path, glue_dir=glue_dir, subsample_seed=-1)
 
 
-def test_cli_prepare_data(glue_dir, tmp_path, tokenizer, capsys):
+def test_cli_prepare_data(tiny_model_dir, glue_dir, tmp_path, tokenizer, capsys):
     out = tmp_path / "cli"
-    prepare.main_prepare_data(["--task", "SST-2", "--model", str(MINILM), "--glue-dir", str(glue_dir),
+    prepare.main_prepare_data(["--task", "SST-2", "--model", str(tiny_model_dir), "--glue-dir", str(glue_dir),
                             "--data", '{"max_train_examples": 1, "max_dev_examples": null, "subsample_seed": 0}',
                             "--max-seq-length", "64", "--out-dir", str(out)])
     printed = capsys.readouterr().out
@@ -568,55 +584,18 @@ def test_cli_prepare_data(glue_dir, tmp_path, tokenizer, capsys):
     assert card["max_seq_length"] == 64 and card["splits"]["train"]["rows_kept"] == 1
 
 
-def test_cli_reports_errors(glue_dir, tmp_path):
+def test_cli_reports_errors(tiny_model_dir, glue_dir, tmp_path):
     from bertlottery.cli import main
 
     with pytest.raises(SystemExit, match="--data: unknown keys \\['max_examples'\\]"):
-        main(["prepare-data", "--task", "RTE", "--model", str(MINILM), "--glue-dir", str(glue_dir),
+        main(["prepare-data", "--task", "RTE", "--model", str(tiny_model_dir), "--glue-dir", str(glue_dir),
               "--data", '{"max_examples": 3}', "--out-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="--data: not valid JSON"):
-        main(["prepare-data", "--task", "RTE", "--model", str(MINILM), "--data", "{", "--out-dir", str(tmp_path)])
+        main(["prepare-data", "--task", "RTE", "--model", str(tiny_model_dir), "--data", "{", "--out-dir", str(tmp_path)])
 
 
-def test_prepare_data_validates_every_split_before_writing(glue_dir, tmp_path):
+def test_prepare_data_validates_every_split_before_writing(tiny_model_dir, glue_dir, tmp_path):
     write_task(glue_dir, "RTE", {"dev.tsv": "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tyes\n"})
     with pytest.raises(BertLotteryError, match="dev.tsv:2: label 'yes'"):
-        prepare.prepare_data("RTE", str(MINILM), tmp_path / "out", glue_dir=glue_dir)
+        prepare.prepare_data("RTE", str(tiny_model_dir), tmp_path / "out", glue_dir=glue_dir)
     assert not (tmp_path / "out").exists()
-
-
-# ----------------------------------------------------------------------------------------------------
-# The real shared GLUE files
-
-
-@needs_glue
-def test_real_rte_and_mrpc_end_to_end(tmp_path, tokenizer):
-    expected = {"RTE": ({"entailment": 1249, "not_entailment": 1241}, {"entailment": 146, "not_entailment": 131},
-                        0.527),
-                "MRPC": ({"0": 1194, "1": 2474}, {"0": 129, "1": 279}, 0.684)}
-    for task, (train_counts, dev_counts, baseline) in expected.items():
-        card = prepare.prepare_data(task, str(MINILM), tmp_path / task, glue_dir=GLUE)
-        train, dev = card["splits"]["train"], card["splits"]["dev"]
-        assert train["label_counts"] == train_counts and dev["label_counts"] == dev_counts
-        assert train["rows_in_source"] == train["rows_kept"] == sum(train_counts.values())
-        assert dev["rows_in_source"] == dev["rows_kept"] == sum(dev_counts.values())
-        assert dev["majority_baseline"]["score"] == pytest.approx(baseline, abs=5e-4)
-        assert train["max_tokens"] <= 128
-        for split, info in card["splits"].items():
-            loaded = splits.load_split(tmp_path / task, split)
-            assert len(loaded) == info["rows_kept"] and int(loaded.lengths.max()) == info["max_tokens"]
-            assert int((loaded.lengths == 128).sum()) >= info["n_truncated"]
-    assert (len(splits.load_split(tmp_path / "RTE", "train")), len(splits.load_split(tmp_path / "MRPC", "dev"))) == \
-        (2490, 408)
-
-
-@needs_glue
-def test_real_majority_baselines_match_the_paper():
-    cola = reading.read_examples("CoLA", "dev", GLUE)
-    stsb = reading.read_examples("STS-B", "dev", GLUE)
-    assert len(cola) == 1043 and len(stsb) == 1500
-    cola_labels = np.array([ex.label for ex in cola])
-    assert prepare.majority_baseline(get_task("CoLA"), cola_labels)["score"] == 0.0
-    stsb_labels = np.array([ex.label for ex in stsb])
-    assert round(prepare.majority_baseline(get_task("STS-B"), stsb_labels)["score"], 3) == 0.024
-

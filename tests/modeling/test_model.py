@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -28,7 +27,6 @@ from bertlottery.modeling.weight_masks import (
     remove_weight_mask,
 )
 
-MINILM = Path("/work/shared/models/all-MiniLM-L6-v2-fp16")
 TINY = dict(vocab_size=50, hidden_size=24, num_hidden_layers=3, num_attention_heads=4, intermediate_size=40,
             max_position_embeddings=32, num_labels=3)
 
@@ -381,11 +379,11 @@ def test_load_classifier_fine_tuned_round_trip_and_label_mismatch(tmp_path):
         load_classifier(tmp_path, 1)
 
 
-@pytest.mark.skipif(not MINILM.is_dir(), reason="shared MiniLM not available")
-def test_minilm_loads_fp32_and_soft_equals_physical(monkeypatch):
+def test_minilm_loads_fp32_and_soft_equals_physical(monkeypatch, minilm_dir):
+    """The real MiniLM (an fp16 checkpoint, shared folder; skipped without it)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     torch.manual_seed(0)
-    model = load_classifier(MINILM, 2).eval()
+    model = load_classifier(minilm_dir, 2).eval()
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert model.config._attn_implementation == "sdpa"
     assert head_counts(model) == [12] * 6
