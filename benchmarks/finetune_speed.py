@@ -273,7 +273,10 @@ def bertlottery_tokens(split, settings: dict, seed: int) -> tuple[np.ndarray, in
             order = epoch_order(len(split), seed, epoch, grouping, bs)
         batch = lengths[order[position * bs:(position + 1) * bs]]
         seen.append(batch)
-        padded += len(batch) * (int(batch.max()) if settings["dynamic_padding"] else settings["max_seq_length"])
+        if settings["padding_free"]:  # only the real tokens are computed
+            padded += int(batch.sum())
+        else:
+            padded += len(batch) * (int(batch.max()) if settings["dynamic_padding"] else settings["max_seq_length"])
     return np.concatenate(seen), padded
 
 
@@ -364,7 +367,7 @@ def run_bertlottery(args, data, spec, device, settings: dict, work: Path, name: 
     result |= measured(model, lengths, clock, memory)
     with timed(device, eval_clock := {}):
         pred = predict(model, data["dev"], batch_size=settings["eval_batch_size"], device=device,
-                       precision=settings["precision"])
+                       precision=settings["precision"], padding_free=settings["padding_free"])
     result |= dev_scores(spec, pred.logits, data["dev"], eval_clock["seconds"])
     configure_torch(False)
     return result
@@ -396,6 +399,10 @@ def warm_up(args, data, spec, device, settings: dict) -> None:
     batch = {k: v.to(device) for k, v in data["train"].collate(np.arange(min(32, len(data["train"]))),
                                                                 pad_to=MAX_SEQ_LENGTH).items()}
     model(**batch).loss.backward()
+    if settings["padding_free"]:
+        from bertlottery.modeling.unpadded import PackedBatch, unpadded_forward
+
+        unpadded_forward(model, PackedBatch.from_padded(batch)).loss.backward()
     del model
 
 
@@ -455,7 +462,9 @@ def cost_model(summary: dict, settings: dict) -> dict:
 
     Time per example ~ padded tokens per example / padded tokens per second: the dense layers dominate at
     length <= 128, so step time grows with the padded batch size. s/super subnetworks train faster than
-    this (they are smaller); the model is costed at full size, so the hours are an upper bound there."""
+    this (they are smaller); the model is costed at full size, so the hours are an upper bound there.
+    Padding-free, (b)'s "padded" tokens are its real tokens while the per-task lengths below are padded
+    ones: the hours are an upper bound then too."""
     b, a = summary["bertlottery"], summary["trainer"]
     padded_per_s = b["padded_tokens"] / b["train_wall_s"]
     hours = study_hours(padded_per_s, settings["dynamic_padding"], settings["max_seq_length"])

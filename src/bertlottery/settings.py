@@ -128,6 +128,7 @@ class TrainingSettings(Section):
     tf32: bool
     eval_batch_size: int
     dynamic_padding: bool
+    padding_free: bool
     length_grouping: bool
     fused_adamw: bool
     attention: str

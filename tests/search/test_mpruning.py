@@ -174,7 +174,7 @@ def test_paper_bad_mask(steps):
 def scripted(monkeypatch, scores):
     calls = []
 
-    def fake_dev_score(model, spec, split, batch_size, progress):
+    def fake_dev_score(model, spec, split, batch_size, progress, padding_free=True):
         calls.append(effective_nonzero(model))
         score = scores[len(calls) - 1]
         return score, {"accuracy": score}

@@ -180,8 +180,10 @@ class MSearchResult:
     steps: int  # pruning steps in the good mask (its kept fraction is ~ (1 - amount) ** steps)
 
 
-def dev_score(model, spec: TaskSpec, split: TokenizedSplit, batch_size: int, progress: bool):
-    values = split_metrics(model, spec, split, batch_size=batch_size, progress=progress)
+def dev_score(model, spec: TaskSpec, split: TokenizedSplit, batch_size: int, progress: bool,
+              padding_free: bool = True):
+    values = split_metrics(model, spec, split, batch_size=batch_size, padding_free=padding_free,
+                           progress=progress)
     return float(M.stop_score(spec, values)), values
 
 
@@ -213,6 +215,7 @@ def find_m_mask(
     bad_mode: str = "code",
     state_dir: str | Path | None = None,
     progress: bool = True,
+    padding_free: bool = True,
     on_iteration: Callable[[int], None] | None = None,
 ) -> MSearchResult:
     """Good, random and bad weight masks of (task, seed) (see the module docstring).
@@ -234,7 +237,7 @@ def find_m_mask(
     state = _load_state(store)
     try:
         if state is None:
-            s0, values = dev_score(model, spec, dev_split, batch_size, progress)
+            s0, values = dev_score(model, spec, dev_split, batch_size, progress, padding_free)
             state = {"s0": s0, "trace": [_row(0, torch.ones(pool.total, dtype=torch.bool), s0, values, True)],
                      "done": False}
             _save_state(store, state, on_iteration)
@@ -252,7 +255,7 @@ def find_m_mask(
                 break
             previous, kept = kept, l1_step(pool.magnitude, kept, amount)
             apply_weight_mask(model, pool.weight_mask(kept))
-            score, values = dev_score(model, spec, dev_split, batch_size, progress)
+            score, values = dev_score(model, spec, dev_split, batch_size, progress, padding_free)
             state["trace"].append(_row(step + 1, kept, score, values, score >= limit))
             if progress:
                 print(f"m-pruning step {step + 1}: kept {int(kept.sum()) / pool.total:.4f}, score {score:.4f} "

@@ -46,6 +46,7 @@ from bertlottery.io import save_tensors, write_json
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
+from bertlottery.modeling.unpadded import PackedBatch, classify
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
 from bertlottery.search.state import StateStore, model_fingerprint
@@ -123,13 +124,15 @@ def accumulate_gradients(
     *,
     batch_size: int = 64,
     accumulation: str = "cumulative",
+    padding_free: bool = True,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, float, np.ndarray, float]:
     """Raw |gradient| sums of the head and MLP masks over the split, the token count, the logits and
     the mean loss per example.
 
     "cumulative" adds |G_t| with G_t = g_1 + ... + g_t, as the original (whose mask gradients were
-    never zeroed between batches); "per_batch" adds |g_t| (Michel et al.'s intent).
+    never zeroed between batches); "per_batch" adds |g_t| (Michel et al.'s intent). padding_free packs
+    each batch's real tokens (the same rows in the same batches: same gradients to float rounding).
     """
     if accumulation not in ACCUMULATIONS:
         raise BertLotteryError(f"gradient_accumulation {accumulation!r}: expected one of {ACCUMULATIONS}")
@@ -147,9 +150,10 @@ def accumulate_gradients(
     total = -(-len(split) // batch_size)
     for batch in tqdm(iterate_batches(split, batch_size), total=total, desc="importance",
                       disable=not progress, leave=False):
-        batch = to_device(batch, device)
-        labels = batch.pop("labels")
-        out = model(**batch)
+        labels = batch.pop("labels").to(device)
+        n_tokens += batch["attention_mask"].sum().to(device)
+        batch = PackedBatch.from_padded(batch).to(device) if padding_free else to_device(batch, device)
+        out = classify(model, batch)
         loss = task_loss(spec, out.logits, labels)
         # Gradients of the masks only: the weights' gradients are never needed.
         g_heads, g_mlps = torch.autograd.grad(loss, [soft.heads, soft.mlps], allow_unused=True)
@@ -163,7 +167,6 @@ def accumulate_gradients(
         else:
             head_sum += g_heads.abs()
             mlp_sum += g_mlps.abs()
-        n_tokens += batch["attention_mask"].sum()
         loss_sum += loss.detach() * len(labels)
         logits.append(out.logits.detach().float())
     soft.heads.requires_grad_(False)
@@ -315,6 +318,7 @@ def find_s_mask(
     state_dir: str | Path | None = None,
     progress: bool = True,
     empty_layer_bias: bool = True,
+    padding_free: bool = True,
     on_iteration: Callable[[int], None] | None = None,
 ) -> SearchResult:
     """The s-pruning search (docs/protocol.md §s-pruning) on a fine-tuned model (see the module docstring).
@@ -337,7 +341,8 @@ def find_s_mask(
     store = StateStore(None if state_dir is None else Path(state_dir), STATE_FILE, config_hash(settings), "s-pruning")
     soft = attach_soft_masks(model, empty_layer_bias=empty_layer_bias)
     run = partial(importance_pass, model, soft, spec, dev_split, batch_size=batch_size,
-                  accumulation=accumulation, progress=progress)  # run(heads, mlps) -> PassResult
+                  accumulation=accumulation, padding_free=padding_free,
+                  progress=progress)  # run(heads, mlps) -> PassResult
     try:
         state = load_state(store)
         if state is None:

@@ -19,6 +19,7 @@ from bertlottery.io import write_json
 from bertlottery.masks.types import load_any_mask
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
+from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.runtime import autocast, device_name, pick_device
 from bertlottery.settings import (
     TrainingSettings,
@@ -57,20 +58,25 @@ def predict(
     device: torch.device | None = None,
     precision: str = "fp32",
     pad_to: int | None = None,
+    padding_free: bool = True,
     progress: bool = False,
 ) -> Predictions:
-    """Logits over a split in file order, in eval mode (no dropout)."""
+    """Logits over a split in file order, in eval mode (no dropout); padding_free packs each batch's real
+    tokens (same logits to float rounding, modeling/unpadded.py), else the model's own padded forward."""
     device = device or next(model.parameters()).device
     model.eval()
+    if padding_free:
+        check_supported(model)
     logits, losses = [], []
     batches = iterate_batches(split, batch_size, pad_to=pad_to)
     total = -(-len(split) // batch_size)
     for batch in tqdm(batches, total=total, desc="eval", disable=not progress, leave=False):
-        batch = to_device(batch, device)
+        n = len(batch["labels"])
+        batch = PackedBatch.from_padded(batch).to(device) if padding_free else to_device(batch, device)
         with autocast(device, precision):
-            out = model(**batch)
+            out = classify(model, batch)
         logits.append(out.logits.float())
-        losses.append(out.loss.float() * len(batch["labels"]))
+        losses.append(out.loss.float() * n)
     all_logits = torch.cat(logits).cpu().numpy()
     loss = float(torch.stack(losses).sum().cpu()) / max(len(split), 1)
     return Predictions(all_logits, split.labels.numpy(), loss)
@@ -83,10 +89,12 @@ def split_metrics(
     *,
     batch_size: int = 64,
     precision: str = "fp32",
+    padding_free: bool = True,
     progress: bool = False,
 ) -> dict[str, float]:
     """The task's metrics and the mean loss of `model` on one split."""
-    pred = predict(model, split, batch_size=batch_size, precision=precision, progress=progress)
+    pred = predict(model, split, batch_size=batch_size, precision=precision, padding_free=padding_free,
+                   progress=progress)
     return M.task_metrics(spec, pred.logits, pred.labels) | {"loss": pred.loss}
 
 
@@ -97,6 +105,7 @@ def evaluate_splits(
     *,
     batch_size: int = 64,
     precision: str = "fp32",
+    padding_free: bool = True,
     progress: bool = True,
 ) -> tuple[dict[str, float], int]:
     """Flat metrics over the task's dev splits (MNLI's mismatched split gets an `_mm` suffix)."""
@@ -104,7 +113,8 @@ def evaluate_splits(
     n_examples = 0
     for split_name in spec.dev_splits:
         split = load_split(data_dir, split_name)
-        values = split_metrics(model, spec, split, batch_size=batch_size, precision=precision, progress=progress)
+        values = split_metrics(model, spec, split, batch_size=batch_size, precision=precision,
+                               padding_free=padding_free, progress=progress)
         suffix = "" if split_name == "dev" else "_" + split_name.removeprefix("dev_")
         out |= {key + suffix: value for key, value in values.items()}
         if split_name == "dev":
@@ -166,7 +176,8 @@ def evaluate_and_write(
     """Dev metrics of `model` as a metrics record (plus the `extra` keys), written to `output`: the one
     evaluation of evaluate-full, evaluate-pruned and retraining."""
     values, n = evaluate_splits(
-        model, spec, data_dir, batch_size=settings.eval_batch_size, precision=settings.precision
+        model, spec, data_dir, batch_size=settings.eval_batch_size, precision=settings.precision,
+        padding_free=settings.padding_free,
     )
     record = metrics_record(
         spec, seed, values, n, family=family, kind=kind, evaluated=evaluated,

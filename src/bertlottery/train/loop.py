@@ -20,12 +20,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import get_task
 from bertlottery.io import atomic_directory, atomic_path, write_json
 from bertlottery.masks.types import WeightMask, load_any_mask
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
+from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.modeling.weight_masks import remove_weight_mask
 from bertlottery.runtime import autocast, configure_torch, pick_device, set_seed
 from bertlottery.settings import TrainingSettings, parse_json_arg
@@ -63,6 +65,18 @@ def epoch_order(n: int, seed: int, epoch: int, lengths: np.ndarray | None, batch
     batches = np.split(np.concatenate(grouped), range(batch_size, n, batch_size))
     shuffle = torch.randperm(len(batches), generator=generator).numpy()
     return np.concatenate([batches[i] for i in shuffle])
+
+
+def make_batch(split: TokenizedSplit, indices: np.ndarray, pad_to: int | None, padding_free: bool,
+               device: torch.device) -> dict[str, torch.Tensor] | PackedBatch:
+    """One training batch on `device`: padded (the model's own forward) or packed (padding-free)."""
+    batch = split.collate(indices, pad_to=pad_to)
+    if padding_free:
+        packed = PackedBatch.from_padded(batch)
+        return packed.to(device, non_blocking=True) if device.type != "cpu" else packed
+    if device.type == "cuda":
+        batch = {k: v.pin_memory() for k, v in batch.items()}
+    return to_device(batch, device)
 
 
 def build_optimizer(model: torch.nn.Module, settings: TrainingSettings, device: torch.device) -> torch.optim.Optimizer:
@@ -145,6 +159,11 @@ def train(
     step, log_rows = checkpointer.load(model, optimizer, scheduler)
     if step:
         print(f"resuming from step {step}/{plan.total_steps}")
+    if settings.compile and settings.padding_free:
+        raise BertLotteryError("training.compile compiles the padded forward: set training.padding_free: false "
+                               "with it")
+    if settings.padding_free:
+        check_supported(model)
     step_model = torch.compile(model, dynamic=True) if settings.compile else model
     pad_to = None if settings.dynamic_padding else settings.max_seq_length
     lengths = train_split.lengths.numpy() if settings.length_grouping else None
@@ -159,12 +178,9 @@ def train(
         epoch, position = divmod(step, plan.batches_per_epoch)
         order = epoch_order(len(train_split), seed, epoch, lengths, bs)
         for start in range(position * bs, len(order), bs):
-            batch = train_split.collate(order[start : start + bs], pad_to=pad_to)
-            if device.type == "cuda":
-                batch = {k: v.pin_memory() for k, v in batch.items()}
-            batch = to_device(batch, device)
+            batch = make_batch(train_split, order[start : start + bs], pad_to, settings.padding_free, device)
             with autocast(device, settings.precision):
-                loss = step_model(**batch).loss
+                loss = classify(step_model, batch).loss
             loss.backward()
             if settings.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
@@ -174,7 +190,7 @@ def train(
             step += 1
             bar.update()
             running_loss += loss.detach().float()
-            window_examples += len(batch["labels"])
+            window_examples += len(batch["labels"]) if isinstance(batch, dict) else len(batch)
             window_tokens += int(train_split.lengths[order[start : start + bs]].sum())
             if step % settings.log_every == 0 or step == plan.total_steps:
                 now = time.time()
