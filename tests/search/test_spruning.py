@@ -83,9 +83,10 @@ def reference_importance(model, spec, split, heads, mlps, batch_size, accumulati
     return head_sum, mlp_sum, tokens
 
 
+@pytest.mark.parametrize("padding_free", [True, False], ids=["padding_free", "padded"])
 @pytest.mark.parametrize("accumulation", ["cumulative", "per_batch"])
 @pytest.mark.parametrize("spec", [RTE, STSB], ids=["classification", "regression"])
-def test_accumulated_gradients_match_the_originals_backward_loop(accumulation, spec):
+def test_accumulated_gradients_match_the_originals_backward_loop(accumulation, spec, padding_free):
     model = tiny_bert(num_labels=spec.num_labels)
     split = synthetic_split(n=21, regression=spec.is_regression)  # 3 batches of 8, the last partial
     heads = torch.ones(2, 4, dtype=torch.bool)
@@ -96,7 +97,8 @@ def test_accumulated_gradients_match_the_originals_backward_loop(accumulation, s
     soft = attach_soft_masks(model, empty_layer_bias=True)
     try:
         head_sum, mlp_sum, tokens, logits, _ = S.accumulate_gradients(
-            model, soft, spec, split, heads, mlps, batch_size=8, accumulation=accumulation)
+            model, soft, spec, split, heads, mlps, batch_size=8, accumulation=accumulation,
+            padding_free=padding_free)
     finally:
         detach_soft_masks(model)
     torch.testing.assert_close(head_sum, expected_heads, rtol=1e-5, atol=1e-8)

@@ -101,10 +101,33 @@ def test_dynamic_padding_matches_fixed_padding(tmp_path):
     weights = []
     for dynamic in (True, False):
         model = tiny_classifier(0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-        train(model, synthetic_split(), settings(epochs=1, dynamic_padding=dynamic, max_seq_length=32), 3,
+        train(model, synthetic_split(), settings(epochs=1, dynamic_padding=dynamic, max_seq_length=32,
+                                                 padding_free=False), 3,
               out_dir=tmp_path / str(dynamic), device=torch.device("cpu"), progress=False)
         weights.append(model.classifier.weight.detach().clone())
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-4, atol=1e-5)
+
+
+def test_padding_free_fine_tune_gives_the_same_weights(tmp_path):
+    """A few steps padding-free and padded (dropout 0, so the two are the same computation): same weights."""
+    models = []
+    for padding_free in (True, False):
+        model = tiny_classifier(0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        train(model, synthetic_split(), settings(epochs=1, padding_free=padding_free), 3,
+              out_dir=tmp_path / str(padding_free), device=torch.device("cpu"), progress=False)
+        models.append(dict(model.named_parameters()))
+    moved = models[0]["classifier.weight"] - tiny_classifier(0).classifier.weight
+    assert moved.abs().max() > 1e-3  # it trained
+    for name, param in models[0].items():
+        torch.testing.assert_close(param, models[1][name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_padding_free_with_compile_is_a_clear_error(tmp_path):
+    from bertlottery.errors import BertLotteryError
+
+    with pytest.raises(BertLotteryError, match="padding_free"):
+        train(tiny_classifier(0), synthetic_split(), settings(epochs=1, compile=True), 3,
+              out_dir=tmp_path, device=torch.device("cpu"), progress=False)
 
 
 def _finetune_cmd(model_dir, data_dir, out_dir, training):
