@@ -7,8 +7,12 @@ sub-layer, the FFN sub-layer, the pooler and classifier), so forward hooks (soft
 mask parametrizations and physically pruned layers (uneven or zero heads, removed MLPs) work unchanged.
 Only the attention core is computed here, per sequence:
 
-* CPU: the sequences are laid out in the stream grouped by length (longest first), so each group of equal
-  length is one contiguous [count, length] block and one SDPA call, without gathers;
+* CPU: the sequences are laid out in the stream by length (longest first). When all have one length the
+  stream is one [count, length] block and one SDPA call; otherwise only Q, K and V are scattered into a
+  [B, longest] block for one masked SDPA call and the result is gathered back. (One call per length was
+  measured too: fewer FLOPs, but dozens of small operators per layer, each an OpenMP barrier, which on a
+  loaded 2-core machine cost more than the attention's padding: the attention is ~10 % of a MiniLM
+  layer's FLOPs at 128 tokens, the projections and FFN, which stay padding-free, the rest);
 * CUDA: FlashAttention's varlen kernel when installed and the activations are fp16/bf16, else SDPA on
   nested (jagged) tensors. (Neither is exercised by the CPU test suite.)
 
@@ -54,6 +58,8 @@ class PackedBatch:
     groups: list[tuple[int, int, int]]
     max_length: int
     labels: torch.Tensor | None
+    scatter_index: torch.Tensor   # [T] long: each token's row in a [B * max_length] padded block
+    key_mask: torch.Tensor        # [B, 1, 1, max_length] bool: real keys of each (stream-order) sequence
 
     @classmethod
     def from_padded(cls, batch: dict[str, torch.Tensor]) -> "PackedBatch":
@@ -79,12 +85,17 @@ class PackedBatch:
         for length, count in zip(values.tolist(), counts.tolist()):
             groups.append((row, count, length))
             row += count * length
+        width = int(values[0])
+        in_block = torch.arange(width, device=mask.device)[None, :] < sorted_lengths[:, None]
+        rows = torch.arange(len(order), device=mask.device)[:, None] * width + positions[:, :width]
         return cls(batch["input_ids"][order][kept].long(), types[order][kept].long(), positions[order][kept],
-                   first, cu.to(torch.int32), groups, int(values[0]), batch.get("labels"))
+                   first, cu.to(torch.int32), groups, width, batch.get("labels"), rows[in_block],
+                   in_block[:, None, None, :])
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "PackedBatch":
         move = {name: getattr(self, name).to(device, non_blocking=non_blocking)
-                for name in ("input_ids", "token_type_ids", "position_ids", "first_token", "cu_seqlens")}
+                for name in ("input_ids", "token_type_ids", "position_ids", "first_token", "cu_seqlens",
+                             "scatter_index", "key_mask")}
         labels = None if self.labels is None else self.labels.to(device, non_blocking=non_blocking)
         return PackedBatch(**move, groups=self.groups, max_length=self.max_length, labels=labels)
 
@@ -137,16 +148,24 @@ def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: Pa
 
         out = F.scaled_dot_product_attention(jagged(q), jagged(k), jagged(v), dropout_p=dropout_p)
         return out.transpose(1, 2).values().reshape(tokens, width)
-    parts = []
-    for start, count, length in packed.groups:  # one call per block of equal-length sequences
-        end = start + count * length
+    if len(packed.groups) == 1:  # every sequence has the same length: the stream is the block
+        _, count, length = packed.groups[0]
 
         def block(x):
-            return x[start:end].view(count, length, heads, head_dim).transpose(1, 2)
+            return x.view(count, length, heads, head_dim).transpose(1, 2)
 
         out = F.scaled_dot_product_attention(block(q), block(k), block(v), dropout_p=dropout_p)
-        parts.append(out.transpose(1, 2).reshape(count * length, width))
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+        return out.transpose(1, 2).reshape(tokens, width)
+    count, length = len(packed), packed.max_length
+    index = packed.scatter_index
+
+    def padded(x):
+        return x.new_zeros(count * length, width).index_copy(0, index, x).view(count, length, heads,
+                                                                               head_dim).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(padded(q), padded(k), padded(v), attn_mask=packed.key_mask,
+                                         dropout_p=dropout_p)
+    return out.transpose(1, 2).reshape(count * length, width).index_select(0, index)
 
 
 def _layer(layer: nn.Module, hidden: torch.Tensor, packed: PackedBatch, dropout_p: float) -> torch.Tensor:
