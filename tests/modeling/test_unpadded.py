@@ -73,6 +73,12 @@ def test_logits_loss_and_every_gradient_equal_the_padded_forward(attn, num_label
     assert_equivalent(tiny(num_labels, attn), padded_batch(num_labels))
 
 
+def test_a_batch_of_equal_lengths_is_one_block():
+    batch = padded_batch(lengths=[9, 9, 9])
+    assert PackedBatch.from_padded(batch).groups == [(0, 3, 9)]
+    assert_equivalent(tiny(), batch)
+
+
 def test_eval_mode_equal_even_with_dropout_configured():
     assert_equivalent(tiny(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1), padded_batch())
 
@@ -124,6 +130,8 @@ def test_packing_layout():
     assert packed.cu_seqlens.tolist() == [0, 5, 8, 11, 12]
     assert packed.first_token.tolist() == [5, 0, 8, 11]  # the batch's order is kept
     assert packed.position_ids.tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2, 0]
+    assert packed.scatter_index.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 15]  # rows of a [4, 5] block
+    assert packed.key_mask.shape == (4, 1, 1, 5) and int(packed.key_mask.sum()) == 12
     rows = batch["input_ids"]
     assert packed.input_ids[packed.first_token].tolist() == rows[:, 0].tolist()
     assert packed.input_ids[5:8].tolist() == rows[0, :3].tolist()
