@@ -147,13 +147,16 @@ def test_left_padding_and_empty_rows_are_errors():
         PackedBatch.from_padded(batch)
 
 
-def test_real_minilm_on_real_rte_batches(minilm_dir, rte_small):
+def test_real_minilm_on_real_rte_batches(minilm_dir, glue_dir, tmp_path):
+    from bertlottery.glue.prepare import prepare_data
     from bertlottery.glue.splits import load_split
     from bertlottery.modeling.loading import load_classifier
     from bertlottery.train.loop import epoch_order
 
+    prepare_data("RTE", str(minilm_dir), tmp_path, glue_dir=glue_dir, max_train_examples=64,
+                 max_dev_examples=8, subsample_seed=0, max_seq_length=128)
     torch.manual_seed(0)
     model = load_classifier(minilm_dir, 2).eval()
-    split = load_split(rte_small, "train")
+    split = load_split(tmp_path, "train")
     order = epoch_order(len(split), 42, 0, None, 16)
     assert_equivalent(model, split.collate(order[:16]))  # the first batch of the real epoch order
