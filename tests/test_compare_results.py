@@ -7,9 +7,8 @@ import json
 import shutil
 
 import torch
-from safetensors.torch import save_file
-
 from conftest import REPO
+from safetensors.torch import save_file
 
 spec = importlib.util.spec_from_file_location("compare_results", REPO / "scripts" / "compare_results.py")
 compare_results = importlib.util.module_from_spec(spec)
