@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         sys.exit(f"bertlottery: unknown command {command!r}\n\n{_usage()}")
-    _limit_threads()
+    if command != "with-gpu":  # with-gpu execs the real command, which sets the threads itself: no torch here
+        _limit_threads()
     module = importlib.import_module(COMMANDS[command][0])
     entry = getattr(module, "main_" + command.replace("-", "_"))
     try:

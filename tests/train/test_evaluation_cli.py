@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 
 from bertlottery.cli import main
-from bertlottery.masks.types import HeadMlpMask
+from bertlottery.masks.types import HeadMlpMask, WeightMask
 from bertlottery.modeling.loading import load_classifier
+from bertlottery.modeling.structure import prunable_parameters
 from bertlottery.settings import training_defaults
 
 
@@ -49,3 +51,68 @@ def test_pruned_evaluation_removes_what_the_mask_removes(tmp_path, classifier_di
     full = evaluate("evaluate-full", classifier_dir, rte_small, tmp_path / "full.json")
     assert record["mask_size"]["heads_kept"] == 2 and record["mask_size"]["mlps_kept"] == 0
     assert record["metrics"]["loss"] != pytest.approx(full["metrics"]["loss"], abs=1e-6)
+
+
+def write_masks(tmp_path, classifier_dir):
+    """Two s-masks (uneven heads, a 0-head layer) and an m weight mask of the tiny classifier."""
+    small = HeadMlpMask.full(2, 4)
+    small.heads[0, :3] = False
+    small.heads[1, :] = False
+    small.mlps[0] = False
+    other = HeadMlpMask.full(2, 4)
+    other.heads[1, 1:] = False
+    g = torch.Generator().manual_seed(3)
+    model = load_classifier(classifier_dir, 2)
+    weights = WeightMask({n: torch.rand(p.shape, generator=g) < 0.6 for n, p in prunable_parameters(model).items()})
+    paths = {"s/bad": tmp_path / "small.safetensors", "m/good": tmp_path / "m.safetensors",
+             "s/good": tmp_path / "other.safetensors"}
+    small.save(paths["s/bad"])
+    weights.save(paths["m/good"])
+    other.save(paths["s/good"])
+    return paths
+
+
+def without_wall_time(path):
+    """The file's bytes with only the wall-time field blanked (every other byte must match)."""
+    return re.sub(rb'"wall_time_s": [0-9.e+-]+', b'"wall_time_s": 0', path.read_bytes())
+
+
+def test_several_masks_in_one_job_equal_one_job_per_mask(tmp_path, classifier_dir, rte_small):
+    """One job over s, m and s masks (physical pruning between them) writes, per mask, the file a job
+    evaluating that mask alone writes: byte-identical apart from wall time, so the fine-tuned model is
+    restored fresh for every mask."""
+    paths = write_masks(tmp_path, classifier_dir)
+    args = []
+    for name, mask in paths.items():
+        family, kind = name.split("/")
+        args += ["--mask", str(mask), "--family", family, "--kind", kind, "--output",
+                 str(tmp_path / f"together-{family}-{kind}.json")]
+    main(["evaluate-pruned", "--task", "RTE", "--seed", "42", "--data-dir", str(rte_small), "--model-dir",
+          str(classifier_dir), "--training", json.dumps(training_defaults()), *args])
+    losses = set()
+    for name, mask in paths.items():
+        family, kind = name.split("/")
+        alone = evaluate("evaluate-pruned", classifier_dir, rte_small, tmp_path / f"alone-{family}-{kind}.json",
+                         "--mask", str(mask), "--family", family, "--kind", kind)
+        together = tmp_path / f"together-{family}-{kind}.json"
+        assert without_wall_time(together) == without_wall_time(tmp_path / f"alone-{family}-{kind}.json")
+        losses.add(alone["metrics"]["loss"])
+    assert len(losses) == 3  # three different subnetworks, not one model evaluated three times
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--family", "m", "--kind", "good", "--output", "b.json"], "one --family, --kind and --output per --mask"),
+    (["--mask", "MASK", "--family", "s", "--kind", "bad", "--output", "a.json"], "given twice"),
+    (["--mask", "nowhere.safetensors", "--family", "s", "--kind", "bad", "--output", "b.json"], "nowhere.safetensors"),
+])
+def test_pruned_runs_checked_before_any_work(tmp_path, classifier_dir, rte_small, capsys, extra, message):
+    HeadMlpMask.full(2, 4).save(tmp_path / "all.safetensors")
+    extra = [str(tmp_path / "all.safetensors") if a == "MASK" else a for a in extra]
+    extra = [str(tmp_path / a) if a.endswith(".json") else a for a in extra]
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate-pruned", "--task", "RTE", "--seed", "42", "--data-dir", str(rte_small), "--model-dir",
+              str(classifier_dir), "--training", json.dumps(training_defaults()), "--mask",
+              str(tmp_path / "all.safetensors"), "--family", "s", "--kind", "good", "--output",
+              str(tmp_path / "a.json"), *extra])
+    assert message in str(exc.value)
+    assert not (tmp_path / "a.json").exists()

@@ -3,6 +3,7 @@
 import itertools
 import json
 import os
+import shlex
 
 from snakemake.utils import validate
 
@@ -245,6 +246,18 @@ def retrain_runs():
     if config["retrain"]["random_init_random_s"]:
         extras += runs(["s"], ["randinit_random"])
     return pruned_runs() + extras
+
+
+# (family, mask kind) of the pruned evaluations; the same for every task and seed (evaluate_pruned's outputs)
+PRUNED_MASKS = list(dict.fromkeys((family, kind) for family, kind, _, _ in pruned_runs()))
+
+
+def pruned_eval_args(wc, input, output):
+    """evaluate-pruned's --mask/--family/--kind/--output for each of PRUNED_MASKS, in input order."""
+    return " ".join(
+        f"--mask {shlex.quote(mask)} --family {family} --kind {kind} --output {shlex.quote(out)}"
+        for (family, kind), mask, out in zip(PRUNED_MASKS, input.masks, output)
+    )
 
 
 def full_metric_files():

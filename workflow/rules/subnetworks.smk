@@ -45,28 +45,31 @@ rule super_masks:
         " --out-root {params.out_root} > {log} 2>&1"
 
 
+# One job per (task, seed) scores every pruned mask of that fine-tuned model (loaded once), one
+# pruned.json per mask. A changed mask reruns the whole job (all masks of the task and seed): a few
+# seconds of dev evaluation each, against a process start-up per mask otherwise (docs/benchmarks.md).
 rule evaluate_pruned:
     input:
         model=LAYOUT.finetuned_model("{task}", "{seed}"),
-        mask=LAYOUT.mask_file("{family}", "{task}", "{seed}", "{kind}"),
+        masks=[LAYOUT.mask_file(family, "{task}", "{seed}", kind) for family, kind in PRUNED_MASKS],
     output:
-        LAYOUT.pruned_metrics("{family}", "{kind}", "{task}", "{seed}"),
+        [LAYOUT.pruned_metrics(family, kind, "{task}", "{seed}") for family, kind in PRUNED_MASKS],
     params:
         training=lambda wc: training_json(wc.task),
         data_dir=data_dir,
+        runs=pruned_eval_args,
     threads: MODEL_THREADS
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     log:
-        LAYOUT.log("evaluate_pruned", "{family}", "{kind}", "{task}", seed="{seed}"),
+        LAYOUT.log("evaluate_pruned", "{task}", seed="{seed}"),
     benchmark:
-        LAYOUT.benchmark("evaluate_pruned", "{family}", "{kind}", "{task}", seed="{seed}")
+        LAYOUT.benchmark("evaluate_pruned", "{task}", seed="{seed}")
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery evaluate-pruned --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
-        " --mask {input.mask} --family {wildcards.family} --kind {wildcards.kind}"
-        " --data-dir {params.data_dir} --training {params.training:q} --output {output} > {log} 2>&1"
+        " {params.runs} --data-dir {params.data_dir} --training {params.training:q} > {log} 2>&1"
 
 
 rule retrain:

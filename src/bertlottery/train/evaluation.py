@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import TaskSpec, get_task
@@ -188,12 +190,15 @@ def evaluate_and_write(
     return record
 
 
-def _common_args(parser: argparse.ArgumentParser) -> None:
+def _common_args(parser: argparse.ArgumentParser, *, outputs: str = "one") -> None:
     parser.add_argument("--task", required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--training", required=True, help="resolved training settings (JSON)")
-    parser.add_argument("--output", required=True)
+    if outputs == "one":
+        parser.add_argument("--output", required=True)
+    else:
+        parser.add_argument("--output", required=True, action="append", help="one per --mask, in the same order")
 
 
 def main_evaluate_full(argv: list[str]) -> None:
@@ -212,22 +217,58 @@ def main_evaluate_full(argv: list[str]) -> None:
     print(f"{spec.name} seed {args.seed}: {spec.reported_metric} = {record['reported']:.4f}")
 
 
+@dataclass(frozen=True)
+class PrunedRun:
+    mask: str
+    family: str
+    kind: str
+    output: str
+
+
+def pruned_runs(args: argparse.Namespace) -> list[PrunedRun]:
+    """The i-th --mask with the i-th --family, --kind and --output; a count mismatch is an error."""
+    counts = {flag: len(getattr(args, flag)) for flag in ("mask", "family", "kind", "output")}
+    if len(set(counts.values())) != 1:
+        given = ", ".join(f"--{flag} x{n}" for flag, n in counts.items())
+        raise BertLotteryError(f"evaluate-pruned: expected one --family, --kind and --output per --mask; got {given}")
+    outputs = [str(Path(out).resolve()) for out in args.output]
+    if len(set(outputs)) != len(outputs):
+        raise BertLotteryError(f"evaluate-pruned: an --output is given twice: {args.output}")
+    return [PrunedRun(*row) for row in zip(args.mask, args.family, args.kind, args.output)]
+
+
 def main_evaluate_pruned(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="bertlottery evaluate-pruned", description=__doc__)
-    _common_args(parser)
+    """Each mask applied to the fine-tuned model of one (task, seed), one metrics JSON per mask.
+
+    The model is read from disk once (the rule runs one job per task and seed, so imports and loading are
+    paid once, not once per mask). Physical pruning mutates the model, so every mask starts from a fresh
+    deep copy of the untouched CPU model: each output is the same, byte for byte apart from
+    `wall_time_s`, as a job evaluating that mask alone.
+    """
+    parser = argparse.ArgumentParser(prog="bertlottery evaluate-pruned", description=main_evaluate_pruned.__doc__)
+    _common_args(parser, outputs="many")
     parser.add_argument("--model-dir", required=True, help="the fine-tuned model of this task and seed")
-    parser.add_argument("--mask", required=True)
-    parser.add_argument("--family", required=True)
-    parser.add_argument("--kind", required=True)
+    parser.add_argument("--mask", required=True, action="append", help="a mask file (repeat for several)")
+    parser.add_argument("--family", required=True, action="append", help="the mask's family, one per --mask")
+    parser.add_argument("--kind", required=True, action="append", help="the mask's kind, one per --mask")
     args = parser.parse_args(argv)
+    runs = pruned_runs(args)
     spec = get_task(args.task)
     settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
     started = time.time()
     device = pick_device()
-    model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
-    size = apply_mask(model, load_any_mask(args.mask))  # s-masks physically: really smaller
-    record = evaluate_and_write(model.to(device), spec, args.data_dir, args.output, seed=args.seed,
-                                settings=settings, family=args.family, kind=args.kind, evaluated="pruned",
-                                mask_size=size, started=started, device=device)
-    print(f"{spec.name} seed {args.seed} {args.family}/{args.kind} pruned: "
-          f"{spec.reported_metric} = {record['reported']:.4f}")
+    missing = [run.mask for run in runs if not Path(run.mask).is_file()]
+    if missing:  # before the model is loaded
+        raise BertLotteryError(f"evaluate-pruned: mask file(s) not found: {', '.join(missing)}")
+    pristine = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
+    for i, run in enumerate(runs):
+        if i:
+            started = time.time()  # the first mask's wall time includes loading, as a one-mask job's does
+        model = copy.deepcopy(pristine)
+        size = apply_mask(model, load_any_mask(run.mask))  # s-masks physically: really smaller
+        record = evaluate_and_write(model.to(device), spec, args.data_dir, run.output, seed=args.seed,
+                                    settings=settings, family=run.family, kind=run.kind, evaluated="pruned",
+                                    mask_size=size, started=started, device=device)
+        del model
+        print(f"{spec.name} seed {args.seed} {run.family}/{run.kind} pruned: "
+              f"{spec.reported_metric} = {record['reported']:.4f}", flush=True)
