@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,8 +26,11 @@ with open(sys.argv[1], "a") as f:
 """
 
 
-def _env(tmp_path: Path, gpus: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {devices.ENV_VISIBLE, devices.ENV_GPUS}}
+def _env(tmp_path: Path, gpus: str | None, per_gpu: str | None = None) -> dict[str, str]:
+    skip = {devices.ENV_VISIBLE, devices.ENV_GPUS, devices.ENV_JOBS_PER_GPU}
+    env = {k: v for k, v in os.environ.items() if k not in skip}
+    if per_gpu is not None:
+        env[devices.ENV_JOBS_PER_GPU] = per_gpu
     env[devices.ENV_LOCK_DIR] = str(tmp_path / "locks")
     if gpus is not None:
         env[devices.ENV_GPUS] = gpus
@@ -98,7 +102,71 @@ def test_concurrent_jobs_get_distinct_slots(tmp_path):
     assert _max_overlap(runs) <= 2
     _assert_distinct_when_overlapping(runs, "dev")
     # The lock files carry the host name and the holder's pid (the exec'd job itself).
-    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "locks").iterdir()) == ["gpu0.lock", "gpu1.lock"]
+    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "locks").iterdir()) == [
+        "gpu0.slot0.lock", "gpu1.slot0.lock"]
+
+
+def _run_jobs(env: dict[str, str], record: Path, n: int, seconds: str = "1.5") -> list[dict]:
+    procs = [_with_gpu(env, sys.executable, "-c", JOB, str(record), seconds) for _ in range(n)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def _max_overlap_per_device(runs: list[dict]) -> dict[str, int]:
+    return {dev: _max_overlap([r for r in runs if r["dev"] == dev]) for dev in {r["dev"] for r in runs}}
+
+
+def test_jobs_per_gpu_share_one_gpu_and_the_next_waits(tmp_path):
+    """2 jobs per GPU, 1 fake GPU, 3 jobs: two run together on GPU 0, the third waits for a slot."""
+    runs = _run_jobs(_env(tmp_path, "0", per_gpu="2"), tmp_path / "runs.jsonl", 3, seconds="2.5")
+    assert [r["dev"] for r in runs] == ["0", "0", "0"]
+    assert _max_overlap(runs) == 2  # two shared the GPU; the third ran only once one of them had ended
+    names = sorted(p.name.split(".", 1)[1] for p in (tmp_path / "locks").iterdir())
+    assert names == ["gpu0.slot0.lock", "gpu0.slot1.lock"]
+
+
+def test_jobs_per_gpu_fill_every_gpu(tmp_path):
+    """2 jobs per GPU, 2 fake GPUs, 5 jobs: at most 4 at once, at most 2 on either GPU, both GPUs used."""
+    runs = _run_jobs(_env(tmp_path, "0,1", per_gpu="2"), tmp_path / "runs.jsonl", 5)
+    assert {r["dev"] for r in runs} == {"0", "1"}
+    assert _max_overlap(runs) <= 4
+    assert all(peak <= 2 for peak in _max_overlap_per_device(runs).values())
+
+
+def test_slot_order_spreads_over_gpus_first(tmp_path):
+    assert devices.slots(["0", "1"], 2) == [("0", 0), ("1", 0), ("0", 1), ("1", 1)]
+    held = [devices.take_slots(["0", "1"], 1, tmp_path, per_gpu=2) for _ in range(4)]
+    assert [list(h) for h in held] == [["0"], ["1"], ["0"], ["1"]]  # two jobs never share while a GPU is idle
+    with pytest.raises(BertLotteryError, match=r"\(2 per GPU\)"):  # the N+1-th job per GPU waits
+        devices.take_slots(["0", "1"], 1, tmp_path, timeout_s=0.2, per_gpu=2)
+    os.close(held[1]["1"])  # a job on GPU 1 ends: the next takes its slot
+    again = devices.take_slots(["0", "1"], 1, tmp_path, timeout_s=1.0, per_gpu=2)
+    assert list(again) == ["1"]
+    # A 2-GPU job takes one slot on each of two distinct GPUs, not two slots of one.
+    for h in [held[0], held[2], held[3], again]:
+        for fd in h.values():
+            os.close(fd)
+    both = devices.take_slots(["0", "1"], 2, tmp_path, per_gpu=2)
+    assert sorted(both) == ["0", "1"]
+    for fd in both.values():
+        os.close(fd)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_bad_jobs_per_gpu_is_a_clear_error(tmp_path, value):
+    with pytest.raises(BertLotteryError, match=f"BERTLOTTERY_JOBS_PER_GPU='{re.escape(value)}'"):
+        devices.jobs_per_gpu({devices.ENV_JOBS_PER_GPU: value})
+    proc = _with_gpu(_env(tmp_path, "0", per_gpu=value), "true")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "BERTLOTTERY_JOBS_PER_GPU" in err and "1 or more" in err
+
+
+def test_jobs_per_gpu_default():
+    assert devices.jobs_per_gpu({}) == 1
+    assert devices.jobs_per_gpu({devices.ENV_JOBS_PER_GPU: ""}) == 1
+    assert devices.jobs_per_gpu({devices.ENV_JOBS_PER_GPU: " 4 "}) == 4
 
 
 def test_killed_holder_releases_its_slot(tmp_path):

@@ -1,9 +1,13 @@
 """GPU slot assignment for concurrent jobs on one multi-GPU machine.
 
 Snakemake's `--resources gpu=N` caps how many GPU jobs run at once but does not say which device
-each job gets, and every job would otherwise start on GPU 0. A slot here is one visible GPU with a
-lock file (`<lock dir>/<host>.gpu<id>.lock`); a job takes a free slot with `flock`, sets
-`CUDA_VISIBLE_DEVICES` to that GPU and keeps the lock for its whole life. The kernel drops a flock
+each job gets, and every job would otherwise start on GPU 0. A slot is a share of one visible GPU
+with a lock file (`<lock dir>/<host>.gpu<id>.slot<j>.lock`); a job takes a free slot with `flock`,
+sets `CUDA_VISIBLE_DEVICES` to that GPU and keeps the lock for its whole life. Each GPU has
+`BERTLOTTERY_JOBS_PER_GPU` slots (default 1): a BERT-base fine-tune at batch 32 uses a fraction of a
+large GPU, so N jobs on one GPU can give more total throughput (run with `--resources gpu=<GPUs x N>`).
+Free slots are taken spreading over the GPUs first (slot 0 of every GPU, then slot 1, ...), so fewer
+jobs than GPUs never share one. The kernel drops a flock
 when the last descriptor to it closes, so a crashed or killed job frees its slot with no cleanup.
 
     python -m bertlottery with-gpu -- python -m bertlottery finetune ...
@@ -43,6 +47,7 @@ from bertlottery.errors import BertLotteryError
 ENV_VISIBLE = "CUDA_VISIBLE_DEVICES"
 ENV_GPUS = "BERTLOTTERY_GPUS"
 ENV_LOCK_DIR = "BERTLOTTERY_GPU_LOCK_DIR"
+ENV_JOBS_PER_GPU = "BERTLOTTERY_JOBS_PER_GPU"
 DEFAULT_LOCK_DIR = "results/.gpu_locks"
 POLL_S = 0.5
 
@@ -81,13 +86,30 @@ def slot_devices(env: dict[str, str] | None = None) -> list[str] | None:
     return nvidia_smi_devices()
 
 
+def jobs_per_gpu(env: dict[str, str] | None = None) -> int:
+    """BERTLOTTERY_JOBS_PER_GPU: how many jobs share one GPU (unset or empty: 1)."""
+    env = os.environ if env is None else env
+    text = env.get(ENV_JOBS_PER_GPU, "").strip()
+    if not text:
+        return 1
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+        raise BertLotteryError(f"{ENV_JOBS_PER_GPU}={env[ENV_JOBS_PER_GPU]!r}: expected a whole number of jobs "
+                               "per GPU, 1 or more (unset = 1)")
+    return int(text)
+
+
+def slots(devices: list[str], per_gpu: int) -> list[tuple[str, int]]:
+    """(device, slot) pairs in the order jobs take them: slot 0 of every GPU first, then slot 1, ..."""
+    return [(dev, j) for j in range(per_gpu) for dev in devices]
+
+
 def lock_dir(env: dict[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     return Path(env.get(ENV_LOCK_DIR) or DEFAULT_LOCK_DIR)
 
 
-def _lock_path(directory: Path, device: str) -> Path:
-    return directory / f"{socket.gethostname()}.gpu{device.replace('/', '_')}.lock"
+def _lock_path(directory: Path, device: str, slot: int = 0) -> Path:
+    return directory / f"{socket.gethostname()}.gpu{device.replace('/', '_')}.slot{slot}.lock"
 
 
 def _try_lock(path: Path) -> int | None:
@@ -104,11 +126,14 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
-def _try_take(devices: list[str], count: int, directory: Path) -> dict[str, int] | None:
-    """All-or-nothing: `count` free slots (lowest ids first), or None; never holds a partial set."""
+def _try_take(devices: list[str], count: int, directory: Path, per_gpu: int = 1) -> dict[str, int] | None:
+    """All-or-nothing: free slots on `count` distinct devices (in `slots` order), or None; never holds a
+    partial set."""
     held: dict[str, int] = {}
-    for dev in devices:
-        fd = _try_lock(_lock_path(directory, dev))
+    for dev, slot in slots(devices, per_gpu):
+        if dev in held:
+            continue
+        fd = _try_lock(_lock_path(directory, dev, slot))
         if fd is not None:
             held[dev] = fd
             if len(held) == count:
@@ -119,21 +144,25 @@ def _try_take(devices: list[str], count: int, directory: Path) -> dict[str, int]
 
 
 def take_slots(
-    devices: list[str], count: int = 1, directory: Path | None = None, timeout_s: float | None = None
+    devices: list[str], count: int = 1, directory: Path | None = None, timeout_s: float | None = None,
+    per_gpu: int | None = None,
 ) -> dict[str, int]:
-    """Wait until `count` of `devices` are free; returns {device: locked descriptor}."""
+    """Wait until a slot is free on `count` of `devices`; returns {device: locked descriptor}.
+
+    per_gpu: slots per device (default: BERTLOTTERY_JOBS_PER_GPU)."""
+    per_gpu = jobs_per_gpu() if per_gpu is None else per_gpu
     if count < 1 or count > len(devices):
         raise BertLotteryError(f"asked for {count} GPU slot(s); {len(devices)} device(s) available: {devices}")
     directory = lock_dir() if directory is None else Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     start, announced = time.monotonic(), False
     while True:
-        held = _try_take(devices, count, directory)
+        held = _try_take(devices, count, directory, per_gpu)
         if held is not None:
             return held
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             raise BertLotteryError(
-                f"no {count} free GPU slot(s) among {devices} in {directory} after {timeout_s} s"
+                f"no {count} free GPU slot(s) among {devices} ({per_gpu} per GPU) in {directory} after {timeout_s} s"
             )
         if not announced:
             print(f"bertlottery with-gpu: all GPU slots in {directory} busy; waiting", file=sys.stderr, flush=True)
@@ -167,18 +196,19 @@ def acquire_gpu_slot(
 
 def exec_with_gpu(command: list[str], count: int = 1, directory: Path | None = None) -> None:
     """Take slots, then replace this process by `command`, which inherits the locks (never returns)."""
+    per_gpu = jobs_per_gpu()  # a bad value is an error even where a scheduler chose the GPU
     devices = slot_devices()
     if devices is None:
         note = f"{ENV_VISIBLE}={os.environ[ENV_VISIBLE]} (already set; left as is)"
     elif not devices:
         note = "no GPU found; running on CPU"
     else:
-        held = take_slots(devices, count, directory)
+        held = take_slots(devices, count, directory, per_gpu=per_gpu)
         for fd in held.values():
             os.set_inheritable(fd, True)  # the exec'd job keeps holding the lock
         os.environ[ENV_VISIBLE] = ",".join(held)
         where = lock_dir() if directory is None else directory
-        note = f"{ENV_VISIBLE}={os.environ[ENV_VISIBLE]} (slot lock in {where})"
+        note = f"{ENV_VISIBLE}={os.environ[ENV_VISIBLE]} (slot lock in {where}, {per_gpu} job(s) per GPU)"
     # start= is when the job got its device (after any wait): tests compare it across jobs.
     print(f"bertlottery with-gpu: start={time.time():.3f} host={socket.gethostname()} {note}", file=sys.stderr, flush=True)
     try:
