@@ -56,3 +56,30 @@ def test_task_metrics_from_logits():
     sts = get_task("STS-B")
     out = M.task_metrics(sts, np.array([[1.0], [2.0], [3.0]]), np.array([1.0, 2.0, 3.0]))
     assert out["pearson"] == pytest.approx(1.0)
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 64, 1000):
+        for classes in (2, 3):
+            for p_one in (0.0, 0.1, 0.5, 1.0):
+                labels = rng.integers(0, classes, n)
+                preds = np.where(rng.random(n) < p_one, labels, rng.integers(0, classes, n))
+                yield labels, preds
+    yield np.array([0, 1, 1, 0]), np.ones(4, dtype=int)
+    yield np.array([1, 1, 1]), np.array([1, 1, 0])
+    yield np.array([0, 1, 2, 2]), np.array([2, 2, 2, 2])
+
+
+def test_mcc_and_f1_equal_sklearn_exactly():
+    """The numpy MCC and F1 give sklearn's float64 values bit for bit (metrics JSONs stay identical)."""
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    checked = 0
+    for labels, preds in _cases():
+        out = M.classification_metrics(preds, labels)
+        assert out["mcc"] == float(matthews_corrcoef(labels, preds)), (labels, preds)
+        if labels.max() <= 1 and preds.max() <= 1:
+            assert out["f1"] == float(f1_score(labels, preds, zero_division=0.0)), (labels, preds)
+            checked += 1
+    assert checked >= 20

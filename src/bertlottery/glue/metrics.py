@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
 
 from bertlottery.glue.tasks import TaskSpec
+
+# MCC and F1 are sklearn's formulas written out in numpy, operation for operation (so the same float64
+# numbers, checked against sklearn in tests/glue): importing sklearn.metrics (and the scipy.stats it
+# pulls in) costs 1-2 s, paid by every model job. STS-B's correlations import scipy when needed.
+
+
+def matthews_corrcoef(labels: np.ndarray, predictions: np.ndarray) -> float:
+    """sklearn.metrics.matthews_corrcoef (multiclass; 0.0 when undefined, e.g. a constant predictor)."""
+    classes, codes = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
+    k, n = len(classes), len(labels)
+    confusion = np.bincount(codes[:n] * k + codes[n:], minlength=k * k).reshape(k, k)
+    t_sum = confusion.sum(axis=1, dtype=np.float64)
+    p_sum = confusion.sum(axis=0, dtype=np.float64)
+    n_correct = np.trace(confusion, dtype=np.float64)
+    n_samples = p_sum.sum()
+    cov_ytyp = n_correct * n_samples - np.dot(t_sum, p_sum)
+    cov_ypyp = n_samples**2 - np.dot(p_sum, p_sum)
+    cov_ytyt = n_samples**2 - np.dot(t_sum, t_sum)
+    cov_ypyp_ytyt = cov_ypyp * cov_ytyt
+    return 0.0 if cov_ypyp_ytyt == 0 else float(cov_ytyp / np.sqrt(cov_ypyp_ytyt))
+
+
+def binary_f1(labels: np.ndarray, predictions: np.ndarray) -> float:
+    """sklearn.metrics.f1_score, positive class 1, zero_division=0: 2 tp / (true + predicted positives)."""
+    tp = float(np.sum((labels == 1) & (predictions == 1)))
+    denom = float(np.sum(labels == 1)) + float(np.sum(predictions == 1))
+    return 0.0 if denom == 0 else float((2.0 * tp) / denom)
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -15,11 +40,11 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[
     labels = np.asarray(labels)
     out = {
         "accuracy": float((predictions == labels).mean()),
-        # sklearn returns 0.0 for a constant predictor, as the original's evaluator did.
-        "mcc": float(matthews_corrcoef(labels, predictions)),
+        # 0.0 for a constant predictor, as sklearn and the original's evaluator give.
+        "mcc": matthews_corrcoef(labels, predictions),
     }
     if labels.max(initial=0) <= 1 and predictions.max(initial=0) <= 1:
-        out["f1"] = float(f1_score(labels, predictions, zero_division=0.0))
+        out["f1"] = binary_f1(labels, predictions)
     return out
 
 
@@ -27,6 +52,8 @@ def regression_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str,
     """Pearson, Spearman and their mean (STS-B's stop-rule metric). Constant predictions give 0."""
     predictions = np.asarray(predictions, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
+    from scipy.stats import pearsonr, spearmanr
+
     if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
         pearson = spearman = 0.0
     else:
