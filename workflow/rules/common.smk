@@ -94,6 +94,11 @@ def training_json(task):
     return json.dumps(TRAINING[task], sort_keys=True)
 
 
+def padding_free_flag(wc):
+    """The searches run their forward passes as the task's fine-tuning does (training.padding_free)."""
+    return "--padding-free" if TRAINING[wc.task]["padding_free"] else "--no-padding-free"
+
+
 def data_json():
     return json.dumps(config["data"], sort_keys=True)
 

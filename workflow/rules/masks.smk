@@ -17,6 +17,7 @@ rule find_s_mask:
         settings=section_json("s_pruning"),
         data_dir=data_dir,
         out_dir=s_mask_dir,
+        padding_free=padding_free_flag,
     threads: MODEL_THREADS
     resources:
         gpu=1,
@@ -29,7 +30,7 @@ rule find_s_mask:
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-s-mask --task {wildcards.task} --seed {wildcards.seed} --mode {params.mode}"
         " --model-dir {input.model} --data-dir {params.data_dir} --settings {params.settings:q}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir} {params.padding_free} > {log} 2>&1"
 
 
 rule find_m_mask:
@@ -45,6 +46,7 @@ rule find_m_mask:
         settings=section_json("m_pruning"),
         data_dir=data_dir,
         out_dir=m_mask_dir,
+        padding_free=padding_free_flag,
     threads: MODEL_THREADS
     resources:
         gpu=1,
@@ -57,4 +59,4 @@ rule find_m_mask:
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-m-mask --task {wildcards.task} --seed {wildcards.seed}"
         " --model-dir {input.model} --data-dir {params.data_dir} --settings {params.settings:q}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir} {params.padding_free} > {log} 2>&1"

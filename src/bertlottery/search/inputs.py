@@ -28,6 +28,9 @@ def search_parser(prog: str, description: str, section: str) -> argparse.Argumen
     parser.add_argument("--settings", default="{}", help=f"the config's {section} section (JSON)")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--state-dir", default=None, help="resumable search state (default <out-dir>/search_state)")
+    parser.add_argument("--padding-free", action=argparse.BooleanOptionalAction, default=True,
+                        help="the task's training.padding_free: packed forward passes (same numbers to float "
+                             "rounding) or the padded HF forward")
     return parser
 
 

@@ -361,7 +361,7 @@ def main_find_m_mask(argv: list[str]) -> None:
     result = find_m_mask(model, spec, split, seed=args.seed, threshold=settings.threshold,
                          amount=settings.amount, max_iterations=settings.max_iterations,
                          cap_quirk=settings.cap_quirk, batch_size=settings.batch_size,
-                         bad_mode=settings.bad_mode, state_dir=state_dir)
+                         bad_mode=settings.bad_mode, state_dir=state_dir, padding_free=args.padding_free)
     write_outputs(result, args.out_dir, spec=spec, seed=args.seed, settings=settings, model_config=model.config,
                   started=started, device=device_name(device))
     clear_state(state_dir)

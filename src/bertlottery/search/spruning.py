@@ -441,7 +441,7 @@ def main_find_s_mask(argv: list[str]) -> None:
     result = find_s_mask(model, spec, split, mode=args.mode, threshold=settings.threshold,
                          amount=settings.amount, batch_size=settings.batch_size,
                          accumulation=settings.gradient_accumulation, state_dir=state_dir,
-                         empty_layer_bias=settings.empty_layer_bias)
+                         empty_layer_bias=settings.empty_layer_bias, padding_free=args.padding_free)
     write_outputs(result, args.out_dir, spec=spec, seed=args.seed, mode=args.mode, settings=settings,
                   model_config=model.config, save_iterations=settings.save_iterations, started=started,
                   device=device_name(device))
