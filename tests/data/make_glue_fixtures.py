@@ -2,7 +2,8 @@
 
 Run from the repository root (`python tests/data/make_glue_fixtures.py`); the output is committed, so the
 tests never run this. Each task gets 96 train and 48 dev rows (MNLI: 48 matched and 48 mismatched) whose
-labels follow a keyword, so a tiny model can learn them. The quirks of the real files are reproduced:
+labels follow a keyword, so a tiny model can learn them. Single sentences are two clauses long: the
+attention-pattern step samples dev examples of at least 16 tokens. The quirks of the real files are reproduced:
 MRPC's UTF-8 BOM, CoLA without a header (and no final newline in dev), SST-2's trailing space, QQP's
 question broken over two lines (a row the reader skips), STS-B's float scores, MNLI's parse columns and
 extra annotator labels in dev, and unbalanced `"` inside sentences (read with quoting off).
@@ -43,9 +44,11 @@ def rows(task: str, split: str, n: int, rng: random.Random) -> list[str]:
         positive = i % 2 == 0 if split == "train" else rng.random() < 0.5
         quote = i % 7 == 3
         if task == "CoLA":
-            out.append(f"src{i % 5}\t{int(positive)}\t{'' if positive else '*'}\t{sentence(rng, positive, quote)}")
+            text = f"{sentence(rng, positive, quote)[:-1]} and {sentence(rng, positive).lower()}"
+            out.append(f"src{i % 5}\t{int(positive)}\t{'' if positive else '*'}\t{text}")
         elif task == "SST-2":
-            out.append(f"{sentence(rng, positive, quote).lower().rstrip('.')} \t{int(positive)}")
+            text = f"{sentence(rng, positive, quote).lower().rstrip('.')} , and {sentence(rng, positive).lower()[:-1]}"
+            out.append(f"{text} \t{int(positive)}")
         elif task == "MRPC":
             a, b = pair(rng, positive, quote)
             out.append(f"{int(positive)}\t{100000 + 2 * i}\t{100001 + 2 * i}\t{a}\t{b}")
