@@ -7,10 +7,13 @@ renamed onto the target with os.replace; on any error it is removed and the targ
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import secrets
 import shutil
+import struct
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +27,62 @@ def _umask_mode() -> int:
     return 0o666 & ~umask
 
 
+# What an OS error on write means to the user (errno -> message); torch and safetensors report the same
+# failures as RuntimeError / SafetensorError text, matched by these fragments.
+_NO_SPACE = ("No space left", "code: 28", "StorageFull")
+_READ_ONLY = ("Read-only file system", "code: 30", "ReadOnlyFilesystem", "Permission denied", "code: 13",
+              "PermissionDenied")
+
+
+def write_error(path: Path, exc: BaseException) -> BertLotteryError | None:
+    """The user-facing error for a failed write of `path` (disk full, read-only), or None if it is not one.
+
+    torch.save reports a full disk as `[enforce fail at inline_container.cc] ... unexpected pos`, with no
+    errno: such a failure counts as a full disk when the folder has (almost) no free space left."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    no_space = code in (errno.ENOSPC, errno.EDQUOT) or any(f in text for f in _NO_SPACE)
+    if not no_space and code is None and "inline_container" in text:
+        no_space = _free_bytes(path) < 1 << 20
+        if not no_space:
+            return BertLotteryError(f"writing {path} failed ({text.splitlines()[0][:200]})")
+    if no_space:
+        return BertLotteryError(f"no space left on device while writing {path}; free some space and rerun")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or any(f in text for f in _READ_ONLY):
+        return BertLotteryError(f"{path} is read-only (cannot write there); make the folder writable or "
+                                "choose another results folder")
+    return None
+
+
+def _free_bytes(path: Path) -> int:
+    for folder in (path.parent, *path.parents):
+        try:
+            stats = os.statvfs(folder)
+            return stats.f_bavail * stats.f_frsize
+        except OSError:
+            continue
+    return 1 << 62
+
+
+@contextmanager
+def _named_write_errors(path: Path) -> Iterator[None]:
+    """Turn a disk-full or read-only failure of the body into a BertLotteryError naming `path`."""
+    try:
+        yield
+    except BertLotteryError:
+        raise
+    except Exception as exc:
+        error = write_error(path, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _make_parent(path: Path) -> None:
+    with _named_write_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def _temp_name(path: Path) -> Path:
     """A fresh hidden name beside `path` (.<name>.<random>.tmp): concurrent writers never share one."""
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -34,26 +93,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path` for the body to write; then fsync, chmod and os.replace it.
 
     The parent folder is created. Writers that create owner-only files (safetensors does) get the
-    mode a plain open() would give, so every output has the same permissions.
+    mode a plain open() would give, so every output has the same permissions. A full disk or a read-only
+    folder is a BertLotteryError naming `path`; no temporary file is left either way.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     while True:
         tmp = _temp_name(path)
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            with _named_write_errors(path):
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             break
         except FileExistsError:
             continue
     try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
+        with _named_write_errors(path):
+            yield tmp
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, _umask_mode())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -64,15 +126,20 @@ def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
     removed first). On any error the temporary folder is removed; one a killed writer left behind (a
     folder is large, e.g. a saved model) is removed when the next writer starts."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(directory)
     for stale in directory.parent.glob(f".{directory.name}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = _temp_name(directory)
-    tmp.mkdir()
     try:
-        yield tmp
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(tmp, directory)
+        with _named_write_errors(directory):
+            tmp.mkdir()
+            yield tmp
+            mode = _umask_mode()
+            for file in tmp.rglob("*"):  # writers that make owner-only files: the usual mode, as atomic_path
+                if file.is_file():
+                    os.chmod(file, mode)
+            shutil.rmtree(directory, ignore_errors=True)
+            os.replace(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -106,12 +173,33 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
-    """torch tensors as one safetensors file (made contiguous), written atomically."""
-    from safetensors.torch import save_file
+    """torch tensors as one safetensors file (made contiguous), written atomically and byte-reproducibly."""
+    from safetensors.torch import save
 
+    blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        tmp.write_bytes(canonical_safetensors(blob))
     return Path(path)
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header in sorted key order (safetensors writes the
+    metadata in hash-map order, which differs between processes): equal tensors and metadata give
+    equal bytes, hence equal sha256. The tensor data and its offsets are unchanged."""
+    (size,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes with spaces
+    return struct.pack("<Q", len(text)) + text + blob[8 + size :]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _json_default(obj: Any) -> Any:

@@ -23,14 +23,14 @@ from transformers import get_linear_schedule_with_warmup
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import get_task
-from bertlottery.io import atomic_directory, atomic_path, write_json
+from bertlottery.io import atomic_directory, atomic_path, file_sha256, write_json
 from bertlottery.masks.types import WeightMask, load_any_mask
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.modeling.weight_masks import remove_weight_mask
 from bertlottery.runtime import autocast, configure_torch, pick_device, set_seed
-from bertlottery.settings import TrainingSettings, parse_json_arg
+from bertlottery.settings import TrainingSettings, config_hash, parse_json_arg
 from bertlottery.train.evaluation import evaluate_and_write, to_device
 
 LOG_FIELDS = ["step", "epoch", "loss", "learning_rate", "examples_per_s", "tokens_per_s", "elapsed_s"]
@@ -100,19 +100,24 @@ def build_optimizer(model: torch.nn.Module, settings: TrainingSettings, device: 
 
 
 class Checkpointer:
-    """Resumable state in `<out_dir>/.resume/`: model, optimizer, scheduler, RNG, step, log rows."""
+    """Resumable state in `<out_dir>/.resume/`: model, optimizer, scheduler, RNG, step, log rows.
 
-    def __init__(self, directory: Path, every: int):
+    The state carries the fingerprint of the job that wrote it (`job_fingerprint`); a state of another
+    job (other settings, model, data, mask, seed or variant) or an unreadable one is discarded with a
+    message, and the run starts over."""
+
+    def __init__(self, directory: Path, every: int, fingerprint: str = ""):
         self.directory = directory
         self.every = every
+        self.fingerprint = fingerprint
         self.path = directory / "state.pt"
 
     def due(self, step: int, total: int) -> bool:
         return self.every > 0 and step % self.every == 0 and step < total
 
     def save(self, model, optimizer, scheduler, step: int, log_rows: list[dict]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         state = {
+            "fingerprint": self.fingerprint,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -127,7 +132,18 @@ class Checkpointer:
     def load(self, model, optimizer, scheduler) -> tuple[int, list[dict]]:
         if not self.path.exists():
             return 0, []
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a damaged state is not worth failing the job for: start over
+            print(f"finetune: discarding unreadable resume state {self.path} ({str(exc).splitlines()[0]}); "
+                  "starting over")
+            self.clear()
+            return 0, []
+        if state.get("fingerprint") != self.fingerprint:
+            print(f"finetune: discarding resume state {self.path}: made by another job (settings, model, "
+                  "data, mask, seed or variant changed); starting over")
+            self.clear()
+            return 0, []
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -140,6 +156,20 @@ class Checkpointer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def job_fingerprint(model: torch.nn.Module, train_split: TokenizedSplit, settings: TrainingSettings, seed: int,
+                    **job) -> str:
+    """What determines a fine-tuning job's result: its settings, seed, the starting weights (pre-trained or
+    random encoder, seeded classifier, pruned shapes; summed, so a few ms even for BERT-base), the
+    training data, and whatever the caller adds (`job`: model path, data card and mask hashes, variant)."""
+    with torch.no_grad():
+        tensors = model.state_dict()
+        weights = sum(float(t.double().abs().sum()) for t in tensors.values() if t.is_floating_point())
+        shapes = [[name, list(t.shape)] for name, t in tensors.items()]
+    data = [len(train_split), int(train_split.input_ids.long().sum()), float(train_split.labels.double().sum())]
+    return config_hash({"settings": settings.to_dict(), "seed": seed, "weights": f"{weights:.12e}",
+                        "shapes": shapes, "data": data, "job": job})
+
+
 def train(
     model: torch.nn.Module,
     train_split: TokenizedSplit,
@@ -149,12 +179,15 @@ def train(
     out_dir: Path,
     device: torch.device,
     progress: bool = True,
+    job: dict | None = None,
 ) -> dict:
-    """Fine-tune `model` in place; writes train_log.csv and resumes from `<out_dir>/.resume` if present."""
+    """Fine-tune `model` in place; writes train_log.csv and resumes from `<out_dir>/.resume` if present
+    and made by the same job (see `job_fingerprint`; `job` adds the caller's identity of the inputs)."""
     plan = Plan.for_split(len(train_split), settings.batch_size, settings.epochs)
+    fingerprint = job_fingerprint(model, train_split, settings, seed, **(job or {}))
     optimizer = build_optimizer(model, settings, device)
     scheduler = get_linear_schedule_with_warmup(optimizer, settings.warmup_steps, plan.total_steps)
-    checkpointer = Checkpointer(out_dir / ".resume", settings.checkpoint_every_steps)
+    checkpointer = Checkpointer(out_dir / ".resume", settings.checkpoint_every_steps, fingerprint)
     set_seed(seed)  # again just before the loop, as the original: dropout and data order start here
     step, log_rows = checkpointer.load(model, optimizer, scheduler)
     if step:
@@ -254,7 +287,10 @@ def run_job(args: argparse.Namespace) -> None:
     device = pick_device()
     train_split = load_split(args.data_dir, "train")
     model, mask, size = build_model(args, spec, settings, device)
-    summary = train(model, train_split, settings, args.seed, out_dir=out_dir, device=device)
+    job = {"task": spec.name, "model_path": str(args.model), "random_init": args.random_init, "family": args.family,
+           "variant": args.variant, "data_card": _sha256_or_none(Path(args.data_dir) / "data_card.json"),
+           "mask": _sha256_or_none(args.mask)}
+    summary = train(model, train_split, settings, args.seed, out_dir=out_dir, device=device, job=job)
     summary |= {"task": spec.name, "seed": args.seed, "family": args.family, "kind": args.variant,
                 "mask": args.mask, "mask_size": size, "device": str(device)}
     if args.eval_output:
@@ -267,6 +303,10 @@ def run_job(args: argparse.Namespace) -> None:
     if not args.no_save:
         save_model(model, mask, args.model, out_dir / "model")
     write_json(out_dir / "train_summary.json", summary)
+
+
+def _sha256_or_none(path) -> str | None:
+    return file_sha256(path) if path and Path(path).is_file() else None
 
 
 def save_model(model, mask, tokenizer_source: str, directory: Path) -> None:
