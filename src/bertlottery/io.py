@@ -208,3 +208,48 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def damaged_file_error(path: str | os.PathLike, detail: object) -> BertLotteryError:
+    """The error for a damaged, truncated or empty output file: its path and the fix."""
+    detail = str(detail).splitlines()[0][:200] if str(detail) else type(detail).__name__
+    return BertLotteryError(f"{path}: damaged, truncated or empty file ({detail}); delete it and rerun the "
+                            "job that writes it (Snakemake: delete it and run the workflow again)")
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Fail with `damaged_file_error` unless `path` is a whole safetensors file (reads its header only:
+    safetensors checks the header against the file size)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise BertLotteryError(f"{path}: file not found") from None
+        raise damaged_file_error(path, exc) from None
+
+
+def looks_like_path(name: str) -> bool:
+    """A model name that is a local path: it exists, starts like a path, or has more than one '/'
+    (a hub id is `name` or `namespace/name`)."""
+    return (Path(name).expanduser().exists() or name.startswith(("/", "./", "../", "~", "."))
+            or name.count("/") > 1 or os.sep != "/" and os.sep in name)
+
+
+def check_model_source(name: str) -> None:
+    """A local model must be a folder holding config.json and whole weights; a hub id passes as is."""
+    name = str(name)
+    if not looks_like_path(name):
+        return
+    folder = Path(name).expanduser()
+    if not folder.exists():
+        raise BertLotteryError(f"{name}: model folder not found (expected a local save_pretrained folder "
+                               "with config.json, weights and tokenizer files, or a hub id such as "
+                               "bert-base-uncased)")
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise BertLotteryError(f"{name}: not a model folder (no config.json); expected a save_pretrained "
+                               "folder with config.json, model.safetensors and tokenizer files")
+    for weights in sorted(folder.glob("*.safetensors")):
+        check_safetensors(weights)

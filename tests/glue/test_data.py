@@ -289,9 +289,15 @@ def test_wrong_header(tmp_path):
     assert "'idx'" in message
 
 
-def test_bom_where_none_is_expected(tmp_path):
-    text = "\ufeffindex\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n"
-    assert "\\ufeffindex" in _read_error(tmp_path, "RTE", "train.tsv", text)
+@pytest.mark.parametrize("task", GLUE_TASKS)
+def test_utf8_bom_is_accepted_for_every_task(tmp_path, task):
+    """A byte-order mark (Excel and Windows editors save one) reads as the same examples."""
+    files = {name: "\ufeff" + text.removeprefix("\ufeff") for name, text in FIXTURES[task].items()}
+    write_task(tmp_path, task, files)
+    for split, text_a, text_b, label, line, n in EXPECTED_FIRST[task]:
+        examples = reading.read_examples(task, split, tmp_path)
+        assert len(examples) == n
+        assert (examples[0].text_a, examples[0].text_b, examples[0].label) == (text_a, text_b, label)
 
 
 @pytest.mark.parametrize("text", ["", "index\tsentence1\tsentence2\tlabel\n"])

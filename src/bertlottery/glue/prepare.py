@@ -19,7 +19,7 @@ import numpy as np
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.reading import HUB_DATASET, Example, SplitSource, read_split
 from bertlottery.glue.tasks import TaskSpec, get_task
-from bertlottery.io import atomic_path, write_json
+from bertlottery.io import atomic_path, check_model_source, write_json
 from bertlottery.settings import DataSettings, parse_json_arg
 
 MAJORITY_STSB_SEED = 1337  # protocol.md §Data and metrics: predictions ~ N(mean, sd of dev labels), numpy seed 1337
@@ -57,6 +57,7 @@ class TokenizedArrays:
 def load_tokenizer(model: str):
     from transformers import AutoTokenizer
 
+    check_model_source(model)  # a missing path or a folder that is not a model says so (not tokenizer errors)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
     except Exception as exc:

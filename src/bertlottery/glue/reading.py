@@ -102,7 +102,9 @@ def read_tsv(spec: TaskSpec, split: str, path: Path) -> SplitSource:
     layout, n_columns = spec.tsv, spec.tsv.n_columns[split]
     label_of = _label_parser(spec)
     out = SplitSource([], source=str(path), rows_in_source=0, sha256=_sha256(path))
-    with open(path, encoding=layout.encoding, newline="") as handle:
+    # utf-8-sig reads plain UTF-8 too, and drops a byte-order mark (Excel and Windows editors write one)
+    encoding = "utf-8-sig" if layout.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else layout.encoding
+    with open(path, encoding=encoding, newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         try:
             for row in reader:

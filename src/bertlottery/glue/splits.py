@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.io import damaged_file_error
 
 # ----------------------------------------------------------------------------------------------------
 # Loading for training and evaluation
@@ -75,7 +76,7 @@ def load_split(data_dir: str | Path, split: str) -> TokenizedSplit:
             metadata = dict(handle.metadata() or {})
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:
-        raise BertLotteryError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise damaged_file_error(path, exc) from None
     missing = {"input_ids", "token_type_ids", "offsets", "labels"} - set(tensors)
     if missing:
         raise BertLotteryError(f"{path}: missing tensors {sorted(missing)}; rerun prepare-data")

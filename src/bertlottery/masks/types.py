@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.io import save_tensors
+from bertlottery.io import check_safetensors, damaged_file_error, save_tensors
 from bertlottery.layout import seed_of_dir
 
 # "% surviving weights" in the paper subtracts this from kept/total to discount the embeddings (the Figure 2 subplot titles).
@@ -63,7 +63,7 @@ def _read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise BertLotteryError(f"{path}: not a readable safetensors mask file ({exc})") from exc
+        raise damaged_file_error(path, exc) from None
     return tensors, meta
 
 
@@ -106,7 +106,8 @@ class HeadMlpMask:
                 value = torch.as_tensor(value).detach().cpu().to(torch.float32)
                 if value.shape != shape:
                     raise BertLotteryError(
-                        f"{where}: {name} has shape {list(value.shape)}; expected {list(shape)}")
+                        f"{where}: tensor {name!r} has shape {list(value.shape)}; expected {list(shape)} "
+                        f"(the shape of {'heads' if name == 'head_importance' else 'mlps'})")
                 setattr(self, name, value)
         self.meta = {str(k): str(v) for k, v in (self.meta or {}).items()}
 
@@ -237,6 +238,10 @@ class HeadMlpMask:
         if mlps.ndim != 1 or mlps.shape[0] != heads.shape[0]:
             raise BertLotteryError(f"{directory / 'mlp_mask.npy'}: shape {list(mlps.shape)}; "
                                    f"expected [{heads.shape[0]}] (one entry per layer of head_mask.npy)")
+        for name, shape in (("head_importance", heads.shape), ("mlp_importance", mlps.shape)):
+            if name in arrays and arrays[name].shape != shape:
+                raise BertLotteryError(f"{directory / (name + '.npy')}: shape {list(arrays[name].shape)}; "
+                                       f"expected {list(shape)} (as {name.split('_')[0]}_mask.npy)")
         meta = {"method": "original", "source": str(directory)}
         seed = seed_of_dir(directory.name)
         if seed is not None:
@@ -328,6 +333,7 @@ def load_any_mask(path: str | os.PathLike) -> HeadMlpMask | WeightMask:
     """A HeadMlpMask or WeightMask file, told apart by its tensors."""
     if not Path(path).exists():
         raise BertLotteryError(f"{path}: mask file not found")
-    with safe_open(path, "pt") as f:
+    check_safetensors(path)
+    with safe_open(str(path), "pt") as f:
         keys = set(f.keys())
     return HeadMlpMask.load(path) if {"heads", "mlps"} <= keys else WeightMask.load(path)

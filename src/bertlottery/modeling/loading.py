@@ -10,13 +10,10 @@ import torch
 from torch import nn
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.io import check_model_source
 from bertlottery.masks.types import PRUNED_CONFIG_KEYS
 from bertlottery.modeling.pruning import load_pruned
 from bertlottery.modeling.structure import encoder_layers
-
-
-def _looks_local(name_or_path: str) -> bool:
-    return Path(name_or_path).expanduser().exists() or name_or_path.startswith(("/", "./", "../", "~"))
 
 
 def _is_pruned_dir(name: str) -> bool:
@@ -39,9 +36,7 @@ def load_classifier(name_or_path: str | os.PathLike, num_labels: int, *, random_
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     name = str(name_or_path)
-    if _looks_local(name) and not Path(name).expanduser().is_dir():
-        raise BertLotteryError(f"{name}: model directory not found (expected a save_pretrained directory "
-                               "with config.json and weights, or a hub id)")
+    check_model_source(name)  # not found / not a model folder / damaged weights: named before transformers
     if not random_init and _is_pruned_dir(name):
         model = load_pruned(name, attn_implementation=attn_implementation)
         if model.config.num_labels != num_labels:
