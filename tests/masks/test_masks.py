@@ -91,7 +91,7 @@ def test_head_mlp_mask_load_errors(tmp_path):
     with pytest.raises(BertLotteryError, match="not found"):
         HeadMlpMask.load(tmp_path / "missing.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(BertLotteryError, match="not a readable"):
+    with pytest.raises(BertLotteryError, match="damaged, truncated or empty file"):
         HeadMlpMask.load(tmp_path / "junk.safetensors")
     WeightMask({"a.weight": torch.ones(2, 2)}).save(tmp_path / "w.safetensors")
     with pytest.raises(BertLotteryError, match="expected a head/MLP mask"):

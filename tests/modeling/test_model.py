@@ -354,7 +354,7 @@ def test_load_classifier_missing_path(tmp_path):
     with pytest.raises(BertLotteryError, match="not found"):
         load_classifier(tmp_path / "nope", 2)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(BertLotteryError, match="cannot load"):
+    with pytest.raises(BertLotteryError, match="not a model folder"):
         load_classifier(tmp_path / "empty", 2)
 
 
