@@ -337,3 +337,24 @@ def load_any_mask(path: str | os.PathLike) -> HeadMlpMask | WeightMask:
     with safe_open(str(path), "pt") as f:
         keys = set(f.keys())
     return HeadMlpMask.load(path) if {"heads", "mlps"} <= keys else WeightMask.load(path)
+
+
+def load_mask_for(path: str | os.PathLike, *, task: str, seed: int | str, family: str | None,
+                  kind: str | None = None) -> HeadMlpMask | WeightMask:
+    """The mask file of a job (evaluate-pruned, retraining), checked against the job: a mask made for
+    another task, seed, family or kind (e.g. an m-mask where an s-mask belongs) is an error naming both.
+    Metadata a file does not have (the original study's masks) is not checked; the model's shape is
+    checked when the mask is applied (`check_fits`, `apply_weight_mask`)."""
+    mask = load_any_mask(path)
+    expected_type = None if family is None else WeightMask if family == "m" else HeadMlpMask
+    problems = []
+    if expected_type is not None and not isinstance(mask, expected_type):
+        problems.append(f"a {type(mask).__name__} (family {family!r} needs a {expected_type.__name__})")
+    for key, wanted in (("task", task), ("seed", seed), ("family", family), ("kind", kind)):
+        found = mask.meta.get(key)
+        if wanted is not None and found is not None and found != str(wanted):
+            problems.append(f"{key}={found!r} where the job has {key}={str(wanted)!r}")
+    if problems:
+        raise BertLotteryError(f"{path}: mask made for another job: {'; '.join(problems)}. Pass the mask of "
+                               f"task {task}, seed {seed}" + (f", family {family}" if family else "") + (f", kind {kind}" if kind else ""))
+    return mask

@@ -161,5 +161,7 @@ def main_derive_s_masks(argv: list[str]) -> None:
     good = HeadMlpMask.load(args.good)
     check_source(good, args.good, task=args.task, seed=args.seed)
     for kind, (mask, meta) in derive_s_masks(good, args.task, args.seed, args.mode).items():
-        mask.save(args.out_dir / f"{kind}.safetensors", task=args.task, seed=str(args.seed), family="s",
+        # the good mask's family (s, s-heads, s-mlps): its derived masks belong to the same family
+        mask.save(args.out_dir / f"{kind}.safetensors", task=args.task, seed=str(args.seed),
+                  family=good.meta.get("family", "s"),
                   kind=kind, source=str(args.good), **meta, **size_meta(mask))

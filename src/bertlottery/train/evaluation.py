@@ -18,7 +18,7 @@ from bertlottery.glue import metrics as M
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import TaskSpec, get_task
 from bertlottery.io import write_json
-from bertlottery.masks.types import load_any_mask
+from bertlottery.masks.types import load_mask_for
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
@@ -260,12 +260,15 @@ def main_evaluate_pruned(argv: list[str]) -> None:
     missing = [run.mask for run in runs if not Path(run.mask).is_file()]
     if missing:  # before the model is loaded
         raise BertLotteryError(f"evaluate-pruned: mask file(s) not found: {', '.join(missing)}")
+    # every mask checked against the job (task, seed, family, kind) before the model is loaded
+    masks = [load_mask_for(run.mask, task=spec.name, seed=args.seed, family=run.family, kind=run.kind)
+             for run in runs]
     pristine = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
     for i, run in enumerate(runs):
         if i:
             started = time.time()  # the first mask's wall time includes loading, as a one-mask job's does
         model = copy.deepcopy(pristine)
-        size = apply_mask(model, load_any_mask(run.mask))  # s-masks physically: really smaller
+        size = apply_mask(model, masks[i])  # s-masks physically: really smaller
         record = evaluate_and_write(model.to(device), spec, args.data_dir, run.output, seed=args.seed,
                                     settings=settings, family=run.family, kind=run.kind, evaluated="pruned",
                                     mask_size=size, started=started, device=device)

@@ -24,7 +24,8 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import get_task
 from bertlottery.io import atomic_directory, atomic_path, file_sha256, write_json
-from bertlottery.masks.types import WeightMask, load_any_mask
+from bertlottery.layout import MASK_KINDS
+from bertlottery.masks.types import WeightMask, load_mask_for
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
@@ -273,7 +274,10 @@ def build_model(args: argparse.Namespace, spec, settings: TrainingSettings, devi
     model = load_classifier(
         args.model, spec.num_labels, random_init=args.random_init, attn_implementation=settings.attention
     )
-    mask = load_any_mask(args.mask) if args.mask else None
+    # a mask checked against the job: the variants named after a mask kind (good, random, bad) need that kind
+    kind = args.variant if args.variant in MASK_KINDS else None
+    mask = load_mask_for(args.mask, task=get_task(args.task).name, seed=args.seed,
+                         family=None if args.family == "full" else args.family, kind=kind) if args.mask else None
     size = apply_mask(model, mask)
     return model.to(device), mask, size
 
