@@ -23,6 +23,7 @@ import jsonschema
 import yaml
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.io import check_model_source
 
 
 def resource_path(name: str) -> Path:
@@ -49,6 +50,50 @@ def section_defaults(section: str) -> dict[str, Any]:
     """Schema defaults of one top-level config section (s_pruning, m_pruning, ...): one source of truth."""
     props = load_schema()["properties"][section]["properties"]
     return {key: sub["default"] for key, sub in props.items()}
+
+
+def check_config(config: dict) -> None:
+    """Check a workflow config before any job runs (Snakemake's `config`, changed in place only to read
+    command-line lists: `--config seeds=[42]` arrives as ['42']). One line per problem, naming the key,
+    the value and the rule broken; a local `model` or `glue_dir` must exist (a hub id passes)."""
+    for key, convert in (("seeds", _int_if_digits), ("tasks", str)):
+        value = config.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value]  # --config seeds=42
+        if isinstance(value, list):
+            config[key] = [convert(v) for v in value]
+    schema = load_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        rule = json.dumps(error.validator_value, default=str)
+        rule = rule if len(rule) <= 120 else rule[:117] + "..."
+        raise BertLotteryError(f"config key {key or '(top level)'}: {_short(error.message)} "
+                               f"(schema rule {error.validator}: {rule})")
+    extra = sorted(set(config.get("overrides") or {}) - set(config.get("tasks") or []))
+    if extra:
+        raise BertLotteryError(f"config key overrides: {', '.join(extra)} not in tasks {config.get('tasks')}; "
+                               "add the task to `tasks` or remove its override")
+    model = config.get("model")
+    if isinstance(model, str):
+        try:
+            check_model_source(model)
+        except BertLotteryError as exc:
+            raise BertLotteryError(f"config key model: {exc}") from None
+    glue_dir = config.get("glue_dir")
+    if glue_dir and not Path(glue_dir).expanduser().is_dir():
+        raise BertLotteryError(f"config key glue_dir: folder {glue_dir} not found (from {Path.cwd()}); "
+                               "expected the download_glue_data.py layout <glue_dir>/<TASK>/{train,dev}.tsv, "
+                               "or null to read the HuggingFace hub")
+
+
+def _int_if_digits(value: Any) -> Any:
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def resolve_training(config: dict, task: str) -> dict[str, Any]:

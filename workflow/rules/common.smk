@@ -10,11 +10,17 @@ from snakemake.utils import validate
 from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.errors import BertLotteryError
 from bertlottery.layout import MASK_KINDS, Layout
-from bertlottery.settings import SCHEMA_PATH, resolve_training
+from bertlottery.settings import SCHEMA_PATH, check_config, resolve_training
 from bertlottery.analysis.tables import FAMILY_TITLES
 
 
-validate(config, schema=str(SCHEMA_PATH), set_default=True)  # the schema the package carries
+try:
+    # Before any job: one line naming the key, the value and the rule broken (not the whole schema);
+    # a local model or glue_dir that does not exist; overrides of tasks not run; --config seeds=[42].
+    check_config(config)
+except BertLotteryError as exc:
+    raise WorkflowError(str(exc)) from None
+validate(config, schema=str(SCHEMA_PATH), set_default=True)  # fills in the defaults of the schema
 
 TASKS = config["tasks"]
 SEEDS = [str(s) for s in config["seeds"]]
