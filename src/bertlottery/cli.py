@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tables": ("bertlottery.analysis.tables", "Table 2, Appendix C/E tables, sizes"),
     "figures": ("bertlottery.analysis.figures", "Figures 1, 2, 3, 5 and the Appendix B heatmaps"),
     "patterns": ("bertlottery.patterns.cli", "self-attention pattern extraction and classification"),
+    "job-failed": ("bertlottery.cli", "a failed rule's shell: the error line of its log on stderr, its exit status"),
     "with-gpu": ("bertlottery.devices", "run a command on its own free GPU (CUDA_VISIBLE_DEVICES; CPU without GPUs)"),
 }
 
@@ -60,6 +61,45 @@ def _limit_threads() -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+def failure_summary(log_text: str, status: int) -> list[str]:
+    """What the console shows for a failed job: the signal that killed it, and its log's error line (the
+    one-line `bertlottery <command>: error: ...`, else a traceback's last line, else the log's last lines)."""
+    import signal
+
+    lines = [line.rstrip() for line in log_text.replace("\r", "\n").splitlines() if line.strip()]
+    out = []
+    if status > 128:
+        try:
+            name = signal.Signals(status - 128).name
+        except ValueError:
+            name = f"signal {status - 128}"
+        hint = " (out of memory, or a scheduler's time limit?)" if name == "SIGKILL" else ""
+        out.append(f"job killed by {name} (exit status {status}){hint}")
+    errors = [line for line in lines if line.startswith("bertlottery ") and ": error: " in line]
+    if errors:
+        out.append(errors[-1])
+    elif any(line.startswith("Traceback") for line in lines):
+        out.append(lines[-1])
+    else:
+        out += lines[-5:]
+    return out
+
+
+def main_job_failed(argv: list[str]) -> None:
+    """`job-failed LOG STATUS`: the rules run it after their command failed (`cmd > log 2>&1 || ...`)."""
+    if len(argv) != 2 or not argv[1].lstrip("-").isdigit():
+        raise BertLotteryError("usage: python -m bertlottery job-failed LOG STATUS")
+    log, status = argv[0], int(argv[1])
+    try:
+        with open(log, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()[-200_000:]
+    except OSError:
+        text = ""
+    for line in failure_summary(text, status):
+        print(f"{log}: {line}", file=sys.stderr)
+    sys.exit(status or 1)
 
 
 def main(argv: list[str] | None = None) -> None:

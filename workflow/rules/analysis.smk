@@ -20,7 +20,7 @@ rule aggregate:
     benchmark:
         LAYOUT.benchmark("analysis", "aggregate")
     shell:
-        "python -m bertlottery aggregate --inputs {input} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m bertlottery aggregate --inputs {input} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule mask_stats:
@@ -46,7 +46,7 @@ rule mask_stats:
         LAYOUT.benchmark("analysis", "mask_stats")
     shell:
         "python -m bertlottery stats masks {params.masks} --heads-only-masks {input.heads_only} --mlps-only-masks {input.mlps_only}"
-        " --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1"
+        " --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule m_blocks:
@@ -64,7 +64,7 @@ rule m_blocks:
         LAYOUT.benchmark("analysis", "m_blocks")
     shell:
         "python -m bertlottery stats m-blocks --m-masks {input.masks} --model-config {input.model}/config.json"
-        " --output {output.csv} > {log} 2>&1"
+        " --output {output.csv} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule paired_tests:
@@ -83,4 +83,4 @@ rule paired_tests:
         LAYOUT.benchmark("analysis", "paired_tests")
     shell:
         "python -m bertlottery stats tests --metrics {input} --bootstrap {params.bootstrap} --seed 0 --output {output.csv}"
-        " > {log} 2>&1"
+        " > {log} 2>&1 || python -m bertlottery job-failed {log} $?"

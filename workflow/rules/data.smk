@@ -17,4 +17,4 @@ rule prepare_data:
     shell:
         "python -m bertlottery prepare-data --task {wildcards.task} --model {params.model:q} --glue-dir {params.glue_dir:q}"
         " --data {params.data:q} --max-seq-length {params.max_seq_length}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"

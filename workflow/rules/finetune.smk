@@ -22,7 +22,7 @@ rule finetune:
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
         " --data-dir {params.data_dir} --training {params.training:q}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule evaluate_full:
@@ -45,4 +45,4 @@ rule evaluate_full:
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery evaluate-full --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
         " --data-dir {params.data_dir} --training {params.training:q}"
-        " --output {output} > {log} 2>&1"
+        " --output {output} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"

@@ -30,7 +30,7 @@ rule find_s_mask:
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-s-mask --task {wildcards.task} --seed {wildcards.seed} --mode {params.mode}"
         " --model-dir {input.model} --data-dir {params.data_dir} --settings {params.settings:q}"
-        " --out-dir {params.out_dir} {params.padding_free} > {log} 2>&1"
+        " --out-dir {params.out_dir} {params.padding_free} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule find_m_mask:
@@ -59,4 +59,4 @@ rule find_m_mask:
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-m-mask --task {wildcards.task} --seed {wildcards.seed}"
         " --model-dir {input.model} --data-dir {params.data_dir} --settings {params.settings:q}"
-        " --out-dir {params.out_dir} {params.padding_free} > {log} 2>&1"
+        " --out-dir {params.out_dir} {params.padding_free} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"

@@ -28,7 +28,7 @@ if PATTERN_CNN_KINDS:
         shell:
             "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery patterns train-cnn --labelled-dir {params.labelled:q}"
             " --kind {wildcards.pkind} --epochs {params.epochs} --out-dir {params.out_dir}"
-            " > {log} 2>&1"
+            " > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule patterns_extract:
@@ -59,7 +59,7 @@ rule patterns_extract:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery patterns extract --task {wildcards.task} --seed {wildcards.seed}"
         " --config {wildcards.pconfig} --model {params.model:q} --data-dir {params.data_dir}"
         " --n-examples {params.n_examples} --super-mask {input.super_mask} {params.cnn}"
-        " --output {output} > {log} 2>&1"
+        " --output {output} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule patterns_summarize:
@@ -93,4 +93,4 @@ rule patterns_summarize:
         LAYOUT.benchmark("patterns_summarize")
     shell:
         "python -m bertlottery patterns summarize --counts {input.counts} {params.paper} --tables-dir {params.tables_dir}"
-        " --figures-dir {params.figures_dir} --correlation {output.correlation} > {log} 2>&1"
+        " --figures-dir {params.figures_dir} --correlation {output.correlation} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"

@@ -27,7 +27,7 @@ rule claims:
         LAYOUT.benchmark("report", "claims")
     shell:
         "python -m bertlottery claims --summary {input.summary} --tests {input.tests} {params.masks} {params.blocks}"
-        " --traces {input.traces} --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1"
+        " --traces {input.traces} --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule tables:
@@ -53,7 +53,7 @@ rule tables:
         LAYOUT.benchmark("report", "tables")
     shell:
         "python -m bertlottery tables --summary {input.summary} --tests {input.tests} {params.masks} --paper {input.paper}"
-        " --truncate-table2 {params.truncate} --families {params.families} --out-dir {params.out_dir} > {log} 2>&1"
+        " --truncate-table2 {params.truncate} --families {params.families} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule figure1:
@@ -76,7 +76,7 @@ rule figure1:
         LAYOUT.benchmark("report", "figure1", "{task}")
     shell:
         "python -m bertlottery figures fig1 --task {wildcards.task} {params.masks} {params.blocks}"
-        " --out {params.out} > {log} 2>&1"
+        " --out {params.out} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule figure2:
@@ -100,7 +100,7 @@ rule figure2:
         LAYOUT.benchmark("report", "figure2", "{fig_family}")
     shell:
         "python -m bertlottery figures fig2 --summary {input.summary} --paper {input.paper} --family {wildcards.fig_family}"
-        " --out {params.out} > {log} 2>&1"
+        " --out {params.out} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule figure3:
@@ -123,7 +123,7 @@ rule figure3:
         LAYOUT.benchmark("report", "figure3")
     shell:
         "python -m bertlottery figures fig3 --trace {input.trace} --task {params.task} --seed {params.seed} --iteration 0"
-        " --amount {params.amount} --out {params.out} > {log} 2>&1"
+        " --amount {params.amount} --out {params.out} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule figure5:
@@ -147,7 +147,7 @@ rule figure5:
         LAYOUT.benchmark("report", "figure5", "{set}_{unit}")
     shell:
         "python -m bertlottery figures fig5 --overlaps {input} --set {wildcards.set} --unit {wildcards.unit}"
-        " --out {params.out} > {log} 2>&1"
+        " --out {params.out} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule appendix_b:
@@ -172,4 +172,4 @@ rule appendix_b:
         LAYOUT.benchmark("report", "appendix_b")
     shell:
         "python -m bertlottery figures appb {params.masks} --heads-only-masks {input.heads_only} --mlps-only-masks {input.mlps_only}"
-        " {params.blocks} --out {params.out} > {log} 2>&1"
+        " {params.blocks} --out {params.out} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"

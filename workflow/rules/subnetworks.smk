@@ -22,7 +22,7 @@ rule derive_s_masks:
     shell:
         "python -m bertlottery derive-s-masks --task {wildcards.task} --seed {wildcards.seed} --good {input.good}"
         " --mode {params.mode} --out-dir {params.out_dir}"
-        " > {log} 2>&1"
+        " > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule super_masks:
@@ -42,7 +42,7 @@ rule super_masks:
         LAYOUT.benchmark("super_masks", "{task}")
     shell:
         "python -m bertlottery super-masks --task {wildcards.task} --seeds {params.seeds} --goods {input.goods}"
-        " --out-root {params.out_root} > {log} 2>&1"
+        " --out-root {params.out_root} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 # One job per (task, seed) scores every pruned mask of that fine-tuned model (loaded once), one
@@ -69,7 +69,7 @@ rule evaluate_pruned:
         LAYOUT.benchmark("evaluate_pruned", "{task}", seed="{seed}")
     shell:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery evaluate-pruned --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
-        " {params.runs} --data-dir {params.data_dir} --training {params.training:q} > {log} 2>&1"
+        " {params.runs} --data-dir {params.data_dir} --training {params.training:q} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule retrain:
@@ -101,4 +101,4 @@ rule retrain:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery finetune --task {wildcards.task} --seed {wildcards.seed} --model {params.model:q}"
         " --data-dir {params.data_dir} --training {params.training:q} --mask {input.mask}"
         " {params.variant_flags} {params.save} --family {wildcards.family} --variant {wildcards.variant}"
-        " --out-dir {params.out_dir} --eval-output {output} > {log} 2>&1"
+        " --out-dir {params.out_dir} --eval-output {output} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
