@@ -13,7 +13,13 @@ import pytest
 import torch
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.io import atomic_directory, atomic_path, check_model_source, save_tensors, write_json
+from bertlottery.io import (
+    atomic_directory,
+    atomic_path,
+    check_model_source,
+    save_tensors,
+    write_json,
+)
 from bertlottery.masks.types import HeadMlpMask, WeightMask, load_any_mask
 
 
