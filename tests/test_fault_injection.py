@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import GLUE_DIR, REPO
+from conftest import FIXTURE_GLUE, REPO, TINY_CONFIG
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
@@ -37,8 +37,8 @@ STAGES = {
 
 
 def _config(tmp_path: Path, model_dir: Path) -> Path:
-    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-    config.update(tasks=[TASK], seeds=[SEED], model=str(model_dir), glue_dir=str(GLUE_DIR))
+    config = yaml.safe_load(TINY_CONFIG.read_text())  # the tiny model and the fixture GLUE rows
+    config.update(tasks=[TASK], seeds=[SEED], model=str(model_dir), glue_dir=str(FIXTURE_GLUE))
     config["retrain"]["kinds"] = ["good", "bad"]  # fewer jobs; every family still retrains
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -93,7 +93,7 @@ def _records(results: Path) -> dict[str, dict]:
     return out
 
 
-def test_kills_at_every_stage_leave_the_results_of_an_uninterrupted_run(tmp_path, minilm_dir, tiny_model_dir):
+def test_kills_at_every_stage_leave_the_results_of_an_uninterrupted_run(tmp_path, tiny_model_dir):
     config = _config(tmp_path, tiny_model_dir)
     straight, killed_dir = tmp_path / "straight", tmp_path / "killed"
     _run(straight, config)
