@@ -6,7 +6,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import REPO, smoke_command
+from conftest import REPO, tiny_command
 
 from bertlottery import layout
 from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
@@ -120,9 +120,10 @@ def test_run_of_and_seed_of_dir():
     assert layout.seed_dir(42) == "seed42" and layout.mask_name("bad") == "bad.safetensors"
 
 
-def _dry_run_paths(tmp_path) -> list[tuple[dict, str, str]]:
-    """(wildcards, directive, path) of every file the smoke workflow's dry run lists."""
-    out = subprocess.run(smoke_command(tmp_path, "--dry-run", "--printshellcmds"), cwd=REPO,
+def _dry_run_paths(tmp_path, model_dir) -> list[tuple[dict, str, str]]:
+    """(wildcards, directive, path) of every file the dry run of the whole DAG lists (the tiny config:
+    every rule, nothing from outside the repository)."""
+    out = subprocess.run(tiny_command(tmp_path, model_dir, "--dry-run", "--printshellcmds"), cwd=REPO,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-4000:] + out.stdout[-4000:]
     jobs = re.split(r"\n(?:local)?rule \S+:\n", out.stdout)[1:]
@@ -137,8 +138,8 @@ def _dry_run_paths(tmp_path) -> list[tuple[dict, str, str]]:
     return listed
 
 
-def test_every_path_of_the_smoke_dry_run_parses(tmp_path):
-    listed = _dry_run_paths(tmp_path)
+def test_every_path_of_the_dry_run_parses(tmp_path, tiny_model_dir):
+    listed = _dry_run_paths(tmp_path, tiny_model_dir)
     outside = set()
     seen = set()
     for wildcards, directive, path in listed:
