@@ -116,6 +116,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 os.close(fd)
             os.chmod(tmp, _umask_mode())
             os.replace(tmp, path)
+            remove_temporaries(path)  # left by an earlier writer that was killed mid-write
     finally:
         tmp.unlink(missing_ok=True)
 
