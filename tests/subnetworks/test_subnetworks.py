@@ -19,7 +19,7 @@ from bertlottery.subnetworks.derive import (
     random_mask,
     size_matched_random,
 )
-from bertlottery.subnetworks.super import super_masks
+from bertlottery.subnetworks.super import super_bad_units, super_masks, super_units
 
 L, H = 12, 12
 SEEDS = [1337, 42, 86, 71, 166]
@@ -186,17 +186,59 @@ def test_super_bad_is_topped_up_from_non_super_units(sizes, part):
     assert bool((never_units <= bad_units).all()) and not bool((bad_units & good_units).any())
 
 
-def test_super_bad_falls_back_to_super_units_when_more_than_half_survive():
+def test_super_bad_non_super_first_takes_every_non_super_unit_when_more_than_half_survive():
     goods = [exact_mask(100, 9, seed=0)] * 3  # identical seeds: super = 100 of 144, never = 44
-    good, bad, randoms = super_masks(goods, task="X", seeds=[1, 2, 3])
-    assert (bad.heads_kept, bad.mlps_kept) == (100, 9)
+    for topup in ("uniform", "non_super_first"):
+        good, bad, randoms = super_masks(goods, task="X", seeds=[1, 2, 3], topup=topup)
+        assert (bad.heads_kept, bad.mlps_kept) == (100, 9)
+        assert all((r.heads_kept, r.mlps_kept) == (100, 9) for r in randoms.values())
+    # non_super_first: all 44 non-super heads and 3 non-super MLPs, then super-survivors
     assert bool((~good.heads <= bad.heads).all()) and bool((~good.mlps <= bad.mlps).all())
-    assert all((r.heads_kept, r.mlps_kept) == (100, 9) for r in randoms.values())
     # the same with realistic CoLA MLPs: 7 of 12 survive every seed, none is pruned by all
     goods = correlated_goods(COLA)
-    good, bad, _ = super_masks(goods, task="CoLA", seeds=SEEDS)
+    good, bad, _ = super_masks(goods, task="CoLA", seeds=SEEDS, topup="non_super_first")
     assert good.mlps_kept == 7 and int(never(goods, "mlps").sum()) == 0
     assert bad.mlps_kept == 7 and bool((~good.mlps <= bad.mlps).all())
+
+
+# Four MLPs, three seeds: MLPs 0-2 survive every seed, MLP 3 one seed (so no MLP is never-surviving).
+# Topping super-bad up to 3 MLPs, only MLP 3 is neither super nor chosen: too few.
+SMALL_POOL = [torch.tensor([1, 1, 1, 0]), torch.tensor([1, 1, 1, 0]), torch.tensor([1, 1, 1, 1])]
+
+
+@pytest.mark.parametrize("topup,expected", [("uniform", [0.75] * 4), ("non_super_first", [2 / 3] * 3 + [1.0])])
+def test_super_bad_top_up_when_the_non_super_pool_is_too_small(topup, expected):
+    good, never_units = super_units(SMALL_POOL)
+    assert good.tolist() == [True, True, True, False] and not bool(never_units.any())
+    draws = torch.stack([super_bad_units(good, never_units, gen(i), topup) for i in range(2000)])
+    assert bool((draws.sum(1) == 3).all())
+    # uniform (the original): 3 of all 4 MLPs, each chosen with probability 3/4; non_super_first: MLP 3
+    # always, then 2 of the 3 super-survivors
+    assert draws.float().mean(0).tolist() == pytest.approx(expected, abs=0.04)
+
+
+def test_super_bad_top_ups_agree_when_the_non_super_pool_is_enough():
+    # 2 x 4 heads: 2 super-survivors, 1 never-surviving unit, 5 neither: a top-up of 1 is drawn from the 5
+    goods = [torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]]), torch.tensor([[1, 1, 0, 1], [0, 0, 1, 0]]),
+             torch.tensor([[1, 1, 1, 0], [0, 0, 0, 1]])]
+    good, never_units = super_units(goods)
+    assert (int(good.sum()), int(never_units.sum())) == (2, 1)
+    for i in range(50):
+        a = super_bad_units(good, never_units, gen(i), "uniform")
+        assert torch.equal(a, super_bad_units(good, never_units, gen(i), "non_super_first"))
+        assert bool((never_units <= a).all()) and not bool((a & good).any())
+    # whole super masks: SST-2-like seeds trim heads and top MLPs up from non-super ones alone
+    goods = correlated_goods(SST2)
+    good, _, _ = super_masks(goods, task="SST-2", seeds=SEEDS)
+    assert int((~good.mlps).sum()) >= good.mlps_kept  # enough non-super MLPs
+    a = super_masks(goods, task="SST-2", seeds=SEEDS, topup="uniform")
+    b = super_masks(goods, task="SST-2", seeds=SEEDS, topup="non_super_first")
+    assert a[1] == b[1] and all(a[2][s] == b[2][s] for s in SEEDS)
+
+
+def test_super_bad_top_up_is_checked():
+    with pytest.raises(BertLotteryError, match="non_super_first"):
+        super_masks(correlated_goods(), task="CoLA", seeds=SEEDS, topup="super_first")
 
 
 def test_super_random_avoids_super_good_and_bad_and_varies_per_seed():
@@ -301,12 +343,28 @@ def test_super_masks_cli_writes_every_seed_and_a_summary(tmp_path):
             assert loaded == expected
             assert loaded.meta["family"] == "super" and loaded.meta["kind"] == kind
             assert loaded.meta["seed"] == str(seed) and loaded.meta["seeds"] == ",".join(map(str, SEEDS))
+            assert loaded.meta["super_bad_topup"] == "uniform"
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["super_heads"] == good.heads_kept and summary["super_mlps"] == good.mlps_kept
     never = ~torch.stack([g.heads for g in correlated_goods()]).any(0)
     assert summary["never_heads"] == int(never.sum())
     assert summary["per_seed_heads"]["1337"] == 95
-    assert summary["bad_mlps_from_super"] == 7 - 5  # 7 super MLPs, only 5 that are neither: 2 from super
+    # 7 super MLPs, only 5 that are neither: the original's top-up draws 7 of all 12 MLPs
+    assert summary["super_bad_topup"] == "uniform"
+    assert summary["bad_mlps_from_super"] == int((bad.mlps & good.mlps).sum()) >= 7 - 5
+
+
+def test_super_masks_cli_non_super_first(tmp_path):
+    paths = [mask.save(tmp_path / "s" / f"seed{seed}" / "good.safetensors", task="CoLA", seed=seed)
+             for seed, mask in zip(SEEDS, correlated_goods())]
+    run_cli("super-masks", "--task", "CoLA", "--seeds", *SEEDS, "--goods", *paths, "--out-root", tmp_path / "o",
+            "--bad-topup", "non_super_first", in_process=True)
+    _, bad, _ = super_masks(correlated_goods(), task="CoLA", seeds=SEEDS, topup="non_super_first")
+    loaded = HeadMlpMask.load(tmp_path / "o" / f"seed{SEEDS[0]}" / "bad.safetensors")
+    assert loaded == bad and loaded.meta["super_bad_topup"] == "non_super_first"
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["super_bad_topup"] == "non_super_first"
+    assert summary["bad_mlps_from_super"] == 7 - 5  # all 5 non-super MLPs, then 2 super-survivors
 
 
 def test_super_masks_cli_needs_one_good_per_seed(tmp_path):

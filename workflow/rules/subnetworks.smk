@@ -34,6 +34,7 @@ rule super_masks:
     params:
         seeds=" ".join(SEEDS),
         out_root=super_dir,
+        topup=config["subnetworks"]["super_bad_topup"],
     conda:
         CONDA_ENV
     log:
@@ -42,7 +43,7 @@ rule super_masks:
         LAYOUT.benchmark("super_masks", "{task}")
     shell:
         "python -m bertlottery super-masks --task {wildcards.task} --seeds {params.seeds} --goods {input.goods}"
-        " --out-root {params.out_root} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
+        " --out-root {params.out_root} --bad-topup {params.topup} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 # One job per (task, seed) scores every pruned mask of that fine-tuned model (loaded once), one
