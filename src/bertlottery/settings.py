@@ -208,6 +208,7 @@ class SPruningSettings(Section):
     gradient_accumulation: str
     save_iterations: bool
     empty_layer_bias: bool
+    heads_only_empty_layers: bool
 
 
 @dataclass(frozen=True)

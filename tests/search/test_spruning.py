@@ -16,6 +16,7 @@ from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.search import spruning as S
+from bertlottery.search.selection import lowest_unmasked
 
 RTE, STSB = get_task("RTE"), get_task("STS-B")
 # A masked tiny model may predict one class only; sklearn's MCC then warns (the metric is still defined).
@@ -179,9 +180,9 @@ def test_pass_score_is_the_stop_metric_of_the_dev_predictions():
 def test_lowest_unmasked_skips_masked_and_breaks_ties_by_index():
     importance = torch.tensor([[0.5, 0.1, 0.1], [0.0, 0.9, 0.3]])
     kept = torch.tensor([[True, True, True], [False, True, True]])
-    assert S.lowest_unmasked(importance, kept, 3).tolist() == [1, 2, 5]
-    assert S.lowest_unmasked(importance, kept, 10).tolist() == [1, 2, 5, 0, 4]  # only the 5 kept
-    assert S.lowest_unmasked(importance, torch.zeros_like(kept), 2).tolist() == []
+    assert lowest_unmasked(importance, kept, 3).tolist() == [1, 2, 5]
+    assert lowest_unmasked(importance, kept, 10).tolist() == [1, 2, 5, 0, 4]  # only the 5 kept
+    assert lowest_unmasked(importance, torch.zeros_like(kept), 2).tolist() == []
 
 
 # ------------------------------------------------------------------------------------------------
@@ -236,7 +237,7 @@ def test_joint_phases_counts_and_reverts(monkeypatch, wide12):
     good_heads, failed_importance = script.calls[2][0], script.calls[3][2]
     first_heads_step = script.calls[4][0]
     newly_masked = (good_heads & ~first_heads_step).reshape(-1).nonzero().flatten()
-    expected = S.lowest_unmasked(failed_importance, good_heads, 7)
+    expected = lowest_unmasked(failed_importance, good_heads, 7)
     assert sorted(newly_masked.tolist()) == sorted(expected.tolist())
     assert not (~good_heads & first_heads_step).any()  # nothing masked comes back
     # The returned importances are the last pass's (as the original's head_importance.npy).

@@ -113,6 +113,15 @@ def section_json(name):
     return json.dumps(config[name], sort_keys=True)
 
 
+def s_pruning_json(wc):
+    """The s_pruning section of one search family; heads_only_empty_layers only for the heads-only search,
+    the one it changes (the key's arrival or a change of it does not rerun the other searches)."""
+    section = dict(config["s_pruning"])
+    if S_MODES[wc.sfamily] != "heads":
+        section.pop("heads_only_empty_layers", None)
+    return json.dumps(section, sort_keys=True)
+
+
 # -- paths of one job as params (functions of its wildcards)
 def data_dir(wc):
     return LAYOUT.data_dir(wc.task)

@@ -14,7 +14,7 @@ rule find_s_mask:
         sfamily="s|s-heads|s-mlps",
     params:
         mode=lambda wc: S_MODES[wc.sfamily],
-        settings=section_json("s_pruning"),
+        settings=s_pruning_json,
         data_dir=data_dir,
         out_dir=s_mask_dir,
         padding_free=padding_free_flag,

@@ -8,7 +8,8 @@ step by step while the score stays >= threshold * S0, in the original's phases:
 * joint: 14 = int(amount * L * H) heads + 1 MLP per step, then 7 = 14 // 2 heads per step,
   then 1 MLP per step; each phase starts from the last accepted masks and its first step ranks
   with the importance computed at the failed step (find_head_mlp_masks.py);
-* heads: 14 heads per step (find_head_masks.py); mlps: 1 MLP per step (find_mlp_masks.py).
+* heads: 14 heads per step (find_head_masks.py), never a layer's last head (search/selection.py);
+  mlps: 1 MLP per step (find_mlp_masks.py).
 
 Fidelity notes (differences from the original code, all in corner cases):
 * S0 < 0 (e.g. a CoLA model with negative MCC): T = 0.9 * S0 > S0, so the unpruned model already
@@ -49,33 +50,14 @@ from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
+from bertlottery.search.selection import MODES, Phase, phases_for, propose
 from bertlottery.search.state import StateStore, model_fingerprint
 from bertlottery.search.state import clear_state as clear_search_state
 from bertlottery.settings import SPruningSettings, config_hash, library_versions
 from bertlottery.train.evaluation import iterate_batches, to_device
 
-MODES = ("joint", "heads", "mlps")
 ACCUMULATIONS = ("cumulative", "per_batch")
 STATE_FILE = "s_search_state.safetensors"
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str
-    heads_per_step: int  # 0: heads are not pruned in this phase
-    mlps_per_step: int
-
-
-def phases_for(mode: str, n_layers: int, n_heads: int, amount: float) -> list[Phase]:
-    """The original's phases; 14 = max(1, int(0.1 * 144)) heads per step for bert-base."""
-    n = max(1, int(n_layers * n_heads * amount))
-    if mode == "joint":
-        return [Phase("joint", n, 1), Phase("heads", n // 2, 0), Phase("mlps", 0, 1)]
-    if mode == "heads":
-        return [Phase("heads", n, 0)]
-    if mode == "mlps":
-        return [Phase("mlps", 0, 1)]
-    raise BertLotteryError(f"s-pruning mode {mode!r}: expected one of {', '.join(MODES)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,36 +166,6 @@ def importance_pass(model, soft, spec, split, heads, mlps, **kwargs) -> PassResu
 
 
 # ----------------------------------------------------------------------------------------------
-# Selection
-
-
-def lowest_unmasked(importance: torch.Tensor, kept: torch.Tensor, n: int) -> torch.Tensor:
-    """Flat indices of up to n kept elements with the lowest importance (ties: lower index first)."""
-    scores = importance.reshape(-1).clone().float()
-    scores[~kept.reshape(-1)] = float("inf")
-    order = torch.sort(scores, stable=True).indices[:n]
-    return order[torch.isfinite(scores[order])]
-
-
-def propose(phase: Phase, heads: torch.Tensor, mlps: torch.Tensor, head_imp: torch.Tensor,
-            mlp_imp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The next candidate masks of a phase, or None when the phase has nothing left to prune."""
-    new_heads, new_mlps = heads.clone(), mlps.clone()
-    prunes_heads = phase.name in ("joint", "heads")
-    if prunes_heads:
-        picked = lowest_unmasked(head_imp, heads, phase.heads_per_step)
-        if len(picked) == 0:
-            return None
-        new_heads.view(-1)[picked] = False
-    if phase.mlps_per_step:
-        picked = lowest_unmasked(mlp_imp, mlps, phase.mlps_per_step)
-        if len(picked) == 0:
-            return None
-        new_mlps[picked] = False
-    return new_heads, new_mlps
-
-
-# ----------------------------------------------------------------------------------------------
 # Search state (resumable after a kill) and the search loop
 
 
@@ -318,6 +270,7 @@ def find_s_mask(
     state_dir: str | Path | None = None,
     progress: bool = True,
     empty_layer_bias: bool = True,
+    heads_only_empty_layers: bool = False,
     padding_free: bool = True,
     on_iteration: Callable[[int], None] | None = None,
 ) -> SearchResult:
@@ -328,16 +281,20 @@ def find_s_mask(
     caller has written its outputs. `on_iteration(i)` is called after pass i is saved (tests use it).
     `empty_layer_bias=True` keeps a layer's attention output bias when all its heads are masked, as the
     original's soft head mask did during its search (False: as physical pruning, LayerNorm(input)).
+    `heads_only_empty_layers=False` keeps one head per layer in mode "heads", as the original's masks
+    (True: a heads-only step may remove a layer's last head); the other modes ignore it.
     """
     if len(dev_split) == 0:
         raise BertLotteryError("s-pruning: the dev split is empty; expected the task's prepared dev examples")
     n_layers, n_heads = model.config.num_hidden_layers, model.config.num_attention_heads
-    phases = phases_for(mode, n_layers, n_heads, amount)
+    phases = phases_for(mode, n_layers, n_heads, amount, heads_only_empty_layers)
     if accumulation not in ACCUMULATIONS:
         raise BertLotteryError(f"gradient_accumulation {accumulation!r}: expected one of {ACCUMULATIONS}")
     settings = {"mode": mode, "threshold": threshold, "amount": amount, "batch_size": batch_size,
                 "accumulation": accumulation, "empty_layer_bias": empty_layer_bias, "task": spec.name,
                 "fingerprint": model_fingerprint(model, dev_split)}
+    if mode == "heads":  # only there does it change the search (other modes' saved states stay valid)
+        settings["heads_only_empty_layers"] = heads_only_empty_layers
     store = StateStore(None if state_dir is None else Path(state_dir), STATE_FILE, config_hash(settings), "s-pruning")
     soft = attach_soft_masks(model, empty_layer_bias=empty_layer_bias)
     run = partial(importance_pass, model, soft, spec, dev_split, batch_size=batch_size,
@@ -441,7 +398,8 @@ def main_find_s_mask(argv: list[str]) -> None:
     result = find_s_mask(model, spec, split, mode=args.mode, threshold=settings.threshold,
                          amount=settings.amount, batch_size=settings.batch_size,
                          accumulation=settings.gradient_accumulation, state_dir=state_dir,
-                         empty_layer_bias=settings.empty_layer_bias, padding_free=args.padding_free)
+                         empty_layer_bias=settings.empty_layer_bias,
+                         heads_only_empty_layers=settings.heads_only_empty_layers, padding_free=args.padding_free)
     write_outputs(result, args.out_dir, spec=spec, seed=args.seed, mode=args.mode, settings=settings,
                   model_config=model.config, save_iterations=settings.save_iterations, started=started,
                   device=device_name(device))
