@@ -95,20 +95,27 @@ def tokenize_examples(tokenizer, examples: Sequence[Example], max_seq_length: in
         offsets=offsets, n_truncated=n_truncated, max_tokens_untruncated=max_untruncated)
 
 
+def _types(encoded) -> list:
+    """Token types; zeros from a tokenizer that writes none (the models that take none ignore them)."""
+    if "token_type_ids" in encoded:
+        return list(encoded["token_type_ids"])
+    return [[0] * len(row) for row in encoded["input_ids"]]
+
+
 def _tokenize_chunk(tokenizer, chunk: Sequence[Example], max_len: int):
     """Token ids/types of a chunk; tokenizes untruncated first so truncations are counted exactly."""
     texts_a = [ex.text_a for ex in chunk]
     texts_b = [ex.text_b for ex in chunk] if chunk and chunk[0].text_b is not None else None
     kwargs = dict(padding=False, return_attention_mask=False, return_token_type_ids=True, verbose=False)
     full = tokenizer(texts_a, texts_b, truncation=False, **kwargs)
-    ids, types = list(full["input_ids"]), list(full["token_type_ids"])
+    ids, types = list(full["input_ids"]), _types(full)
     longest = max(map(len, ids), default=0)
     over = [i for i, row in enumerate(ids) if len(row) > max_len]
     if over:  # only these need the tokenizer's own longest-first truncation
         cut = tokenizer([texts_a[i] for i in over], [texts_b[i] for i in over] if texts_b else None,
                         truncation="longest_first", max_length=max_len, **kwargs)
         for j, i in enumerate(over):
-            ids[i], types[i] = cut["input_ids"][j], cut["token_type_ids"][j]
+            ids[i], types[i] = cut["input_ids"][j], _types(cut)[j]
     return ids, types, longest, len(over)
 
 

@@ -1,6 +1,9 @@
 """Physical pruning: remove heads and MLPs from the model; save and rebuild such a model.
 
-A layer left with zero heads or without its MLP returns LayerNorm(input) for that sub-layer.
+A layer left with zero heads or without its MLP returns LayerNorm(input) for that sub-layer, in every
+family (BERT-style: the sub-layer is replaced by its LayerNorm; DistilBERT: the attention or FFN adds
+zeros before the layer's own LayerNorm). The stand-ins carry `bertlottery_removed`, so the role lookup
+reports the removed parts as None.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from torch.nn.utils import parametrize
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import PRUNED_CONFIG_KEYS, HeadMlpMask
 from bertlottery.modeling.soft_masks import SOFT_MASKS_ATTR
-from bertlottery.modeling.structure import encoder_layers, is_pruned, layer_parts
+from bertlottery.modeling.structure import DISTILBERT, LayerParts, encoder_layers, is_pruned, layer_parts
 
 
 class _NormOnly(nn.Module):
     """A removed sub-layer: output = LayerNorm(residual input), no bias, no dropout (as the original)."""
+
+    bertlottery_removed = True
 
     def __init__(self, norm_name: str, norm: nn.LayerNorm):
         super().__init__()
@@ -31,7 +36,9 @@ class _NormOnly(nn.Module):
 
 
 class _HeadlessAttention(nn.Module):
-    """Attention sub-layer whose heads are all removed: returns (LayerNorm(input), no attention weights)."""
+    """BERT-style attention sub-layer whose heads are all removed: (LayerNorm(input), no attention weights)."""
+
+    bertlottery_removed = True
 
     def __init__(self, output: _NormOnly):
         super().__init__()
@@ -42,14 +49,27 @@ class _HeadlessAttention(nn.Module):
 
 
 class _Skip(nn.Module):
-    """Stands in for a removed intermediate layer (its output is ignored by _NormOnly)."""
+    """Stands in for a removed BERT-style intermediate layer (its output is ignored by _NormOnly)."""
+
+    bertlottery_removed = True
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return hidden_states
 
 
-def _norm_name(module: nn.Module) -> str:
-    return next(n for n, c in module.named_children() if isinstance(c, nn.LayerNorm))
+class _Zero(nn.Module):
+    """DistilBERT's removed attention or FFN: adds nothing to the residual, so the layer's own
+    LayerNorm(0 + input) = LayerNorm(input), as a removed BERT-style sub-layer."""
+
+    bertlottery_removed = True
+
+    def __init__(self, attention: bool):
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        zero = torch.zeros_like(hidden_states)
+        return (zero, None) if self.attention else zero
 
 
 def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
@@ -66,22 +86,37 @@ def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
         linear.in_features = len(index)
 
 
+def _remove_attention(layer: nn.Module, parts: LayerParts) -> None:
+    if parts.family is DISTILBERT:
+        layer.attention = _Zero(attention=True)
+    else:
+        norm_name = parts.family.attn_norm.rsplit(".", 1)[1]
+        layer.attention = _HeadlessAttention(_NormOnly(norm_name, parts.attn_norm))
+
+
+def _remove_mlp(layer: nn.Module, parts: LayerParts) -> None:
+    if parts.family is DISTILBERT:
+        layer.ffn = _Zero(attention=False)
+    else:
+        layer.intermediate = _Skip()
+        layer.output = _NormOnly(parts.family.out_norm.rsplit(".", 1)[1], parts.output_norm)
+
+
 def _prune_layer_heads(layer: nn.Module, keep: torch.Tensor) -> None:
     parts = layer_parts(layer)
     if keep.all():
         return
     if not keep.any():
-        out = layer.attention.output
-        layer.attention = _HeadlessAttention(_NormOnly(_norm_name(out), parts.attn_norm))
+        _remove_attention(layer, parts)
         return
-    attn = parts.self_attention
-    head_dim = parts.query.weight.shape[0] // attn.num_attention_heads
+    attn, head_dim = parts.self_attention, parts.head_size
     index = (torch.nonzero(keep).flatten()[:, None] * head_dim + torch.arange(head_dim)).flatten()
     for linear in (parts.query, parts.key, parts.value):
         _slice_linear(linear, index, 0)
     _slice_linear(parts.attn_dense, index, 1)
-    attn.num_attention_heads = int(keep.sum())
-    attn.all_head_size = attn.num_attention_heads * head_dim
+    setattr(attn, parts.family.heads_attr, int(keep.sum()))
+    if hasattr(attn, "all_head_size"):
+        attn.all_head_size = int(keep.sum()) * head_dim
     if hasattr(attn, "attention_head_size") and attn.attention_head_size != head_dim:
         raise BertLotteryError(f"{type(attn).__name__}: attention_head_size {attn.attention_head_size} "
                                f"!= query rows per head {head_dim}")
@@ -105,9 +140,7 @@ def prune_heads_and_mlps(model: nn.Module, mask: HeadMlpMask) -> nn.Module:
     for layer, keep_heads, keep_mlp in zip(encoder_layers(model), mask.heads, mask.mlps):
         _prune_layer_heads(layer, keep_heads)
         if not keep_mlp:
-            out = layer.output
-            layer.intermediate = _Skip()
-            layer.output = _NormOnly(_norm_name(out), layer_parts(layer).output_norm)
+            _remove_mlp(layer, layer_parts(layer))
     model.config.bertlottery_head_mask = mask.heads.int().tolist()
     model.config.bertlottery_mlp_mask = mask.mlps.int().tolist()
     return model

@@ -25,8 +25,7 @@ def _structure_costs(model: nn.Module) -> list[dict[str, int]]:
     costs = []
     for layer in encoder_layers(model):
         parts = layer_parts(layer)
-        heads = parts.self_attention.num_attention_heads
-        dim = parts.query.weight.shape[0] // heads
+        dim = parts.head_size
         per_head = sum(dim * lin.weight.shape[1] + (dim if lin.bias is not None else 0)
                        for lin in (parts.query, parts.key, parts.value))
         per_head += dim * parts.attn_dense.weight.shape[0]

@@ -43,8 +43,9 @@ class SoftMasks:
         self.empty_layer_bias = empty_layer_bias
         self._handles = []
         for index, part in enumerate(parts):
-            head_dim = part.query.weight.shape[0] // counts[index]
-            self._handles.append(part.attn_dense.register_forward_pre_hook(self._head_hook(index, head_dim)))
+            # the hooks sit on the roles' modules (attention output projection, second MLP dense), so
+            # every family's own forward runs them
+            self._handles.append(part.attn_dense.register_forward_pre_hook(self._head_hook(index, part.head_size)))
             if not empty_layer_bias and part.attn_dense.bias is not None:
                 self._handles.append(part.attn_dense.register_forward_hook(self._bias_hook(index)))
             self._handles.append(part.output_dense.register_forward_hook(self._mlp_hook(index)))

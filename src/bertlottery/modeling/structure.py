@@ -1,9 +1,19 @@
-"""Find the parts of a BERT-style encoder by role, whatever the model family calls its prefix.
+"""Find the parts of a BERT-style encoder by role, whatever the model family calls them.
 
-The encoder's `layer` ModuleList is found through `model.base_model`; inside each layer the parts are
-found by role (attention.self.{query,key,value}, attention.output.{dense,LayerNorm}, intermediate.dense,
-output.{dense,LayerNorm}), never by a "bert." name prefix. Everything that prunes, masks or measures a
-model walks it through these functions.
+A `Family` names where one family keeps each role: the layer list under `model.base_model`, and inside a
+layer the query/key/value projections, the attention output projection and its LayerNorm, the MLP's two
+dense layers and the output LayerNorm, and the attribute holding the number of heads. Two naming schemes
+cover the supported encoders:
+
+* BERT-style (BERT, MiniLM, RoBERTa, ELECTRA's discriminator): `encoder.layer[i]` with
+  attention.self.{query,key,value}, attention.output.{dense,LayerNorm}, intermediate.dense,
+  output.{dense,LayerNorm}; heads in attention.self.num_attention_heads;
+* DistilBERT: `transformer.layer[i]` with attention.{q_lin,k_lin,v_lin,out_lin}, sa_layer_norm,
+  ffn.{lin1,lin2}, output_layer_norm; heads in attention.n_heads; no token types.
+
+The family of a model is recognised from its modules, never from a "bert." name prefix; decoders (GPT-2,
+Llama, ...) and anything else are refused with a message naming what was found and what was expected.
+Everything that prunes, masks or measures a model walks it through these functions.
 """
 
 from __future__ import annotations
@@ -20,62 +30,171 @@ from torch.nn.utils import parametrize
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import PRUNED_CONFIG_KEYS, _config_of
 
+# Set (True) on the stand-ins physical pruning puts where a whole attention sub-layer or MLP was removed.
+REMOVED_ATTR = "bertlottery_removed"
+# The prunable roles of a layer (m-pruning's pool), in the order prunable_parameters lists them.
+PRUNABLE_ROLES = (("query", ("weight", "bias")), ("key", ("weight", "bias")), ("value", ("weight", "bias")),
+                  ("attn_out", ("weight", "bias")), ("mlp_in", ("weight", "bias")), ("mlp_out", ("weight",)))
+# model_type values known to be decoders, named in the refusal (any config with is_decoder is one too).
+DECODER_TYPES = ("gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "mixtral", "qwen2", "qwen3",
+                 "gemma", "gemma2", "phi", "phi3", "opt", "bloom", "falcon", "openai-gpt", "ctrl")
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where one encoder family keeps each role (dotted attribute paths; layer roles relative to a layer)."""
+
+    name: str
+    layers: str                 # under model.base_model
+    attention_block: str        # the sub-module replaced when every head of a layer is removed
+    mlp_blocks: tuple[str, ...]  # the sub-modules replaced when a layer's MLP is removed
+    core: str                   # the module holding the head count, q/k/v and the attention dropout
+    heads_attr: str
+    query: str
+    key: str
+    value: str
+    attn_out: str
+    attn_norm: str
+    mlp_in: str
+    mlp_out: str
+    out_norm: str
+    token_types: bool           # the embeddings take token_type_ids
+
+
+BERT_STYLE = Family(
+    "bert-style", "encoder.layer", "attention", ("intermediate", "output"), "attention.self",
+    "num_attention_heads", "attention.self.query", "attention.self.key", "attention.self.value",
+    "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense", "output.dense",
+    "output.LayerNorm", token_types=True)
+DISTILBERT = Family(
+    "distilbert", "transformer.layer", "attention", ("ffn",), "attention", "n_heads", "attention.q_lin",
+    "attention.k_lin", "attention.v_lin", "attention.out_lin", "sa_layer_norm", "ffn.lin1", "ffn.lin2",
+    "output_layer_norm", token_types=False)
+FAMILIES = (BERT_STYLE, DISTILBERT)
+EXPECTED = ("a BERT-style encoder: base_model.encoder.layer[i] with attention.self.{query,key,value}, "
+            "attention.output.{dense,LayerNorm}, intermediate.dense, output.{dense,LayerNorm} (BERT, MiniLM, "
+            "RoBERTa, ELECTRA), or base_model.transformer.layer[i] with attention.{q_lin,k_lin,v_lin,out_lin}, "
+            "sa_layer_norm, ffn.{lin1,lin2}, output_layer_norm (DistilBERT)")
+
+
+def _get(module: nn.Module | None, path: str) -> Any:
+    for name in path.split("."):
+        if module is None:
+            return None
+        module = getattr(module, name, None)
+    return module
+
+
+def is_removed(module: Any) -> bool:
+    return bool(getattr(module, REMOVED_ATTR, False))
+
 
 @dataclass
 class LayerParts:
     """The modules of one encoder layer, by role. Removed parts (physical pruning) are None."""
 
-    attention: nn.Module              # layer.attention (self-attention + output projection + norm)
-    self_attention: nn.Module | None  # attention.self: query/key/value, num_attention_heads
+    family: Family
+    attention: nn.Module              # the attention sub-layer (layer.attention)
+    self_attention: nn.Module | None  # the module with q/k/v, the head count and the attention dropout
     query: nn.Linear | None
     key: nn.Linear | None
     value: nn.Linear | None
     attn_dense: nn.Linear | None      # attention output projection
     attn_norm: nn.LayerNorm
-    intermediate_dense: nn.Linear | None
+    intermediate_dense: nn.Linear | None  # first MLP dense
     output_dense: nn.Linear | None    # second MLP dense
     output_norm: nn.LayerNorm
+    num_heads: int                    # 0 when every head was removed
+    head_size: int | None
+
+    def role(self, name: str) -> nn.Linear | None:
+        """A prunable role of PRUNABLE_ROLES by name."""
+        return {"query": self.query, "key": self.key, "value": self.value, "attn_out": self.attn_dense,
+                "mlp_in": self.intermediate_dense, "mlp_out": self.output_dense}[name]
 
 
-def _norm_of(module: nn.Module, where: str) -> nn.LayerNorm:
-    for child in module.children():
-        if isinstance(child, nn.LayerNorm):
-            return child
-    raise BertLotteryError(f"{where}: no LayerNorm found; not a BERT-style encoder layer")
+def _layer_family(layer: nn.Module) -> Family | None:
+    """The family whose two LayerNorms this layer has (they survive any pruning)."""
+    for family in FAMILIES:
+        if isinstance(_get(layer, family.attn_norm), nn.LayerNorm) and \
+                isinstance(_get(layer, family.out_norm), nn.LayerNorm):
+            return family
+    return None
+
+
+def _found(model: nn.Module) -> str:
+    config = getattr(model, "config", None)
+    base = getattr(model, "base_model", model)
+    children = ", ".join(n for n, _ in base.named_children()) or "none"
+    return (f"{type(model).__name__} (model_type {getattr(config, 'model_type', '?')!r}; its base model "
+            f"{type(base).__name__} has children: {children})")
+
+
+def model_family(model: nn.Module) -> Family:
+    """The encoder family of a model, with a clear refusal for decoders and anything else."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if getattr(config, "is_decoder", False) or model_type in DECODER_TYPES:
+        raise BertLotteryError(f"{_found(model)} is a decoder (causal self-attention); expected {EXPECTED}")
+    base = getattr(model, "base_model", model)
+    for family in FAMILIES:
+        layers = _get(base, family.layers)
+        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
+            return family
+    raise BertLotteryError(f"{_found(model)}: no encoder layer list found; expected {EXPECTED}")
 
 
 def encoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The encoder layers of a BERT-style model (model.base_model.encoder.layer)."""
-    base = getattr(model, "base_model", model)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
-        raise BertLotteryError(f"{type(model).__name__}: no encoder.layer list under its base model; "
-                               "expected a BERT-style encoder (BERT, MiniLM, RoBERTa, ELECTRA, ...)")
+    """The encoder layers of a BERT-style model, each checked to have every role of its family."""
+    family = model_family(model)
+    layers = list(_get(getattr(model, "base_model", model), family.layers))
     for i, layer in enumerate(layers):
-        if not all(hasattr(layer, a) for a in ("attention", "intermediate", "output")):
+        if _layer_family(layer) is not family:
             raise BertLotteryError(f"{type(model).__name__}: encoder layer {i} ({type(layer).__name__}) lacks "
-                                   "attention/intermediate/output; expected a BERT-style encoder layer")
-    return list(layers)
+                                   f"{family.attn_norm}/{family.out_norm} LayerNorms; expected {EXPECTED}")
+        layer_parts(layer)  # every role present (or removed by physical pruning)
+    return layers
 
 
 def layer_parts(layer: nn.Module) -> LayerParts:
     """Role-based access to one encoder layer's modules (works on physically pruned layers too)."""
     name = type(layer).__name__
-    attention = layer.attention
-    self_attn = getattr(attention, "self", None)
-    out = attention.output
-    if self_attn is not None and not all(isinstance(getattr(self_attn, a, None), nn.Linear)
-                                         for a in ("query", "key", "value")):
-        raise BertLotteryError(f"{name}: attention.self has no query/key/value Linear layers")
-    intermediate_dense = getattr(layer.intermediate, "dense", None)
+    family = _layer_family(layer)
+    if family is None:
+        raise BertLotteryError(f"{name}: not a BERT-style encoder layer (children: "
+                               f"{', '.join(n for n, _ in layer.named_children())}); expected {EXPECTED}")
+    heads_removed = is_removed(_get(layer, family.attention_block))
+    mlp_removed = any(is_removed(_get(layer, block)) for block in family.mlp_blocks)
+    roles = {}
+    for role, removed in (("query", heads_removed), ("key", heads_removed), ("value", heads_removed),
+                          ("attn_out", heads_removed), ("mlp_in", mlp_removed), ("mlp_out", mlp_removed)):
+        path = getattr(family, role)
+        module = None if removed else _get(layer, path)
+        if not removed and not isinstance(module, nn.Linear):
+            raise BertLotteryError(f"{name}: {path} is {type(module).__name__ if module is not None else 'missing'}"
+                                   f", expected an nn.Linear ({family.name} layer)")
+        roles[role] = module
+    core = None if heads_removed else _get(layer, family.core)
+    heads = 0 if core is None else int(getattr(core, family.heads_attr))
     return LayerParts(
-        attention=attention, self_attention=self_attn,
-        query=getattr(self_attn, "query", None), key=getattr(self_attn, "key", None),
-        value=getattr(self_attn, "value", None), attn_dense=getattr(out, "dense", None),
-        attn_norm=_norm_of(out, f"{name}.attention.output"),
-        intermediate_dense=intermediate_dense,
-        output_dense=getattr(layer.output, "dense", None) if intermediate_dense is not None else None,
-        output_norm=_norm_of(layer.output, f"{name}.output"))
+        family=family, attention=_get(layer, family.attention_block), self_attention=core,
+        query=roles["query"], key=roles["key"], value=roles["value"], attn_dense=roles["attn_out"],
+        attn_norm=_get(layer, family.attn_norm), intermediate_dense=roles["mlp_in"],
+        output_dense=roles["mlp_out"], output_norm=_get(layer, family.out_norm), num_heads=heads,
+        head_size=None if core is None else roles["query"].weight.shape[0] // heads)
+
+
+def uses_token_types(model: nn.Module) -> bool:
+    """Whether the model's embeddings take token_type_ids: not DistilBERT, not a model with one token type
+    (RoBERTa: its own tokenizer writes only zeros, and a missing tensor means zeros to the model)."""
+    return model_family(model).token_types and getattr(model.config, "type_vocab_size", 2) > 1
+
+
+def model_inputs(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch without token_type_ids for a model that takes none (see uses_token_types)."""
+    if "token_type_ids" in batch and not uses_token_types(model):
+        return {k: v for k, v in batch.items() if k != "token_type_ids"}
+    return batch
 
 
 def _module_names(model: nn.Module) -> dict[int, str]:
@@ -89,31 +208,37 @@ def _param(module: nn.Module, attr: str) -> nn.Parameter | None:
     return module._parameters.get(attr)
 
 
-def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The m-pruning pool (docs/protocol.md §m-pruning), by role: per encoder layer Q/K/V weight+bias, attention-output dense
-    weight+bias, intermediate dense weight+bias, output dense weight only. Never embeddings, LayerNorms,
-    the output dense bias, pooler or classifier. Keys are the parameters' names in the unmasked model."""
+def prunable_roles(model: nn.Module) -> dict[str, tuple[int, str]]:
+    """The m-pruning pool (docs/protocol.md §m-pruning) by role: {parameter name: (layer index,
+    "<role>.<weight|bias>")}, per encoder layer Q/K/V weight+bias, attention-output projection weight+bias,
+    first MLP dense weight+bias, second MLP dense weight only (roles of PRUNABLE_ROLES). Never embeddings,
+    LayerNorms, the second MLP dense's bias, pooler or classifier. Names are those of the unmasked model."""
     names = _module_names(model)
-    result: dict[str, nn.Parameter] = {}
-    for layer in encoder_layers(model):
-        p = layer_parts(layer)
-        roles = [(p.query, ("weight", "bias")), (p.key, ("weight", "bias")), (p.value, ("weight", "bias")),
-                 (p.attn_dense, ("weight", "bias")), (p.intermediate_dense, ("weight", "bias")),
-                 (p.output_dense, ("weight",))]
-        for module, attrs in roles:
+    result: dict[str, tuple[int, str]] = {}
+    for index, layer in enumerate(encoder_layers(model)):
+        parts = layer_parts(layer)
+        for role, attrs in PRUNABLE_ROLES:
+            module = parts.role(role)
             if module is None:
                 continue
             for attr in attrs:
-                param = _param(module, attr)
-                if param is not None:
-                    result[f"{names[id(module)]}.{attr}"] = param
+                if _param(module, attr) is not None:
+                    result[f"{names[id(module)]}.{attr}"] = (index, f"{role}.{attr}")
+    return result
+
+
+def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The m-pruning pool as {name: stored parameter}, in prunable_roles' order."""
+    result = {}
+    for name in prunable_roles(model):
+        module_name, attr = name.rsplit(".", 1)
+        result[name] = _param(model.get_submodule(module_name), attr)
     return result
 
 
 def head_counts(model: nn.Module) -> list[int]:
     """Heads currently present in each layer (after physical pruning, fewer)."""
-    return [0 if p.self_attention is None else int(p.self_attention.num_attention_heads)
-            for p in map(layer_parts, encoder_layers(model))]
+    return [layer_parts(layer).num_heads for layer in encoder_layers(model)]
 
 
 def is_pruned(model: nn.Module) -> bool:

@@ -1,5 +1,8 @@
 """Padding-free forward of a BERT-style sequence classifier: the real tokens of a batch in one stream.
 
+Families: BERT/MiniLM, RoBERTa (positions start after padding_idx), ELECTRA (embeddings_project when the
+embeddings are smaller than hidden) and DistilBERT (no token types, its own sub-layers and head).
+
 A padded batch [B, L] wastes the pad rows in every projection, FFN and LayerNorm (48 % of RTE's tokens at
 batch 32, 66 % of SST-2's). Here the real tokens are packed into one [T, hidden] tensor; the model's own
 modules run on it (embeddings with positions restarting at each sequence, Q/K/V, the attention output
@@ -32,7 +35,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.modeling.structure import encoder_layers, layer_parts
+from bertlottery.modeling.structure import (
+    DISTILBERT,
+    encoder_layers,
+    layer_parts,
+    model_family,
+    model_inputs,
+    uses_token_types,
+)
 
 
 class Output(NamedTuple):
@@ -107,17 +117,23 @@ class PackedBatch:
         return self.first_token.shape[0]
 
 
+# The model types whose padding-free forward is checked against their own padded forward
+# (tests/modeling/test_unpadded.py, tests/modeling/test_encoder_families.py).
+PADDING_FREE_TYPES = ("bert", "roberta", "electra", "distilbert")
+
+
 def check_supported(model: nn.Module) -> None:
-    """Padding-free needs absolute position embeddings and an encoder-only BERT-style model."""
+    """Padding-free needs a tested encoder family (PADDING_FREE_TYPES) with absolute position embeddings."""
     config = model.config
+    encoder_layers(model)  # decoders and non-encoders: the structure lookup's own refusal
+    model_type = getattr(config, "model_type", None)
+    if model_type not in PADDING_FREE_TYPES:
+        raise BertLotteryError(f"padding-free forward: model_type {model_type!r} is not one of "
+                               f"{', '.join(PADDING_FREE_TYPES)}; set training.padding_free: false")
     kind = getattr(config, "position_embedding_type", "absolute")
     if kind != "absolute":
         raise BertLotteryError(f"padding-free forward: position_embedding_type {kind!r} is not supported "
                                "(only 'absolute'); set training.padding_free: false")
-    if getattr(config, "is_decoder", False):
-        raise BertLotteryError("padding-free forward: decoder models are not supported; "
-                               "set training.padding_free: false")
-    encoder_layers(model)
 
 
 def _flash_varlen():
@@ -168,15 +184,19 @@ def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: Pa
     return out.transpose(1, 2).reshape(count * length, width).index_select(0, index)
 
 
-def _layer(layer: nn.Module, hidden: torch.Tensor, packed: PackedBatch, dropout_p: float) -> torch.Tensor:
+def _layer(layer: nn.Module, hidden: torch.Tensor, packed: PackedBatch, training: bool) -> torch.Tensor:
     parts = layer_parts(layer)
-    if parts.self_attention is None:  # all heads removed: the sub-layer is LayerNorm(input)
+    context = None
+    if parts.num_heads:
+        dropout_p = parts.self_attention.dropout.p if training else 0.0
+        context = attention_core(parts.query(hidden), parts.key(hidden), parts.value(hidden), packed,
+                                 parts.num_heads, dropout_p)
+    if parts.family is DISTILBERT:  # sa_layer_norm(out_lin(context) + x); output_layer_norm(ffn(h) + h)
+        attended = parts.attn_norm(hidden if context is None else parts.attn_dense(context) + hidden)
+        return parts.output_norm(layer.ffn(attended) + attended)  # a removed FFN adds zeros
+    if context is None:  # all heads removed: the sub-layer is LayerNorm(input)
         attended = layer.attention.output(hidden)
-    else:
-        heads = int(parts.self_attention.num_attention_heads)
-        context = attention_core(parts.query(hidden), parts.key(hidden), parts.value(hidden), packed, heads,
-                                 dropout_p)
-        # the model's own output sub-layer: dense (soft head-mask hooks) + dropout + residual + LayerNorm
+    else:  # the model's own output sub-layer: dense (soft head-mask hooks) + dropout + residual + LayerNorm
         attended = layer.attention.output(context, hidden)
     # the model's own FFN sub-layer; a removed MLP is _Skip + _NormOnly, i.e. LayerNorm(input)
     return layer.output(layer.intermediate(attended), attended)
@@ -204,14 +224,20 @@ def unpadded_forward(model: nn.Module, packed: PackedBatch) -> Output:
     padding_idx = getattr(embeddings, "padding_idx", None)
     if padding_idx is not None:  # RoBERTa-style positions start after the padding index
         positions = positions + padding_idx + 1
-    hidden = embeddings(input_ids=packed.input_ids[None], token_type_ids=packed.token_type_ids[None],
-                        position_ids=positions[None])[0]
-    dropout_p = model.config.attention_probs_dropout_prob if model.training else 0.0
+    inputs = {"input_ids": packed.input_ids[None], "position_ids": positions[None]}
+    if uses_token_types(model):
+        inputs["token_type_ids"] = packed.token_type_ids[None]
+    hidden = embeddings(**inputs)[0]
+    project = getattr(base, "embeddings_project", None)
+    if project is not None:  # ELECTRA with embeddings smaller than hidden
+        hidden = project(hidden)
     for layer in encoder_layers(model):
-        hidden = _layer(layer, hidden, packed, dropout_p)
+        hidden = _layer(layer, hidden, packed, model.training)
     first = hidden.index_select(0, packed.first_token)[:, None, :]  # [B, 1, hidden]
     pooler = getattr(base, "pooler", None)
-    if pooler is not None:  # BERT: pooler on [CLS], dropout, linear classifier
+    if model_family(model) is DISTILBERT:  # pre_classifier, ReLU, dropout, classifier on the first token
+        logits = model.classifier(model.dropout(F.relu(model.pre_classifier(first[:, 0]))))
+    elif pooler is not None:  # BERT: pooler on [CLS], dropout, linear classifier
         logits = model.classifier(model.dropout(pooler(first)))
     else:  # RoBERTa/ELECTRA-style heads take the sequence and read its first token themselves
         logits = model.classifier(first)
@@ -223,5 +249,5 @@ def classify(model: nn.Module, batch: dict[str, torch.Tensor] | PackedBatch) -> 
     """One forward pass of a padded batch (the model's own forward) or a packed one (padding-free)."""
     if isinstance(batch, PackedBatch):
         return unpadded_forward(model, batch)
-    out = model(**batch)
+    out = model(**model_inputs(model, batch))
     return Output(out.loss, out.logits)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bertlottery.modeling.structure import encoder_layers, layer_parts
+from bertlottery.modeling.structure import encoder_layers, layer_parts, model_inputs
 
 KINDS = ("raw", "normed")
 
@@ -38,7 +38,8 @@ def attention_maps(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[to
     values: dict[int, torch.Tensor] = {}
     handles = [p.value.register_forward_hook(_kept_output(values, i)) for i, p in enumerate(parts)]
     try:
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        inputs = model_inputs(model, {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")
+                                      if k in batch})
         out = model(**inputs, output_attentions=True)
     finally:
         for handle in handles:

@@ -42,7 +42,7 @@ from bertlottery.io import write_json
 from bertlottery.masks.seeds import M_MASKS, derive_seed, seeded_generator
 from bertlottery.masks.types import WeightMask
 from bertlottery.modeling.sizes import size_of
-from bertlottery.modeling.structure import prunable_parameters
+from bertlottery.modeling.structure import prunable_parameters, prunable_roles
 from bertlottery.modeling.weight_masks import apply_weight_mask
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
@@ -53,30 +53,18 @@ from bertlottery.train.evaluation import split_metrics
 
 BAD_MODES = ("code", "paper")
 STATE_FILE = "m_search_state.safetensors"
-# The original's per-layer order of the pool (run_glue.parameters_to_prune); it only decides ties.
+# The original's per-layer order of the pool (run_glue.parameters_to_prune), by role (structure.PRUNABLE_ROLES);
+# it only decides ties. Every encoder family's pool is in this order: K, Q, V, attention output, MLP in, MLP out.
 ORIGINAL_ROLES = (
-    "attention.self.key.weight", "attention.self.key.bias", "attention.self.query.weight",
-    "attention.self.query.bias", "attention.self.value.weight", "attention.self.value.bias",
-    "attention.output.dense.weight", "attention.output.dense.bias", "intermediate.dense.weight",
-    "intermediate.dense.bias", "output.dense.weight",
+    "key.weight", "key.bias", "query.weight", "query.bias", "value.weight", "value.bias",
+    "attn_out.weight", "attn_out.bias", "mlp_in.weight", "mlp_in.bias", "mlp_out.weight",
 )
 
 
-def original_order(names: list[str]) -> list[str]:
-    """Names grouped by layer (first appearance), each layer in ORIGINAL_ROLES order; unknown roles last."""
-    layer_rank: dict[str, int] = {}
-
-    def key(item: tuple[int, str]) -> tuple[int, int, int]:
-        position, name = item
-        for rank, role in enumerate(ORIGINAL_ROLES):
-            if name.endswith("." + role):
-                prefix = name[: -len(role) - 1]
-                return layer_rank.setdefault(prefix, len(layer_rank)), rank, position
-        return len(names), len(ORIGINAL_ROLES), position
-
-    for item in enumerate(names):  # fix the layer ranks in dict order first
-        key(item)
-    return [name for _, name in sorted(enumerate(names), key=key)]
+def original_order(roles: dict[str, tuple[int, str]]) -> list[str]:
+    """Parameter names (structure.prunable_roles) grouped by layer, each layer in ORIGINAL_ROLES order."""
+    rank = {role: i for i, role in enumerate(ORIGINAL_ROLES)}
+    return sorted(roles, key=lambda name: (roles[name][0], rank[roles[name][1]]))
 
 
 @dataclass
@@ -90,7 +78,7 @@ class MagnitudePool:
     @classmethod
     def from_model(cls, model: torch.nn.Module) -> "MagnitudePool":
         params = prunable_parameters(model)
-        names = original_order(list(params))
+        names = original_order(prunable_roles(model))
         with torch.no_grad():
             flat = torch.cat([params[n].detach().reshape(-1).float().cpu() for n in names])
         return cls(names, [params[n].shape for n in names], flat.abs_())

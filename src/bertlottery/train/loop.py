@@ -82,9 +82,12 @@ def make_batch(split: TokenizedSplit, indices: np.ndarray, pad_to: int | None, p
 
 def build_optimizer(model: torch.nn.Module, settings: TrainingSettings, device: torch.device) -> torch.optim.Optimizer:
     decay, no_decay = [], []
+    # every LayerNorm's parameters by module type too: DistilBERT's are sa_layer_norm/output_layer_norm
+    # (for BERT-style names the same set as the original's name rule)
+    norms = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if any(nd in name for nd in NO_DECAY) else decay).append(param)
+            (no_decay if id(param) in norms or any(nd in name for nd in NO_DECAY) else decay).append(param)
     groups = [
         {"params": decay, "weight_decay": settings.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
