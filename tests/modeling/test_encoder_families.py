@@ -26,10 +26,12 @@ from transformers import (
     ElectraConfig,
     GPT2Config,
     RobertaConfig,
+    XLMRobertaConfig,
 )
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.glue.prepare import prepare_data
+from bertlottery.glue.prepare import prepare_data, tokenize_examples
+from bertlottery.glue.reading import Example
 from bertlottery.masks.types import HeadMlpMask, WeightMask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.pruning import load_pruned, prune_heads_and_mlps
@@ -194,6 +196,32 @@ def test_decoders_and_other_models_are_refused_naming_what_was_found(tmp_path):
         head_counts(causal)
     with pytest.raises(BertLotteryError, match="Linear.*no encoder layer list found; expected a BERT-style"):
         encoder_layers(torch.nn.Linear(2, 2))
+
+
+def test_padding_free_only_for_the_tested_model_types():
+    """XLM-R has BERT-style layers (the lookup finds them) but its padding-free forward is untested."""
+    xlmr = AutoModelForSequenceClassification.from_config(XLMRobertaConfig(
+        vocab_size=vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64))
+    assert head_counts(xlmr) == [4, 4]
+    with pytest.raises(BertLotteryError, match="model_type 'xlm-roberta' is not one of bert, roberta, electra, "
+                                               "distilbert; set training.padding_free: false"):
+        check_supported(xlmr)
+
+
+def test_a_tokenizer_that_writes_no_token_types_gives_zeros(tmp_path):
+    """prepare-data with a tokenizer whose output has no token_type_ids (truncated rows included)."""
+    tokenizer = DistilBertTokenizer(vocab={token: i for i, token in enumerate(tiny_vocab())})
+
+    def without_types(*args, **kwargs):
+        encoded = tokenizer(*args, **kwargs)
+        del encoded["token_type_ids"]
+        return encoded
+
+    examples = [Example("the cat sat", "hello world", 0, 1), Example("a b c " * 20, "tiny pair", 1, 2)]
+    arrays = tokenize_examples(without_types, examples, max_seq_length=16)
+    reference = tokenize_examples(tokenizer, examples, max_seq_length=16)
+    assert arrays.n_truncated == 1 and (arrays.input_ids == reference.input_ids).all()
+    assert (arrays.token_type_ids == 0).all() and reference.token_type_ids.any()
 
 
 def test_a_layer_missing_a_role_names_it():

@@ -18,7 +18,13 @@ from torch.nn.utils import parametrize
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import PRUNED_CONFIG_KEYS, HeadMlpMask
 from bertlottery.modeling.soft_masks import SOFT_MASKS_ATTR
-from bertlottery.modeling.structure import DISTILBERT, LayerParts, encoder_layers, is_pruned, layer_parts
+from bertlottery.modeling.structure import (
+    DISTILBERT,
+    LayerParts,
+    encoder_layers,
+    is_pruned,
+    layer_parts,
+)
 
 
 class _NormOnly(nn.Module):
