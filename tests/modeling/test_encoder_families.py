@@ -47,9 +47,11 @@ from bertlottery.modeling.structure import (
 )
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.modeling.weight_masks import apply_weight_mask
+from bertlottery.patterns.attention import attention_maps
 from bertlottery.search.mpruning import main_find_m_mask, original_order
 from bertlottery.search.spruning import main_find_s_mask
 from bertlottery.settings import training_defaults
+from bertlottery.train.evaluation import main_evaluate_pruned
 from bertlottery.train.loop import main_finetune
 
 FAMILIES = ["bert", "roberta", "electra", "distilbert"]
@@ -177,6 +179,16 @@ def test_padding_free_in_train_mode_runs_every_family_dropout():
         assert out.logits.shape == (6, 3) and torch.isfinite(out.loss)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_attention_maps_of_every_family(family):
+    """The pattern analysis' raw and normed maps: per layer and head, rows of alpha sum to 1 over real keys."""
+    batch = padded_batch(lengths=(9, 4))
+    raw, normed = attention_maps(tiny_classifier(family), batch)
+    assert raw.shape == normed.shape == (2, 2, 4, 12, 12)
+    torch.testing.assert_close(raw[1, :, :, :4, :4].sum(-1), torch.ones(2, 4, 4))
+    assert (normed >= 0).all() and (raw[1, :, :, :, 4:] == 0).all()
+
+
 # ------------------------------------------------------------------ refusals
 
 
@@ -237,8 +249,8 @@ def test_a_layer_missing_a_role_names_it():
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_finetune_searches_and_retraining(family, tmp_path):
-    """prepare-data with the family's tokenizer, finetune, find-s-mask, find-m-mask and retraining with an
-    uneven s-mask and with the m-mask, each through its command, as the workflow runs them."""
+    """prepare-data with the family's tokenizer, finetune, find-s-mask, find-m-mask, evaluate-pruned with
+    both good masks, retraining with an uneven s-mask and with the m-mask, each through its command."""
     pretrained = save_pretrained_encoder(family, tmp_path / "pretrained")
     data = tmp_path / "data"
     prepare_data("RTE", str(pretrained), data, glue_dir=FIXTURE_GLUE, max_train_examples=96, max_dev_examples=48,
@@ -266,6 +278,16 @@ def test_finetune_searches_and_retraining(family, tmp_path):
     m_good = WeightMask.load(tmp_path / "m" / "good.safetensors")
     assert set(m_good.masks) == set(prunable_parameters(model)) and m_good.kept < sum(
         p.numel() for p in prunable_parameters(model).values())
+
+    main_evaluate_pruned(["--task", "RTE", "--seed", "42", "--data-dir", str(data), "--training", training,
+                          "--model-dir", str(tuned / "model"),
+                          "--mask", str(tmp_path / "s" / "good.safetensors"), "--family", "s", "--kind", "good",
+                          "--output", str(tmp_path / "pruned_s.json"),
+                          "--mask", str(tmp_path / "m" / "good.safetensors"), "--family", "m", "--kind", "good",
+                          "--output", str(tmp_path / "pruned_m.json")])
+    pruned_s = json.loads((tmp_path / "pruned_s.json").read_text())
+    assert pruned_s["evaluated"] == "pruned" and pruned_s["mask_size"]["heads_kept"] == good.heads_kept
+    assert json.loads((tmp_path / "pruned_m.json").read_text())["mask_size"]["prunable_kept"] == m_good.kept
 
     UNEVEN.save(tmp_path / "uneven.safetensors")
     s_run = finetune("retrain_s", "--mask", str(tmp_path / "uneven.safetensors"), "--family", "s",
