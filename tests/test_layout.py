@@ -42,6 +42,7 @@ KNOWN = {
                                                                            "task": "QNLI", "seed": 86}),
     "results/retrain/s/randinit_random/WNLI/seed166/metrics.json": (
         "retrain_metrics", {"family": "s", "variant": "randinit_random", "task": "WNLI", "seed": 166}),
+    "results/speed/MRPC/seed42/speed.json": ("speed_record", {"task": "MRPC", "seed": 42}),
     "results/patterns/cnn/raw/card.json": ("patterns_cnn_card", {"pkind": "raw"}),
     "results/patterns/counts/pretrained/QQP/seed1337.safetensors": (
         "pattern_counts", {"pconfig": "pretrained", "task": "QQP", "seed": 1337}),
@@ -127,7 +128,7 @@ def _dry_run_paths(tmp_path, model_dir) -> list[tuple[dict, str, str]]:
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-4000:] + out.stdout[-4000:]
     jobs = re.split(r"\n(?:local)?rule \S+:\n", out.stdout)[1:]
-    assert len(jobs) == 91  # evaluate_pruned: one job per (task, seed) for all its masks
+    assert len(jobs) == 96  # evaluate_pruned and speed: one job per (task, seed) for all its masks
     listed = []
     for job in jobs:
         lines = dict(line.strip().split(": ", 1) for line in job.splitlines()

@@ -69,6 +69,32 @@ def test_every_family_and_kind_is_written(tiny_run):
                     assert 0 < pruned["mask_size"]["params_kept"] <= pruned["mask_size"]["params_total"]
 
 
+def test_subnetwork_speed_table_and_figure(tiny_run):
+    """speed.enabled in tiny.yaml: one speed JSON per (task, seed) with a timed row per s/super subnetwork
+    and a sparsity row per m-mask; the subnetwork_speed table (4 formats) and figure exist."""
+    results = tiny_run / "results"
+    for task in ("SST-2", "MRPC"):
+        for seed in (1337, 42):
+            record = read(results / "speed" / task / f"seed{seed}" / "speed.json")
+            rows = {(r["family"], r["kind"]): r for r in record["rows"]}
+            assert set(rows) == {("full", "none")} | {(f, k) for f in ("m", "s", "super")
+                                                      for k in ("good", "random", "bad")}
+            assert record["machine"]["torch_threads"] == 1 and record["speed"]["repeats"] == 2
+            for (family, _), row in rows.items():
+                if family == "m":
+                    assert not row["structured"] and 0 < row["sparsity_prunable"] < 1
+                    assert "infer_speedup" not in row
+                else:
+                    assert len(row["infer_s"]) == 2 and min(row["infer_s"] + row["train_step_s"]) > 0
+                    assert row["params"] <= rows[("full", "none")]["params"]
+    for ext in ("csv", "md", "tex", "html"):
+        assert (results / "tables" / f"subnetwork_speed.{ext}").stat().st_size > 0
+    for ext in ("png", "pdf"):
+        assert (results / "figures" / f"subnetwork_speed.{ext}").stat().st_size > 0
+    markdown = (results / "tables" / "subnetwork_speed.md").read_text()
+    assert "n/a (dense)" in markdown and "F(n) = 2·n·P_tok" in markdown
+
+
 def test_good_masks_keep_90_percent_of_the_full_score(tiny_run):
     """Both searches end at >= 90 % of the full model's stop-rule score. The m-mask is evaluated as the
     search saw it; the s-search scores soft masks (a layer whose heads are all masked keeps its output

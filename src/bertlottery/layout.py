@@ -7,6 +7,7 @@ task / seed / family / kind / variant back from a path.
     <root>/masks/super/<task>/summary.json
     <root>/eval/<family>/<kind>/<task>/seed<S>/pruned.json
     <root>/retrain/<family>/<variant>/<task>/seed<S>/metrics.json
+    <root>/speed/<task>/seed<S>/speed.json
     <root>/patterns/cnn/<pkind>/{model.safetensors, card.json}
     <root>/patterns/counts/<pconfig>/<task>/seed<S>.safetensors
     <root>/{analysis, tables, figures}/<name>.<ext>
@@ -55,6 +56,7 @@ TEMPLATES = {
     "pruned_metrics": "eval/{family}/{kind}/" + _RUN + "/pruned.json",
     "retrain_dir": "retrain/{family}/{variant}/" + _RUN,
     "retrain_metrics": "retrain/{family}/{variant}/" + _RUN + "/metrics.json",
+    "speed_record": "speed/" + _RUN + "/speed.json",
     "patterns_cnn_root": "patterns/cnn",
     "patterns_cnn_dir": "patterns/cnn/{pkind}",
     "patterns_cnn_model": "patterns/cnn/{pkind}/model.safetensors",
@@ -191,6 +193,10 @@ class Layout:
 
     def retrain_metrics(self, family, variant, task, seed) -> str:
         return self.path("retrain_metrics", family=family, variant=variant, task=task, seed=seed)
+
+    # -- measured subnetwork speed (beyond the paper)
+    def speed_record(self, task, seed) -> str:
+        return self.path("speed_record", task=task, seed=seed)
 
     # -- attention patterns
     def patterns_cnn_root(self) -> str:

@@ -225,8 +225,22 @@ class MPruningSettings(Section):
     bad_mode: str
 
 
+@dataclass(frozen=True)
+class SpeedSettings(Section):
+    """The `speed` section (speed: measured subnetwork speed, beyond the paper)."""
+
+    SCHEMA = ("properties", "speed")
+
+    enabled: bool
+    repeats: int
+    warmup: int
+    train_steps: int
+    max_dev_examples: int | None
+
+
 SECTIONS: dict[str, type[Section]] = {"training": TrainingSettings, "data": DataSettings,
-                                      "s_pruning": SPruningSettings, "m_pruning": MPruningSettings}
+                                      "s_pruning": SPruningSettings, "m_pruning": MPruningSettings,
+                                      "speed": SpeedSettings}
 
 
 def config_hash(section: Any) -> str:

@@ -75,6 +75,9 @@ if PATTERN_LABELLED and not PATTERN_CNN_KINDS:
                         "normed/labels.csv found there (expected CSV files with columns file,label)")
 PATTERN_CNN = [LAYOUT.patterns_cnn_card(kind) for kind in PATTERN_CNN_KINDS]
 
+# -- subnetworks.smk and report.smk: measured speed of the subnetworks (beyond the paper; speed.enabled)
+SPEED = config["speed"]
+
 # -- analysis.smk and report.smk (docs/protocol.md §Outputs)
 # The m-pruning block fractions (an input of the claims and Figure 1) exist when m-masks are retrained.
 M_BLOCKS = [LAYOUT.analysis_file("m_blocks", "parquet")] if "m" in RETRAIN_FAMILIES else []
@@ -150,6 +153,11 @@ def retrain_dir(wc):
 def output_dir(wc, output):
     """The directory of a rule's first output (a command that writes several files into one directory)."""
     return os.path.dirname(output[0])
+
+
+def table_stem(wc, output):
+    """A table rule's html output without extension (write_report_table writes <stem>.{csv,md,tex,html})."""
+    return os.path.splitext(output.html)[0]
 
 
 def figure_stem(wc, output):
@@ -280,6 +288,19 @@ def pruned_eval_args(wc, input, output):
     )
 
 
+def speed_mask_args(wc, input):
+    """speed's --mask/--family/--kind for each of PRUNED_MASKS, in input order (m-masks: sparsity only)."""
+    return " ".join(f"--mask {shlex.quote(mask)} --family {family} --kind {kind}"
+                    for (family, kind), mask in zip(PRUNED_MASKS, input.masks))
+
+
+def speed_files():
+    """One speed JSON per (task, seed) when speed.enabled."""
+    if not SPEED["enabled"]:
+        return []
+    return [LAYOUT.speed_record(task, seed) for task in TASKS for seed in SEEDS]
+
+
 def full_metric_files():
     return [LAYOUT.full_metrics(task, seed) for task in TASKS for seed in SEEDS]
 
@@ -314,6 +335,9 @@ def analysis_targets():
         figures += [f"overlap_{s}_{u}" for s in ("good", "super") for u in ("heads", "mlps")]
     if s_traces():
         figures.append("fig3_importance")
+    if speed_files():
+        targets += [LAYOUT.table_file("subnetwork_speed", ext) for ext in ("csv", "md", "tex", "html")]
+        figures.append("subnetwork_speed")
     targets += [LAYOUT.figure_file(name, ext) for name in figures for ext in ("png", "pdf")]
     return targets
 

@@ -56,6 +56,32 @@ rule tables:
         " --truncate-table2 {params.truncate} --families {params.families} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
+rule subnetwork_speed:
+    input:
+        speed=speed_files(),
+        metrics=LAYOUT.analysis_file("metrics", "parquet"),
+    output:
+        html=report(LAYOUT.table_file("subnetwork_speed", "html"), caption="../report/subnetwork_speed.rst",
+                    category="2. Tables", labels={"name": "subnetwork_speed"}),
+        other=[LAYOUT.table_file("subnetwork_speed", ext) for ext in ("csv", "md", "tex")],
+        png=report(LAYOUT.figure_file("subnetwork_speed", "png"), caption="../report/subnetwork_speed_figure.rst",
+                   category="3. Figures", subcategory="Beyond the paper: measured speed",
+                   labels={"name": "subnetwork speed"}),
+        pdf=LAYOUT.figure_file("subnetwork_speed", "pdf"),
+    params:
+        table=table_stem,
+        figure=figure_stem,
+    conda:
+        CONDA_ENV
+    log:
+        LAYOUT.log("report", "subnetwork_speed"),
+    benchmark:
+        LAYOUT.benchmark("report", "subnetwork_speed")
+    shell:
+        "python -m bertlottery speed-report --speed {input.speed} --metrics {input.metrics} --table {params.table}"
+        " --figure {params.figure} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
+
+
 rule figure1:
     input:
         masks=lambda wc: [ORIGINAL_MASKS] if ORIGINAL_MASKS else s_good_masks("s", wc.task),

@@ -73,6 +73,36 @@ rule evaluate_pruned:
         " {params.runs} --data-dir {params.data_dir} --training {params.training:q} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
+# Measured speed (beyond the paper; speed.enabled): one job per (task, seed) loads the fine-tuned model once,
+# prunes every head/MLP mask physically and times them all against it in interleaved rounds; the
+# m-masks get their sparsity only (unstructured: no dense speedup).
+rule speed:
+    input:
+        model=LAYOUT.finetuned_model("{task}", "{seed}"),
+        card=LAYOUT.data_card("{task}"),
+        masks=[LAYOUT.mask_file(family, "{task}", "{seed}", kind) for family, kind in PRUNED_MASKS],
+    output:
+        LAYOUT.speed_record("{task}", "{seed}"),
+    params:
+        training=lambda wc: training_json(wc.task),
+        speed=section_json("speed"),
+        data_dir=data_dir,
+        masks=speed_mask_args,
+    threads: MODEL_THREADS
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    log:
+        LAYOUT.log("speed", "{task}", seed="{seed}"),
+    benchmark:
+        LAYOUT.benchmark("speed", "{task}", seed="{seed}")
+    shell:
+        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery speed --task {wildcards.task} --seed {wildcards.seed} --model-dir {input.model}"
+        " {params.masks} --data-dir {params.data_dir} --training {params.training:q} --speed {params.speed:q}"
+        " --output {output} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
+
+
 rule retrain:
     input:
         card=LAYOUT.data_card("{task}"),
