@@ -135,6 +135,7 @@ def test_snakemake_lint_reports_nothing(tmp_path, extras):
         (tmp_path / "extras.yaml").write_text(yaml.safe_dump({
             "retrain": {"bad_6_epochs": True, "random_init_random_s": True, "separate_searches": True},
             "s_pruning": {"modes": ["joint", "heads", "mlps"]},
+            "speed": {"enabled": True},
         }))
         configs.append(str(tmp_path / "extras.yaml"))
     out = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--lint",

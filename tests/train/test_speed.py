@@ -19,8 +19,13 @@ from bertlottery.modeling.flops import model_cost
 from bertlottery.modeling.pruning import prune_heads_and_mlps
 from bertlottery.modeling.structure import prunable_parameters
 from bertlottery.settings import SpeedSettings, TrainingSettings
-from bertlottery.train.speed import interleaved_times, machine_facts, main_speed, measure, spread
-
+from bertlottery.train.speed import (
+    interleaved_times,
+    machine_facts,
+    main_speed,
+    measure,
+    spread,
+)
 
 
 def split(n, seed=0):

@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bertlottery.analysis.aggregate import FAMILY_ORDER, KIND_ORDER, NO_KIND, read_table, task_order
+from bertlottery.analysis.aggregate import (
+    FAMILY_ORDER,
+    KIND_ORDER,
+    NO_KIND,
+    read_table,
+    task_order,
+)
 from bertlottery.analysis.table_format import fmt, write_report_table
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import read_json
@@ -183,7 +189,7 @@ def speed_figure(long: pd.DataFrame, stem) -> list[Path]:
                if k in kinds]
     handles += [Line2D([], [], color="black", marker=markers[t], ls="none", ms=4, mfc="none", label=t) for t in tasks]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=5.5)
-    ax.set_title("Dev score against measured speedup (physically pruned subnetworks)")
+    fig.suptitle("Dev score against measured speedup (physically pruned subnetworks)", fontsize=7.5)
     return save(fig, stem)
 
 

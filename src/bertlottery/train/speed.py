@@ -41,8 +41,20 @@ from bertlottery.modeling.flops import model_cost
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
-from bertlottery.runtime import autocast, configure_torch, device_name, pick_device, set_seed
-from bertlottery.settings import SpeedSettings, TrainingSettings, config_hash, library_versions, parse_json_arg
+from bertlottery.runtime import (
+    autocast,
+    configure_torch,
+    device_name,
+    pick_device,
+    set_seed,
+)
+from bertlottery.settings import (
+    SpeedSettings,
+    TrainingSettings,
+    config_hash,
+    library_versions,
+    parse_json_arg,
+)
 from bertlottery.train.loop import build_optimizer, epoch_order, make_batch
 
 FULL = ("full", "none")  # (family, kind) of the full model's row, as `aggregate` names it
