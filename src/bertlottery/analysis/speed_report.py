@@ -159,6 +159,7 @@ def speed_figure(long: pd.DataFrame, stem) -> list[Path]:
     """Retrained dev score against measured inference speedup: one point per task x seed x subnetwork."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     from bertlottery.analysis.plotting import DOUBLE, OKABE_ITO, apply_style, save
 
@@ -181,6 +182,9 @@ def speed_figure(long: pd.DataFrame, stem) -> list[Path]:
                     ms=4, mew=0.5, mfc="none" if kind == "bad" else colours[(family, kind)], elinewidth=0.5,
                     capsize=0, alpha=0.9, ls="none")
     ax.axvline(1.0, color=OKABE_ITO["grey"], lw=0.6, ls="--")
+    ax.set_xscale("log")  # speedups are ratios: 0.5x and 2x sit symmetrically around the full model
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("measured inference speedup over the full model (×, median over rounds)")
     ax.set_ylabel("dev score, retrained (reported metric)")
     ax.grid(lw=0.3, alpha=0.5)
@@ -188,7 +192,7 @@ def speed_figure(long: pd.DataFrame, stem) -> list[Path]:
                       label=label(*k)) for k in sorted(colours, key=lambda k: kinds.index(k) if k in kinds else -1)
                if k in kinds]
     handles += [Line2D([], [], color="black", marker=markers[t], ls="none", ms=4, mfc="none", label=t) for t in tasks]
-    fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=5.5)
+    fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize=5.5)
     fig.suptitle("Dev score against measured speedup (physically pruned subnetworks)", fontsize=7.5)
     return save(fig, stem)
 
