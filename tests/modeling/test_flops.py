@@ -6,7 +6,14 @@ import pytest
 import torch
 from conftest import tiny_bert_config
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import BertForSequenceClassification
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    ElectraConfig,
+    RobertaConfig,
+)
 
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.flops import model_cost
@@ -58,3 +65,28 @@ def test_matches_torch_flop_counter_on_one_sequence(pruned):
     with counter, torch.no_grad():
         model(input_ids=ids, attention_mask=torch.ones_like(ids))
     assert counter.get_total_flops() == model_cost(model).flops([11])
+
+
+FAMILY_CONFIGS = {
+    "bert": lambda: BertConfig(**BERT_STYLE),
+    "roberta": lambda: RobertaConfig(**BERT_STYLE, pad_token_id=0, type_vocab_size=1),
+    "electra": lambda: ElectraConfig(**BERT_STYLE, embedding_size=16),  # + a per-token embedding projection
+    "distilbert": lambda: DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, vocab_size=1000,
+                                           max_position_embeddings=64, num_labels=3),
+}
+BERT_STYLE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=1000,
+                  max_position_embeddings=64, num_labels=3)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_CONFIGS))
+def test_every_encoder_family_matches_torch_flop_counter_after_pruning(family):
+    """Found by role: the count holds for each encoder family (pooler or classifier heads on the first token,
+    ELECTRA's embedding projection per token), with uneven and zero heads and a removed MLP."""
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(FAMILY_CONFIGS[family](), attn_implementation="eager")
+    prune_heads_and_mlps(model.eval(), HeadMlpMask(torch.tensor([[1, 0, 1, 1], [0, 0, 0, 0]]), torch.tensor([1, 0])))
+    ids = torch.randint(5, 1000, (1, 9))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert counter.get_total_flops() == model_cost(model).flops([9])
