@@ -1,6 +1,7 @@
 # bertlottery: "When BERT Plays the Lottery, All Tickets Are Winning" (Prasanna et al., EMNLP 2020), end to end.
 #   snakemake --cores 8 --resources gpu=4                      # the paper (config/config.yaml)
 #   snakemake --cores 2 --configfile config/smoke.yaml ...     # a minutes-long smoke run
+#   snakemake --cores 8 task_SST2                              # one task's runs only (a chunk of a study)
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -26,3 +27,14 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# One target rule per task: its fine-tunes, searches, masks, pruned and retrained runs (no cross-task
+# analyses), so a long study can run in chunks, e.g. `snakemake --cores 2 task_CoLA`, then `snakemake`.
+for _task in TASKS:
+
+    rule:
+        name:
+            chunk_rule_name(_task)
+        input:
+            task_targets(_task),

@@ -161,3 +161,15 @@ def test_every_path_of_the_dry_run_parses(tmp_path, tiny_model_dir):
     assert {"data_card", "finetuned_model", "full_metrics", "mask_file", "search_record", "pruned_metrics",
             "retrain_metrics", "pattern_counts", "super_summary", "analysis_file", "table_file",
             "figure_file", "log", "benchmark"} <= seen
+
+
+def test_a_task_chunk_runs_only_that_tasks_jobs(tmp_path, tiny_model_dir):
+    """`snakemake task_SST2`: one task's per-run jobs (a chunk of a long study), no other task's, no analyses."""
+    out = subprocess.run(tiny_command(tmp_path, tiny_model_dir, "task_SST2", "--dry-run", "--printshellcmds"),
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-4000:] + out.stdout[-4000:]
+    rules = re.findall(r"\n(?:local)?rule (\S+):\n", out.stdout)
+    assert "task_SST2" in rules and "finetune" in rules and "retrain" in rules and "patterns_extract" in rules
+    assert not {"aggregate", "claims", "tables", "patterns_summarize"} & set(rules)
+    tasks = set(re.findall(r"wildcards: .*?task=([\w-]+)", out.stdout))
+    assert tasks == {"SST-2"}

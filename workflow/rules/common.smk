@@ -342,5 +342,24 @@ def analysis_targets():
     return targets
 
 
+def pattern_count_files():
+    if not PATTERNS["enabled"]:
+        return []
+    return [LAYOUT.pattern_counts(pconfig, task, seed) for pconfig in PATTERN_CONFIGS for task in PATTERN_TASKS
+            for seed in SEEDS]
+
+
+def task_targets(task):
+    """Every per-run file of one task (fine-tuning, searches, masks, pruned and retrained runs, pattern
+    counts, speed): one chunk of a study, run as `snakemake task_<TASK>` (the Snakefile's chunk rules)."""
+    files = full_metric_files() + subnetwork_targets() + pattern_count_files() + speed_files()
+    return [path for path in files if LAYOUT.parse(path).task == task]
+
+
+def chunk_rule_name(task):
+    """task_CoLA, task_SST2, task_STSB, ...: the target rule of one task's chunk."""
+    return "task_" + "".join(ch for ch in task if ch.isalnum())
+
+
 def all_targets():
     return full_metric_files() + subnetwork_targets() + pattern_targets() + analysis_targets()
