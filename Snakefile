@@ -14,10 +14,21 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/finetune.smk"
-include: "workflow/rules/masks.smk"
-include: "workflow/rules/subnetworks.smk"
+
+
+# config `bundles`: the analyses from study bundles, no model: their files restored instead of the study run.
+if BUNDLES:
+
+    include: "workflow/rules/bundle.smk"
+
+else:
+
+    include: "workflow/rules/data.smk"
+    include: "workflow/rules/finetune.smk"
+    include: "workflow/rules/masks.smk"
+    include: "workflow/rules/subnetworks.smk"
+
+
 include: "workflow/rules/patterns.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tables": ("bertlottery.analysis.tables", "Table 2, Appendix C/E tables, sizes"),
     "figures": ("bertlottery.analysis.figures", "Figures 1, 2, 3, 5 and the Appendix B heatmaps"),
     "speed-report": ("bertlottery.analysis.speed_report", "the subnetwork_speed table and figure"),
+    "bundle": ("bertlottery.bundle.cli", "study bundles: export a chunk's small artifacts, verify, unpack"),
     "patterns": ("bertlottery.patterns.cli", "self-attention pattern extraction and classification"),
     "job-failed": ("bertlottery.cli", "a failed rule's shell: the error line of its log on stderr, its exit status"),
     "with-gpu": ("bertlottery.devices", "run a command on its own free GPU (CUDA_VISIBLE_DEVICES; CPU without GPUs)"),

@@ -52,10 +52,12 @@ rule mask_stats:
 rule m_blocks:
     input:
         masks=m_good_masks(),
-        model=LAYOUT.finetuned_model(TASKS[0], SEEDS[0]),
+        model=m_blocks_model(),
     output:
         table=LAYOUT.analysis_file("m_blocks", "parquet"),
         csv=LAYOUT.analysis_file("m_blocks", "csv"),
+    params:
+        model_config=m_blocks_model_config,
     conda:
         CONDA_ENV
     log:
@@ -63,7 +65,7 @@ rule m_blocks:
     benchmark:
         LAYOUT.benchmark("analysis", "m_blocks")
     shell:
-        "python -m bertlottery stats m-blocks --m-masks {input.masks} --model-config {input.model}/config.json"
+        "python -m bertlottery stats m-blocks --m-masks {input.masks} --model-config {params.model_config}"
         " --output {output.csv} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 

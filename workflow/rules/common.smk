@@ -8,6 +8,7 @@ import shlex
 from snakemake.utils import validate
 
 from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
+from bertlottery.bundle.config import study_config
 from bertlottery.errors import BertLotteryError
 from bertlottery.layout import MASK_KINDS, Layout
 from bertlottery.settings import SCHEMA_PATH, check_config, resolve_training
@@ -17,7 +18,17 @@ from bertlottery.analysis.tables import FAMILY_TITLES
 try:
     # Before any job: one line naming the key, the value and the rule broken (not the whole schema);
     # a local model or glue_dir that does not exist; overrides of tasks not run; --config seeds=[42].
-    check_config(config)
+    # config `bundles`: analyse study bundles instead of running the study. Their recorded config replaces
+    # this one (tasks and seeds: the bundles' union; no model or glue_dir needed); only the analysis and
+    # report rules are included.
+    BUNDLES = config.get("bundles") or []
+    BUNDLES = [BUNDLES] if isinstance(BUNDLES, str) else [str(b) for b in BUNDLES]
+    if BUNDLES:
+        bundle_config = study_config(BUNDLES)
+        config.clear()
+        config.update(bundle_config)
+    else:
+        check_config(config)
 except BertLotteryError as exc:
     raise WorkflowError(str(exc)) from None
 validate(config, schema=str(SCHEMA_PATH), set_default=True)  # fills in the defaults of the schema
@@ -362,4 +373,29 @@ def chunk_rule_name(task):
 
 
 def all_targets():
+    if BUNDLES:
+        return analysis_targets() + pattern_targets()
     return full_metric_files() + subnetwork_targets() + pattern_targets() + analysis_targets()
+
+
+# -- bundles (config `bundles`): what `bundle unpack` restores that the analyses read
+def m_blocks_model():
+    """The model whose config.json m_blocks reads: the fine-tuned model folder of a run, or (bundles) the
+    bundle's copy of its config.json."""
+    model = LAYOUT.finetuned_model(TASKS[0], SEEDS[0])
+    return os.path.join(model, "config.json") if BUNDLES else model
+
+
+def m_blocks_model_config(wc, input):
+    return input.model if BUNDLES else os.path.join(input.model, "config.json")
+
+
+def bundle_outputs():
+    """The files the analyses read, all restored from the bundles."""
+    files = metric_files() + m_good_masks() + s_traces()
+    files += [mask for family in S_FAMILIES for mask in s_good_masks(family)]
+    files += [m_blocks_model()] if M_BLOCKS else []
+    if pattern_targets():
+        files += [LAYOUT.pattern_counts(pconfig, task, seed)
+                  for pconfig in PATTERN_CONFIGS for task in PATTERN_TASKS for seed in SEEDS]
+    return list(dict.fromkeys(files))

@@ -2,7 +2,7 @@
 # One extraction job per (model config, task, seed) classifies every head's raw and normed maps of
 # patterns.n_examples dev examples, for all heads and (in the network pruned to them) the task's
 # super-survivors; one summary job writes the tables, Figure 4 and the correlation.
-if PATTERN_CNN_KINDS:
+if PATTERN_CNN_KINDS and not BUNDLES:
 
     rule patterns_train_cnn:
         input:
@@ -31,35 +31,38 @@ if PATTERN_CNN_KINDS:
             " > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
-rule patterns_extract:
-    input:
-        card=LAYOUT.data_card("{task}"),
-        model=lambda wc: [pattern_model(wc)] if wc.pconfig == "finetuned" else [],
-        super_mask=LAYOUT.mask_file("super", "{task}", "{seed}", "good"),
-        cnn=PATTERN_CNN,
-    output:
-        LAYOUT.pattern_counts("{pconfig}", "{task}", "{seed}"),
-    wildcard_constraints:
-        pconfig="finetuned|pretrained",
-    params:
-        model=pattern_model,
-        n_examples=PATTERNS["n_examples"],
-        cnn=f"--cnn-dir {LAYOUT.patterns_cnn_root()}" if PATTERN_CNN else "",
-        data_dir=data_dir,
-    threads: MODEL_THREADS
-    resources:
-        gpu=1,
-    conda:
-        CONDA_ENV
-    log:
-        LAYOUT.log("patterns_extract", "{pconfig}", "{task}", seed="{seed}"),
-    benchmark:
-        LAYOUT.benchmark("patterns_extract", "{pconfig}", "{task}", seed="{seed}")
-    shell:
-        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery patterns extract --task {wildcards.task} --seed {wildcards.seed}"
-        " --config {wildcards.pconfig} --model {params.model:q} --data-dir {params.data_dir}"
-        " --n-examples {params.n_examples} --super-mask {input.super_mask} {params.cnn}"
-        " --output {output} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
+# With config `bundles` the counts come from the bundles (bundle.smk): no model here.
+if not BUNDLES:
+
+    rule patterns_extract:
+        input:
+            card=LAYOUT.data_card("{task}"),
+            model=lambda wc: [pattern_model(wc)] if wc.pconfig == "finetuned" else [],
+            super_mask=LAYOUT.mask_file("super", "{task}", "{seed}", "good"),
+            cnn=PATTERN_CNN,
+        output:
+            LAYOUT.pattern_counts("{pconfig}", "{task}", "{seed}"),
+        wildcard_constraints:
+            pconfig="finetuned|pretrained",
+        params:
+            model=pattern_model,
+            n_examples=PATTERNS["n_examples"],
+            cnn=f"--cnn-dir {LAYOUT.patterns_cnn_root()}" if PATTERN_CNN else "",
+            data_dir=data_dir,
+        threads: MODEL_THREADS
+        resources:
+            gpu=1,
+        conda:
+            CONDA_ENV
+        log:
+            LAYOUT.log("patterns_extract", "{pconfig}", "{task}", seed="{seed}"),
+        benchmark:
+            LAYOUT.benchmark("patterns_extract", "{pconfig}", "{task}", seed="{seed}")
+        shell:
+            "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery patterns extract --task {wildcards.task} --seed {wildcards.seed}"
+            " --config {wildcards.pconfig} --model {params.model:q} --data-dir {params.data_dir}"
+            " --n-examples {params.n_examples} --super-mask {input.super_mask} {params.cnn}"
+            " --output {output} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule patterns_summarize:

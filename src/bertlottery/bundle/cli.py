@@ -1,0 +1,48 @@
+"""`python -m bertlottery bundle {export,verify,unpack}` (README "Sharing a study: bundles")."""
+
+from __future__ import annotations
+
+import argparse
+
+from bertlottery.bundle.export import M_KINDS, export
+from bertlottery.bundle.manifest import verify
+from bertlottery.bundle.unpack import unpack
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertlottery bundle", description=__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    ex = sub.add_parser("export", help="write a chunk's small artifacts and a sha256 manifest into a new folder")
+    ex.add_argument("--results", default="results", help="the workflow's results folder (default: results)")
+    ex.add_argument("--out", required=True, help="the bundle folder to write (new or empty)")
+    ex.add_argument("--tasks", nargs="+", help="tasks to export (default: every task with results)")
+    ex.add_argument("--m-kinds", nargs="+", default=list(M_KINDS), choices=M_KINDS,
+                    help="m-masks to include, bit-packed (default: all; the analyses read only good)")
+    ex.add_argument("--configfile", nargs="+", default=[],
+                    help="the run's config file(s), as given to snakemake (recorded resolved in bundle.json; "
+                         "without it the config is rebuilt from the results)")
+    ex.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="the run's --config overrides, as given to snakemake (e.g. model=... glue_dir=...)")
+    ve = sub.add_parser("verify", help="check bundles against their manifests")
+    ve.add_argument("bundles", nargs="+")
+    un = sub.add_parser("unpack", help="verify bundles and restore their results files (m-masks unpacked)")
+    un.add_argument("--results", default="results", help="the results folder to restore into (default: results)")
+    un.add_argument("bundles", nargs="+")
+    return parser
+
+
+def main_bundle(argv: list[str]) -> None:
+    args = _parser().parse_args(argv)
+    if args.action == "export":
+        info = export(args.results, args.out, tasks=args.tasks, m_kinds=args.m_kinds,
+                      configfiles=args.configfile, overrides=args.config)
+        print(f"{args.out}: bundle of {info['files']} files, tasks {' '.join(info['tasks'])}, "
+              f"seeds {' '.join(map(str, info['seeds']))} (config {info['config_source']})")
+    elif args.action == "verify":
+        for bundle in args.bundles:
+            manifest = verify(bundle)
+            size = sum(e["size"] for e in manifest["files"])
+            print(f"{bundle}: OK ({len(manifest['files'])} files, {size / 2**20:.2f} MiB, manifest matches)")
+    else:
+        count = unpack(args.bundles, args.results)
+        print(f"{args.results}: {count} files restored from {len(args.bundles)} bundle(s)")

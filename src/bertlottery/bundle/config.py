@@ -1,0 +1,169 @@
+"""The resolved config of a bundle, and the one study config of several bundles.
+
+A bundle records the workflow's config as the run resolved it: the config files given to `bundle export
+--configfile` (as Snakemake's --configfile, later files win) with `--config KEY=VALUE` overrides, and the
+schema's defaults filled in. Without --configfile it is rebuilt from the results: schema defaults, the
+model and data settings of the data cards, and the families, kinds and search modes whose files exist
+(training hyper-parameters other than max_seq_length are then the schema's defaults)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import yaml
+
+from bertlottery.bundle.manifest import BUNDLE_INFO, verify
+from bertlottery.errors import BertLotteryError
+from bertlottery.io import read_json
+from bertlottery.settings import load_schema
+
+_S_MODES = {"s": "joint", "s-heads": "heads", "s-mlps": "mlps"}
+# Keys that may differ between the bundles of one study: paths of the machine each chunk ran on, and
+# the per-chunk lists merged below.
+_MACHINE_KEYS = {"model", "glue_dir", "tasks", "seeds", "overrides", "bundles"}
+
+
+def fill_defaults(config: dict) -> dict:
+    """The config with the schema's defaults filled in, top-level keys and one level of sections (as
+    snakemake.utils.validate(set_default=True) does)."""
+    schema = load_schema()
+    out = copy.deepcopy(config)
+    for key, prop in schema["properties"].items():
+        if prop.get("$ref"):
+            prop = {**schema["definitions"][prop["$ref"].rsplit("/", 1)[1]], **prop}
+        if key not in out and "default" in prop:
+            out[key] = copy.deepcopy(prop["default"])
+        if isinstance(out.get(key), dict) and "properties" in prop:
+            for sub, subprop in prop["properties"].items():
+                if sub not in out[key] and "default" in subprop:
+                    out[key][sub] = copy.deepcopy(subprop["default"])
+    return out
+
+
+def _load_yaml(path: str) -> dict:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise BertLotteryError(f"--configfile {path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise BertLotteryError(f"--configfile {path}: not valid YAML ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise BertLotteryError(f"--configfile {path}: expected a mapping of config keys")
+    return loaded
+
+
+def _merge(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def resolved_config(configfiles: list[str], overrides: list[str] = ()) -> dict:
+    config: dict = {}
+    for path in configfiles:
+        _merge(config, _load_yaml(path))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BertLotteryError(f"--config {item}: expected KEY=VALUE (a YAML value), e.g. model=path/to/model")
+        config[key] = yaml.safe_load(value)
+    return fill_defaults(config)
+
+
+def rebuilt_config(results: Path, chosen: list) -> dict:
+    """A config rebuilt from the exported files (see the module docstring)."""
+    parsed = [p for _, _, p in chosen]
+    config: dict = {"tasks": sorted({p.task for p in parsed if p.what == "full_metrics"}),
+                    "seeds": sorted({p.seed for p in parsed if p.what == "full_metrics"})}
+    cards = [p.task for p in parsed if p.what == "data_card"]
+    if cards:
+        card = read_json(results / "data" / cards[0] / "data_card.json")
+        config["model"] = card.get("tokenizer")
+        sampling = card.get("subsampling") or {}
+        config["data"] = {k: sampling[k] for k in ("max_train_examples", "max_dev_examples", "subsample_seed")
+                          if k in sampling}
+        config["training"] = {"max_seq_length": card.get("max_seq_length")}
+    retrained = {p.family for p in parsed if p.what == "retrain_metrics"}
+    config["retrain"] = {"families": [f for f in ("m", "s", "super") if f in retrained],
+                         "kinds": [k for k in ("good", "random", "bad")
+                                   if any(p.what == "pruned_metrics" and p.kind == k for p in parsed)]}
+    config["s_pruning"] = {"modes": [mode for fam, mode in _S_MODES.items()
+                                     if any(p.what == "mask_file" and p.family == fam for p in parsed)] or ["joint"]}
+    config["patterns"] = {"enabled": any(p.what == "pattern_counts" for p in parsed)}
+    return fill_defaults(config)
+
+
+def bundle_info(directory: str) -> dict:
+    """bundle.json of a bundle, after checking the bundle against its manifest."""
+    verify(directory)
+    info = read_json(Path(directory) / BUNDLE_INFO)
+    for key in ("config", "tasks", "seeds"):
+        if key not in info:
+            raise BertLotteryError(f"{Path(directory) / BUNDLE_INFO}: no {key!r}; expected a bundle.json "
+                                   "written by `bertlottery bundle export`")
+    return info
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for key in keys:
+        if not prefix and key in _MACHINE_KEYS:
+            continue
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key} ({json.dumps(va)} vs {json.dumps(vb)})")
+    return out
+
+
+def study_config(bundles: list[str]) -> dict:
+    """One workflow config for the analyses of these bundles: the first bundle's config, its tasks the
+    union of the bundles' (in the configs' order), its seeds theirs (every bundle must cover the same
+    seeds). Settings that differ between bundles, or a task in two bundles with different settings, are
+    an error naming both bundles."""
+    if not bundles:
+        raise BertLotteryError("config key bundles: empty; expected one or more bundle folders")
+    infos = [(str(b), bundle_info(str(b))) for b in bundles]
+    first_dir, first = infos[0]
+    config = copy.deepcopy(first["config"])
+    order = list(config.get("tasks") or [])
+    owner: dict[str, str] = {}
+    overrides: dict = {}
+    for directory, info in infos:
+        differences = _differences(first["config"], info["config"])
+        if differences:
+            raise BertLotteryError(f"bundles {first_dir} and {directory} were run with different settings: "
+                                   f"{'; '.join(differences[:5])}; analyse them separately")
+        if list(info["seeds"]) != list(first["seeds"]):
+            raise BertLotteryError(f"bundles {first_dir} and {directory} cover different seeds ({first['seeds']} vs "
+                                   f"{info['seeds']}); every task of one study needs the same seeds")
+        for task in info["tasks"]:
+            mine = (info["config"].get("overrides") or {}).get(task)
+            if task in owner:
+                theirs = overrides.get(task)
+                if mine != theirs:
+                    raise BertLotteryError(f"bundles {owner[task]} and {directory} both hold task {task}, with "
+                                           f"different overrides ({json.dumps(theirs)} vs {json.dumps(mine)})")
+                continue  # the same task twice: `unpack` checks that their files agree
+            owner[task] = directory
+            if mine is not None:
+                overrides[task] = mine
+            if task not in order:
+                order.append(task)
+    config["tasks"] = [t for t in order if t in owner]
+    config["seeds"] = list(first["seeds"])
+    config["overrides"] = overrides
+    patterns = dict(config.get("patterns") or {})
+    # the pattern summary runs only when every bundle holds the counts
+    patterns["enabled"] = bool(patterns.get("enabled", True)) and all(i["pattern_counts"] for _, i in infos)
+    config["patterns"] = patterns
+    config["analysis"] = {**(config.get("analysis") or {}), "original_masks_dir": None}
+    config["bundles"] = [str(b) for b in bundles]
+    return config

@@ -1,0 +1,47 @@
+"""`bundle unpack`: the results files of one or more bundles restored under a results root, m-masks
+unpacked to the normal WeightMask files, so the analyses run as after the original run. The bundles'
+benchmarks stay in the bundles (they are the original run's compute record, not inputs)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bertlottery.bundle.manifest import BUNDLE_INFO, verify
+from bertlottery.bundle.packing import is_packed, unpack_weight_mask
+from bertlottery.errors import BertLotteryError
+from bertlottery.io import atomic_path
+
+SKIPPED = ("benchmarks/",)
+
+
+def restored_files(bundle: str | Path) -> list[str]:
+    """The paths (under a results root) that `unpack` writes from this bundle."""
+    manifest = verify(bundle)
+    return [e["path"] for e in manifest["files"] if e["path"] != BUNDLE_INFO and not e["path"].startswith(SKIPPED)]
+
+
+def unpack(bundles: list[str], results: str) -> int:
+    """Verify every bundle, then restore their files under `results`; returns the number of files written.
+    The same path in two bundles must hold the same bytes (an error naming both otherwise)."""
+    sources: dict[str, tuple[str, str]] = {}  # path -> (bundle, sha256)
+    plan = []
+    for bundle in bundles:
+        manifest = verify(bundle)
+        digests = {e["path"]: e["sha256"] for e in manifest["files"]}
+        for relative in restored_files(bundle):
+            if relative in sources:
+                other, digest = sources[relative]
+                if digest != digests[relative]:
+                    raise BertLotteryError(f"bundles {other} and {bundle} both hold {relative}, with different "
+                                           "contents; analyse them separately")
+                continue
+            sources[relative] = (bundle, digests[relative])
+            plan.append((Path(bundle) / relative, Path(results) / relative))
+    for source, target in plan:
+        if source.suffix == ".safetensors" and is_packed(source):
+            unpack_weight_mask(source, target)
+        else:
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+    return len(plan)

@@ -1,0 +1,134 @@
+"""`bundle export` on a small hand-made results tree: what goes in, what stays out, and `unpack`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertlottery.bundle.cli import main_bundle
+from bertlottery.bundle.config import study_config
+from bertlottery.bundle.export import export
+from bertlottery.bundle.manifest import verify
+from bertlottery.bundle.unpack import unpack
+from bertlottery.errors import BertLotteryError
+from bertlottery.layout import Layout, parse
+from bertlottery.masks.types import HeadMlpMask, WeightMask
+
+L = Layout("results")
+
+
+def _write(root: Path, relative: str, text: str = "{}\n") -> None:
+    path = root / relative.removeprefix("results/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _results(root: Path, tasks=("CoLA", "RTE"), seeds=(1, 2)) -> Path:
+    for task in tasks:
+        _write(root, L.data_card(task), json.dumps({"task": task, "tokenizer": "some/model", "max_seq_length": 64,
+                                                    "subsampling": {"max_train_examples": 10}}))
+        _write(root, L.data_splits(task) + "/train.safetensors", "not exported")
+        for seed in seeds:
+            _write(root, L.full_metrics(task, seed), json.dumps({"task": task, "seed": seed}))
+            _write(root, L.train_summary(task, seed))
+            _write(root, L.train_log(task, seed), "step,loss\n")
+            _write(root, L.finetuned_model(task, seed) + "/config.json", '{"num_hidden_layers": 2}')
+            _write(root, L.finetuned_model(task, seed) + "/model.safetensors", "weights: not exported")
+            _write(root, L.finetune_dir(task, seed) + "/checkpoint/optimizer.pt", "not exported")
+            HeadMlpMask.full(2, 4).save(root / L.mask_file("s", task, seed, "good").removeprefix("results/"))
+            _write(root, L.search_record("s", task, seed))
+            for kind in ("good", "random", "bad"):
+                WeightMask({"w": torch.rand(9, 5) < 0.5}).save(
+                    root / L.mask_file("m", task, seed, kind).removeprefix("results/"))
+                _write(root, L.pruned_metrics("m", kind, task, seed))
+                _write(root, L.retrain_metrics("m", kind, task, seed))
+                _write(root, L.retrain_dir("m", kind, task, seed) + "/train_log.csv", "step\n")
+            _write(root, L.benchmark("finetune", task, seed=seed), "s\n1.0\n")
+            _write(root, L.log("finetune", task, seed=seed), "log: not exported")
+    _write(root, L.benchmark("analysis", "aggregate"), "s\n0.1\n")
+    return root
+
+
+def _exported(bundle: Path) -> set[str]:
+    return {e["path"] for e in json.loads((bundle / "manifest.json").read_text())["files"]}
+
+
+def test_export_keeps_the_layout_and_only_small_artifacts(tmp_path):
+    results = _results(tmp_path / "results")
+    config = tmp_path / "study.yaml"
+    config.write_text("tasks: [CoLA, RTE]\nseeds: [2, 1]\ntraining: {learning_rate: 1.0e-4}\n")
+    info = export(str(results), str(tmp_path / "b"), tasks=["RTE"], m_kinds=["good"],
+                  configfiles=[str(config)], overrides=["model=elsewhere/model"])
+    files = _exported(tmp_path / "b")
+    assert info["tasks"] == ["RTE"] and info["seeds"] == [2, 1] and info["config_source"] == "configfile"
+    assert info["config"]["model"] == "elsewhere/model" and info["config"]["training"]["learning_rate"] == 1e-4
+    assert info["config"]["training"]["batch_size"] == 32  # schema defaults filled in
+    assert {"hardware", "libraries", "created"} <= set(info) and info["hardware"]["cores"] >= 1
+    assert not any("CoLA" in f for f in files)
+    assert not any(w in f for f in files for w in ("splits", "model.safetensors", "checkpoint", "logs/"))
+    assert "finetune/RTE/seed1/model/config.json" in files and "benchmarks/finetune/RTE/seed1.tsv" in files
+    assert "benchmarks/analysis/aggregate.tsv" not in files  # not a task's job
+    assert "masks/m/RTE/seed1/good.safetensors" in files and "masks/m/RTE/seed1/bad.safetensors" not in files
+    assert "retrain/m/bad/RTE/seed2/train_log.csv" in files and "bundle.json" in files
+    for relative in files - {"bundle.json", "finetune/RTE/seed1/model/config.json",
+                             "finetune/RTE/seed2/model/config.json"}:
+        assert parse("results/" + relative).task == "RTE" if relative.startswith(("masks", "eval")) else True
+    verify(tmp_path / "b")
+
+
+def test_unpack_restores_the_results_files_bit_for_bit(tmp_path):
+    results = _results(tmp_path / "results")
+    main_bundle(["export", "--results", str(results), "--out", str(tmp_path / "b")])
+    count = unpack([str(tmp_path / "b")], str(tmp_path / "restored"))
+    assert count == len(_exported(tmp_path / "b")) - 1 - 4  # no bundle.json, no benchmarks
+    for relative in ("masks/m/CoLA/seed2/random.safetensors", "masks/s/RTE/seed1/good.safetensors",
+                     "eval/m/bad/RTE/seed2/pruned.json"):
+        assert (tmp_path / "restored" / relative).read_bytes() == (results / relative).read_bytes()
+
+
+def test_two_exports_differ_only_in_bundle_json(tmp_path):
+    results = _results(tmp_path / "results")
+    for name in ("a", "b"):
+        export(str(results), str(tmp_path / name))
+    a = json.loads((tmp_path / "a" / "manifest.json").read_text())["files"]
+    b = json.loads((tmp_path / "b" / "manifest.json").read_text())["files"]
+    assert [e for e in a if e["path"] != "bundle.json"] == [e for e in b if e["path"] != "bundle.json"]
+
+
+def test_study_config_of_per_task_bundles(tmp_path):
+    results = _results(tmp_path / "results")
+    for task in ("RTE", "CoLA"):
+        export(str(results), str(tmp_path / task), tasks=[task])
+    config = study_config([str(tmp_path / "RTE"), str(tmp_path / "CoLA")])
+    # a rebuilt config lists only its bundle's task: the bundles' order then
+    assert config["tasks"] == ["RTE", "CoLA"] and config["seeds"] == [1, 2]
+    assert config["retrain"]["families"] == ["m"] and config["bundles"] == [str(tmp_path / "RTE"), str(tmp_path / "CoLA")]
+
+
+def test_bundles_with_different_settings_or_seeds_are_an_error_naming_both(tmp_path):
+    results = _results(tmp_path / "results")
+    export(str(results), str(tmp_path / "CoLA"), tasks=["CoLA"])
+    config = tmp_path / "other.yaml"
+    config.write_text("training: {learning_rate: 0.5}\n")
+    export(str(results), str(tmp_path / "RTE"), tasks=["RTE"], configfiles=[str(config)])
+    with pytest.raises(BertLotteryError, match=r"bundles .*CoLA and .*RTE were run with different settings: .*"
+                                               r"training.learning_rate"):
+        study_config([str(tmp_path / "CoLA"), str(tmp_path / "RTE")])
+    other = _results(tmp_path / "results2", tasks=("RTE",), seeds=(1, 3))
+    export(str(other), str(tmp_path / "RTE3"))
+    with pytest.raises(BertLotteryError, match="cover different seeds"):
+        study_config([str(tmp_path / "CoLA"), str(tmp_path / "RTE3")])
+
+
+def test_export_errors_name_what_is_wrong(tmp_path):
+    results = _results(tmp_path / "results")
+    with pytest.raises(BertLotteryError, match=r"no results of task\(s\) MRPC"):
+        export(str(results), str(tmp_path / "b"), tasks=["MRPC"])
+    export(str(results), str(tmp_path / "b"))
+    with pytest.raises(BertLotteryError, match="folder exists and is not empty"):
+        export(str(results), str(tmp_path / "b"))
+    with pytest.raises(BertLotteryError, match="results folder not found"):
+        export(str(tmp_path / "nowhere"), str(tmp_path / "c"))

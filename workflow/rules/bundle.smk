@@ -1,0 +1,19 @@
+# config `bundles` (README "Sharing a study: bundles"): the files the analyses read, restored from study bundles
+# (each checked against its manifest first; m-masks unpacked), instead of the data, fine-tuning, mask and
+# subnetwork rules. Nothing here needs a model. Include after common.smk.
+
+rule bundle_unpack:
+    input:
+        manifests=[os.path.join(bundle, "manifest.json") for bundle in BUNDLES],
+    output:
+        bundle_outputs(),
+    params:
+        bundles=" ".join(shlex.quote(bundle) for bundle in BUNDLES),
+        root=LAYOUT.root,
+    conda:
+        CONDA_ENV
+    log:
+        LAYOUT.log("bundle_unpack"),
+    shell:
+        "python -m bertlottery bundle unpack --results {params.root} {params.bundles}"
+        " > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
