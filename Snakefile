@@ -7,7 +7,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# With config `bundles` the bundles' recorded config replaces this one (common.smk): it is not read then,
+# so the analyses run in any working directory.
+if not config.get("bundles"):
+
+    configfile: "config/config.yaml"
+
 
 
 report: "workflow/report/workflow.rst"

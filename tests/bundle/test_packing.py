@@ -28,6 +28,8 @@ def test_pack_then_unpack_is_bit_exact(tmp_path):
     again = WeightMask.load(restored)
     assert again == original and again.meta == WeightMask.load(tmp_path / "good.safetensors").meta
     assert restored.read_bytes() == (tmp_path / "good.safetensors").read_bytes()
+    with pytest.raises(BertLotteryError, match="a bit-packed m-mask from a study bundle; restore it"):
+        WeightMask.load(packed)
 
 
 def test_packed_file_is_about_eight_times_smaller(tmp_path):

@@ -9,11 +9,13 @@ rule bundle_unpack:
         bundle_outputs(),
     params:
         bundles=" ".join(shlex.quote(bundle) for bundle in BUNDLES),
-        root=LAYOUT.root,
+        root=results_root,
     conda:
         CONDA_ENV
     log:
         LAYOUT.log("bundle_unpack"),
+    benchmark:
+        LAYOUT.benchmark("bundle_unpack")
     shell:
         "python -m bertlottery bundle unpack --results {params.root} {params.bundles}"
         " > {log} 2>&1 || python -m bertlottery job-failed {log} $?"

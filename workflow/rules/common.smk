@@ -390,6 +390,11 @@ def m_blocks_model_config(wc, input):
     return input.model if BUNDLES else os.path.join(input.model, "config.json")
 
 
+def results_root(wc):
+    """The results folder `bundle unpack` restores into."""
+    return LAYOUT.root
+
+
 def bundle_outputs():
     """The files the analyses read, all restored from the bundles."""
     files = metric_files() + m_good_masks() + s_traces()

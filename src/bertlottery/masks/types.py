@@ -321,6 +321,9 @@ class WeightMask:
     @classmethod
     def load(cls, path: str | os.PathLike) -> WeightMask:
         tensors, meta = _read_safetensors(path)
+        if meta.get("mask_type") == "PackedWeightMask":  # bertlottery.bundle.packing
+            raise BertLotteryError(f"{path}: a bit-packed m-mask from a study bundle; restore it with "
+                                   "`python -m bertlottery bundle unpack` first")
         if meta.get("mask_type") == "HeadMlpMask" or set(tensors) <= {"heads", "mlps", "head_importance",
                                                                        "mlp_importance"}:
             raise BertLotteryError(f"{path}: holds a head/MLP mask (heads, mlps); expected a weight mask")
