@@ -49,6 +49,9 @@ def _results(root: Path, tasks=("CoLA", "RTE"), seeds=(1, 2)) -> Path:
             _write(root, L.benchmark("finetune", task, seed=seed), "s\n1.0\n")
             _write(root, L.log("finetune", task, seed=seed), "log: not exported")
     _write(root, L.benchmark("analysis", "aggregate"), "s\n0.1\n")
+    for task in tasks:
+        _write(root, L.benchmark("prepare_data", task), "s\n1.0\n")
+        _write(root, L.benchmark("report", "figure1", task), "s\n1.0\n")
     return root
 
 
@@ -70,7 +73,9 @@ def test_export_keeps_the_layout_and_only_small_artifacts(tmp_path):
     assert not any("CoLA" in f for f in files)
     assert not any(w in f for f in files for w in ("splits", "model.safetensors", "checkpoint", "logs/"))
     assert "finetune/RTE/seed1/model/config.json" in files and "benchmarks/finetune/RTE/seed1.tsv" in files
-    assert "benchmarks/analysis/aggregate.tsv" not in files  # not a task's job
+    assert "benchmarks/prepare_data/RTE.tsv" in files
+    assert "benchmarks/analysis/aggregate.tsv" not in files  # analysis jobs: rerun from the bundles
+    assert "benchmarks/report/figure1/RTE.tsv" not in files
     assert "masks/m/RTE/seed1/good.safetensors" in files and "masks/m/RTE/seed1/bad.safetensors" not in files
     assert "retrain/m/bad/RTE/seed2/train_log.csv" in files and "bundle.json" in files
     for relative in files - {"bundle.json", "finetune/RTE/seed1/model/config.json",
@@ -83,7 +88,7 @@ def test_unpack_restores_the_results_files_bit_for_bit(tmp_path):
     results = _results(tmp_path / "results")
     main_bundle(["export", "--results", str(results), "--out", str(tmp_path / "b")])
     count = unpack([str(tmp_path / "b")], str(tmp_path / "restored"))
-    assert count == len(_exported(tmp_path / "b")) - 1 - 4  # no bundle.json, no benchmarks
+    assert count == len(_exported(tmp_path / "b")) - 1 - 6  # no bundle.json, no benchmarks
     for relative in ("masks/m/CoLA/seed2/random.safetensors", "masks/s/RTE/seed1/good.safetensors",
                      "eval/m/bad/RTE/seed2/pruned.json"):
         assert (tmp_path / "restored" / relative).read_bytes() == (results / relative).read_bytes()

@@ -48,9 +48,14 @@ def _classify(relative: str) -> tuple[str, ResultPath | None] | None:
     return None
 
 
+# Benchmarks of the analysis jobs are not a chunk's: the bundles workflow reruns those jobs.
+_ANALYSIS_STEPS = {"analysis", "report", "patterns_summarize", "bundle_unpack"}
+
+
 def _task_of(relative: str, parsed: ResultPath, known: set[str]) -> str | None:
-    if parsed.what == "benchmark":  # benchmarks/<step>/<keys...>: a task is one of the keys
-        return next((part for part in relative.split("/")[2:] if part in known), None)
+    if parsed.what == "benchmark":  # benchmarks/<step>/<keys...>[.tsv]: a task is one of the keys
+        step, *keys = Path(parsed.job).parts
+        return None if step in _ANALYSIS_STEPS else next((key for key in keys if key in known), None)
     return parsed.task
 
 
