@@ -137,3 +137,14 @@ def test_export_errors_name_what_is_wrong(tmp_path):
         export(str(results), str(tmp_path / "b"))
     with pytest.raises(BertLotteryError, match="results folder not found"):
         export(str(tmp_path / "nowhere"), str(tmp_path / "c"))
+
+
+def test_the_same_file_with_different_contents_in_two_bundles_is_an_error(tmp_path):
+    results = _results(tmp_path / "results", tasks=("RTE",))
+    export(str(results), str(tmp_path / "a"))
+    (results / "finetune" / "RTE" / "seed1" / "metrics.json").write_text('{"changed": true}')
+    export(str(results), str(tmp_path / "b"))
+    assert study_config([str(tmp_path / "a"), str(tmp_path / "b")])["tasks"] == ["RTE"]
+    with pytest.raises(BertLotteryError, match=r"bundles .*a and .*b both hold finetune/RTE/seed1/metrics.json, "
+                                               "with different contents"):
+        unpack([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "restored"))
