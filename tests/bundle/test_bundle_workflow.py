@@ -15,7 +15,7 @@ from conftest import FIXTURE_GLUE, REPO, TINY_CONFIG
 
 # What the bundles workflow may run: no data, fine-tuning, search, subnetwork or pattern-extraction job.
 ANALYSIS_RULES = {"bundle_unpack", "aggregate", "mask_stats", "m_blocks", "paired_tests", "claims", "tables",
-                  "figure1", "figure2", "figure3", "figure5", "appendix_b", "patterns_summarize", "all"}
+                  "figure1", "figure2", "figure3", "figure5", "appendix_b", "patterns_summarize", "subnetwork_speed", "all"}
 
 
 def _bertlottery(*args: str) -> subprocess.CompletedProcess:

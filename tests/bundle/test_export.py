@@ -35,6 +35,7 @@ def _results(root: Path, tasks=("CoLA", "RTE"), seeds=(1, 2)) -> Path:
             _write(root, L.full_metrics(task, seed), json.dumps({"task": task, "seed": seed}))
             _write(root, L.train_summary(task, seed))
             _write(root, L.train_log(task, seed), "step,loss\n")
+            _write(root, L.speed_record(task, seed))
             _write(root, L.finetuned_model(task, seed) + "/config.json", '{"num_hidden_layers": 2}')
             _write(root, L.finetuned_model(task, seed) + "/model.safetensors", "weights: not exported")
             _write(root, L.finetune_dir(task, seed) + "/checkpoint/optimizer.pt", "not exported")
@@ -73,7 +74,7 @@ def test_export_keeps_the_layout_and_only_small_artifacts(tmp_path):
     assert not any("CoLA" in f for f in files)
     assert not any(w in f for f in files for w in ("splits", "model.safetensors", "checkpoint", "logs/"))
     assert "finetune/RTE/seed1/model/config.json" in files and "benchmarks/finetune/RTE/seed1.tsv" in files
-    assert "benchmarks/prepare_data/RTE.tsv" in files
+    assert "benchmarks/prepare_data/RTE.tsv" in files and "speed/RTE/seed2/speed.json" in files
     assert "benchmarks/analysis/aggregate.tsv" not in files  # analysis jobs: rerun from the bundles
     assert "benchmarks/report/figure1/RTE.tsv" not in files
     assert "masks/m/RTE/seed1/good.safetensors" in files and "masks/m/RTE/seed1/bad.safetensors" not in files

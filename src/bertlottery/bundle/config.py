@@ -164,6 +164,9 @@ def study_config(bundles: list[str]) -> dict:
     # the pattern summary runs only when every bundle holds the counts
     patterns["enabled"] = bool(patterns.get("enabled", True)) and all(i["pattern_counts"] for _, i in infos)
     config["patterns"] = patterns
+    if "speed" in config:  # the same for the measured speed (bundles from before it: no records)
+        speed = config["speed"] = dict(config["speed"])
+        speed["enabled"] = bool(speed.get("enabled")) and all(i.get("speed_records") for _, i in infos)
     config["analysis"] = {**(config.get("analysis") or {}), "original_masks_dir": None}
     config["bundles"] = [str(b) for b in bundles]
     return config

@@ -28,7 +28,8 @@ _EXTRA = [
     re.compile(r"retrain/[^/]+/[^/]+/(?P<task>[^/]+)/seed(?P<seed>\d+)/(train_summary\.json|train_log\.csv)"),
 ]
 _COPIED = {"data_card", "full_metrics", "train_log", "train_summary", "pruned_metrics", "retrain_metrics",
-           "search_record", "search_trace", "search_trace_tensors", "super_summary", "pattern_counts"}
+           "search_record", "search_trace", "search_trace_tensors", "super_summary", "pattern_counts",
+           "speed_record"}
 
 
 def _classify(relative: str) -> tuple[str, ResultPath | None] | None:
@@ -129,6 +130,7 @@ def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: l
         "seeds": _ordered(seeds, config.get("seeds", [])),
         "m_kinds": [k for k in M_KINDS if k in m_kinds],
         "pattern_counts": any(p.what == "pattern_counts" for _, _, p in chosen),
+        "speed_records": any(p.what == "speed_record" for _, _, p in chosen),
         "config_source": source,
         "config": config,
         "files": len(chosen),
