@@ -21,6 +21,7 @@ from bertlottery.settings import (
     SPruningSettings,
     TrainingSettings,
     config_hash,
+    resolve_data,
     resolve_training,
     section_defaults,
     training_defaults,
@@ -150,3 +151,19 @@ def test_schema_and_paper_numbers_are_package_data():
     package = Path(bertlottery.__file__).parent
     assert SCHEMA_PATH == package / "resources" / "config.schema.yaml" and SCHEMA_PATH.is_file()
     assert PAPER_RESULTS_PATH == package / "resources" / "paper_results.yaml" and PAPER_RESULTS_PATH.is_file()
+
+
+def test_a_tasks_data_override_changes_only_its_data_settings(paper_config):
+    """overrides: {CoLA: {max_train_examples: null}}: CoLA's data settings change, its training settings and
+    every other task's stay as without the override (so only CoLA's prepare_data reruns)."""
+    config = {**paper_config, "data": {"max_train_examples": 2000}, "overrides": {"CoLA": {
+        "max_train_examples": None, "learning_rate": 1e-4}}}
+    plain = {**config, "overrides": {}}
+    assert resolve_data(config, "CoLA")["max_train_examples"] is None
+    assert resolve_data(config, "SST-2") == resolve_data(plain, "SST-2")
+    assert resolve_data(plain, "SST-2") == {"max_train_examples": 2000, "max_dev_examples": None, "subsample_seed": 0}
+    assert "max_train_examples" not in resolve_training(config, "CoLA")
+    assert resolve_training(config, "CoLA")["learning_rate"] == 1e-4
+    bad = {**config, "overrides": {"CoLA": {"max_train_examples": 0}}}
+    with pytest.raises(BertLotteryError, match=r"overrides\.CoLA\.max_train_examples"):
+        resolve_data(bad, "CoLA")

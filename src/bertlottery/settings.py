@@ -96,19 +96,35 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def resolve_training(config: dict, task: str) -> dict[str, Any]:
-    """`training` (with schema defaults) merged with `overrides[task]`, validated."""
-    merged = training_defaults()
-    merged.update(config.get("training") or {})
+def _task_overrides(config: dict, task: str, section: str) -> dict[str, Any]:
+    """The keys of `overrides[task]` that belong to `section`: `data` keys (max_train_examples, ...) go
+    to the data section, every other key to `training`."""
     overrides = (config.get("overrides") or {}).get(task) or {}
+    data_keys = set(section_defaults("data"))
+    return {k: v for k, v in overrides.items() if (k in data_keys) == (section == "data")}
+
+
+def _resolve(config: dict, task: str, section: str, defaults: dict[str, Any], schema: dict) -> dict[str, Any]:
+    merged = dict(defaults)
+    merged.update(config.get(section) or {})
+    overrides = _task_overrides(config, task, section)
     merged.update(overrides)
-    schema = load_schema()["definitions"]["training"]
-    validator = jsonschema.Draft202012Validator(schema)
-    for error in validator.iter_errors(merged):
+    for error in jsonschema.Draft202012Validator(schema).iter_errors(merged):
         key = ".".join(str(p) for p in error.path) or "?"
-        where = f"overrides.{task}.{key}" if key in overrides else f"training.{key}"
+        where = f"overrides.{task}.{key}" if key in overrides else f"{section}.{key}"
         raise BertLotteryError(f"config key {where}: {error.message}")
     return merged
+
+
+def resolve_training(config: dict, task: str) -> dict[str, Any]:
+    """`training` (with schema defaults) merged with the training keys of `overrides[task]`, validated."""
+    return _resolve(config, task, "training", training_defaults(), load_schema()["definitions"]["training"])
+
+
+def resolve_data(config: dict, task: str) -> dict[str, Any]:
+    """`data` (with schema defaults) merged with the data keys of `overrides[task]` (e.g. a task's own
+    max_train_examples), validated: prepare-data's settings for that task."""
+    return _resolve(config, task, "data", section_defaults("data"), load_schema()["properties"]["data"])
 
 
 # ----------------------------------------------------------------------------------------------------

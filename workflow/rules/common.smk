@@ -11,7 +11,7 @@ from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.bundle.config import study_config
 from bertlottery.errors import BertLotteryError
 from bertlottery.layout import MASK_KINDS, Layout
-from bertlottery.settings import SCHEMA_PATH, check_config, resolve_training
+from bertlottery.settings import SCHEMA_PATH, check_config, resolve_data, resolve_training
 from bertlottery.analysis.tables import FAMILY_TITLES
 
 
@@ -52,6 +52,7 @@ MODEL_THREADS = 1
 try:
     # Resolve every task now, so a bad override stops the run before any job, naming the key.
     TRAINING = {task: resolve_training(config, task) for task in TASKS}
+    DATA = {task: resolve_data(config, task) for task in TASKS}
 except BertLotteryError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -119,8 +120,9 @@ def padding_free_flag(wc):
     return "--padding-free" if TRAINING[wc.task]["padding_free"] else "--no-padding-free"
 
 
-def data_json():
-    return json.dumps(config["data"], sort_keys=True)
+def data_json(task):
+    """One task's data settings (data + its overrides): prepare_data's params, so only that task reruns."""
+    return json.dumps(DATA[task], sort_keys=True)
 
 
 def section_json(name):

@@ -5,7 +5,7 @@ rule prepare_data:
     params:
         model=config["model"],
         glue_dir=config["glue_dir"] or "",
-        data=data_json(),
+        data=lambda wc: data_json(wc.task),
         max_seq_length=lambda wc: TRAINING[wc.task]["max_seq_length"],
         out_dir=data_dir,
     conda:
