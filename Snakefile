@@ -47,7 +47,8 @@ rule all:
 
 # One target rule per task: its fine-tunes, searches, masks, pruned and retrained runs (no cross-task
 # analyses), so a long study can run in chunks, e.g. `snakemake --cores 2 task_CoLA`, then `snakemake`.
-for _task in TASKS:
+# (Not with config `bundles`: there is no study to run then.)
+for _task in [] if BUNDLES else TASKS:
 
     rule:
         name:
