@@ -1,0 +1,71 @@
+"""Rebuild a study's analyses from its bundles and copy what a reader needs next to them.
+
+    python scripts/publish_study.py docs/results/minilm            # bundles in docs/results/minilm/bundles/*
+
+Runs the workflow in bundle mode (config `bundles`, no model needed) in a scratch working directory, then
+copies into the study folder: claims.md, metrics.csv (one row per run) and summary.csv, the statistics
+(stability, overlaps, survivors, paired tests, m-blocks) as CSV, every table as Markdown and every figure
+as PNG. The README.md of the folder is written by hand and not touched. Exit status: Snakemake's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ANALYSIS_FILES = ["claims.md", "metrics.csv", "summary.csv", "stability.csv", "stability_pairs.csv", "overlaps.csv",
+                  "survivors.csv", "paired_tests.csv", "m_blocks.csv"]
+
+
+def rebuild(bundles: list[Path], workdir: Path, cores: int) -> int:
+    """The analysis and report stages from the bundles, in `workdir` (results/ there)."""
+    listed = ", ".join(str(b.resolve()) for b in bundles)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--cores", str(cores), "--config", f"bundles=[{listed}]"]
+    return subprocess.run(command, cwd=REPO).returncode
+
+
+def publish(results: Path, study: Path) -> list[Path]:
+    """Copy the reader's files of a results tree into the study folder; returns the files written."""
+    written = []
+    for name in ANALYSIS_FILES:
+        if (results / "analysis" / name).is_file():
+            written.append(_copy(results / "analysis" / name, study / name))
+    for source, pattern, target in (("tables", "*.md", "tables"), ("figures", "*.png", "figures")):
+        for path in sorted((results / source).glob(pattern)):
+            written.append(_copy(path, study / target / path.name))
+    return written
+
+
+def _copy(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", type=Path, help="the study folder, with bundles/<chunk>/ inside")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--keep", type=Path, help="rebuild here (kept) instead of a temporary directory")
+    args = parser.parse_args(argv)
+    bundles = sorted(p for p in (args.study / "bundles").iterdir() if (p / "manifest.json").is_file())
+    if not bundles:
+        parser.error(f"{args.study / 'bundles'}: no bundle (a folder with manifest.json) found")
+    with tempfile.TemporaryDirectory(prefix="publish-") as scratch:
+        workdir = args.keep or Path(scratch)
+        status = rebuild(bundles, workdir, args.cores)
+        if status == 0:
+            for path in publish(workdir / "results", args.study):
+                print(path)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

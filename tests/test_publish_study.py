@@ -1,0 +1,35 @@
+"""scripts/publish_study.py: the reader's files of a results tree land in the study folder, nothing else."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("publish_study", REPO / "scripts" / "publish_study.py")
+publish_study = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(publish_study)
+
+
+def test_publish_copies_claims_statistics_tables_and_pngs(tmp_path):
+    results = tmp_path / "results"
+    for rel in ("analysis/claims.md", "analysis/metrics.csv", "analysis/stability.csv", "analysis/metrics.parquet",
+                "tables/table2.md", "tables/table2.tex", "figures/fig2_s.png", "figures/fig2_s.pdf",
+                "finetune/SST-2/seed42/model/model.safetensors"):
+        (results / rel).parent.mkdir(parents=True, exist_ok=True)
+        (results / rel).write_text(rel)
+    study = tmp_path / "study"
+    (study / "README.md").parent.mkdir()
+    (study / "README.md").write_text("by hand")
+    written = publish_study.publish(results, study)
+    got = sorted(str(p.relative_to(study)) for p in written)
+    assert got == ["claims.md", "figures/fig2_s.png", "metrics.csv", "stability.csv", "tables/table2.md"]
+    assert (study / "tables" / "table2.md").read_text() == "tables/table2.md"
+    assert (study / "README.md").read_text() == "by hand"
+
+
+def test_a_study_without_bundles_is_refused(tmp_path):
+    (tmp_path / "bundles").mkdir()
+    with pytest.raises(SystemExit):
+        publish_study.main([str(tmp_path)])
