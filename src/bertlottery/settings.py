@@ -254,9 +254,20 @@ class SpeedSettings(Section):
     max_dev_examples: int | None
 
 
+@dataclass(frozen=True)
+class FPruningSettings(Section):
+    """The `f_pruning` section (find-f-mask)."""
+
+    SCHEMA = ("properties", "f_pruning")
+
+    n_examples: int
+    batch_size: int
+    replacement: bool
+
+
 SECTIONS: dict[str, type[Section]] = {"training": TrainingSettings, "data": DataSettings,
                                       "s_pruning": SPruningSettings, "m_pruning": MPruningSettings,
-                                      "speed": SpeedSettings}
+                                      "speed": SpeedSettings, "f_pruning": FPruningSettings}
 
 
 def config_hash(section: Any) -> str:
