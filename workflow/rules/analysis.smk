@@ -49,6 +49,30 @@ rule mask_stats:
         " --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
+# Family f (beyond the paper): the same stability statistics of the f-good masks, as f_<name> tables.
+rule f_mask_stats:
+    input:
+        masks=f_good_masks(),
+    output:
+        stability=LAYOUT.analysis_file("f_stability", "parquet"),
+        pairs=LAYOUT.analysis_file("f_stability_pairs", "parquet"),
+        survivors=LAYOUT.analysis_file("f_survivors", "parquet"),
+        overlaps=LAYOUT.analysis_file("f_overlaps", "parquet"),
+        csvs=[LAYOUT.analysis_file(f"f_{name}", "csv") for name in ("stability", "stability_pairs", "survivors", "overlaps")],
+    params:
+        alpha=config["analysis"]["alpha"],
+        out_dir=output_dir,
+    conda:
+        CONDA_ENV
+    log:
+        LAYOUT.log("analysis", "f_mask_stats"),
+    benchmark:
+        LAYOUT.benchmark("analysis", "f_mask_stats")
+    shell:
+        "python -m bertlottery stats masks --s-masks {input.masks} --prefix f_"
+        " --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
+
+
 rule m_blocks:
     input:
         masks=m_good_masks(),

@@ -63,6 +63,8 @@ S_FAMILIES = [fam for fam, mode in S_MODES.items() if mode in config["s_pruning"
 
 # -- subnetworks.smk: retraining variants (docs/protocol.md §Evaluation and retraining)
 RETRAIN_FAMILIES = config["retrain"]["families"]
+# Family f (beyond the paper, docs/protocol.md §f-pruning): Fisher-based masks sized like the s-good ones.
+F_FAMILY = "f" in RETRAIN_FAMILIES
 RETRAIN_VARIANTS = {  # variant -> (mask kind, extra flags of `finetune`)
     "good": ("good", ""),
     "random": ("random", ""),
@@ -96,7 +98,7 @@ M_BLOCKS = [LAYOUT.analysis_file("m_blocks", "parquet")] if "m" in RETRAIN_FAMIL
 PAPER_YAML = str(PAPER_RESULTS_PATH)  # the paper_results.yaml the installed package carries
 ORIGINAL_MASKS = config["analysis"]["original_masks_dir"]
 SEPARATE_FAMILIES = [f for f in S_FAMILIES if f != "s"] if config["retrain"]["separate_searches"] else []
-TABLE_FAMILIES = [f for f in ["s", "m", "super"] if f in RETRAIN_FAMILIES] + SEPARATE_FAMILIES
+TABLE_FAMILIES = [f for f in ["s", "m", "super", "f"] if f in RETRAIN_FAMILIES] + SEPARATE_FAMILIES
 # Figure 3 shows CoLA seed 71 in the paper; other runs use their first task / seed.
 FIG3_TASK = "CoLA" if "CoLA" in TASKS else TASKS[0]
 FIG3_SEED = "71" if "71" in SEEDS else SEEDS[0]
@@ -105,7 +107,7 @@ FIG3_SEED = "71" if "71" in SEEDS else SEEDS[0]
 wildcard_constraints:
     task="|".join(t.replace("-", r"\-") for t in TASKS),
     seed=r"\d+",
-    family="m|s|super|s-heads|s-mlps",
+    family="m|s|super|s-heads|s-mlps|f",
     kind="|".join(MASK_KINDS),
 
 
@@ -149,6 +151,10 @@ def finetune_dir(wc):
 
 def s_mask_dir(wc):
     return LAYOUT.mask_dir(wc.sfamily, wc.task, wc.seed)
+
+
+def f_mask_dir(wc):
+    return LAYOUT.mask_dir("f", wc.task, wc.seed)
 
 
 def m_mask_dir(wc):
@@ -215,6 +221,17 @@ def m_good_masks():
     return [LAYOUT.mask_file("m", task, seed, "good") for task in TASKS for seed in SEEDS]
 
 
+def f_good_masks():
+    if not F_FAMILY:
+        return []
+    return [LAYOUT.mask_file("f", task, seed, "good") for task in TASKS for seed in SEEDS]
+
+
+def f_stats_tables():
+    """The stability statistics of the f-good masks across seeds (family f only)."""
+    return {"f_stability": LAYOUT.analysis_file("f_stability", "parquet")} if F_FAMILY else {}
+
+
 def s_traces():
     """Joint s-search traces (Figure 3 and the low-importance claim), when the search saves them."""
     if "s" not in S_FAMILIES or not config["s_pruning"]["save_iterations"]:
@@ -236,6 +253,8 @@ def table_names():
     """Every table the `tables` rule writes for this configuration, with its caption file."""
     names = {"table2": "table2", "sizes": "sizes", "paired_tests": "paired_tests"}
     names |= {FAMILY_TITLES[f][0]: "appendix_c" for f in TABLE_FAMILIES}
+    if F_FAMILY:
+        names["stability_f"] = "stability"
     if has_mask_stats():
         names |= {"s_counts": "s_counts", "stability": "stability"}
         names |= {f"overlaps_{s}{u}": "overlaps" for s in ("", "super_") for u in ("heads", "mlps")}
@@ -261,6 +280,10 @@ def mask_source_args(wc, input):
     """The mask source of the head/MLP analyses (input.masks): the original study's masks directory, or
     our joint good masks."""
     return f"--original-masks {ORIGINAL_MASKS}" if ORIGINAL_MASKS else "--s-masks " + " ".join(input.masks)
+
+
+def f_stats_args(wc, input):
+    return f"--f-stability {input.f_stability}" if F_FAMILY else ""
 
 
 # -- targets
@@ -327,7 +350,8 @@ def retrain_metric_files():
 
 
 def subnetwork_targets():
-    searches = [LAYOUT.search_record(fam, task, seed) for fam in S_FAMILIES for task in TASKS for seed in SEEDS]
+    searches = [LAYOUT.search_record(fam, task, seed) for fam in S_FAMILIES + ["f"] * F_FAMILY
+                for task in TASKS for seed in SEEDS]
     return pruned_metric_files() + retrain_metric_files() + searches
 
 

@@ -60,3 +60,33 @@ rule find_m_mask:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-m-mask --task {wildcards.task} --seed {wildcards.seed}"
         " --model-dir {input.model} --data-dir {params.data_dir} --settings {params.settings:q}"
         " --out-dir {params.out_dir} {params.padding_free} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
+
+
+# Family f (beyond the paper; docs/protocol.md §f-pruning): one Fisher pass over training examples, as many
+# heads and MLPs kept as the s-good mask of the same task and seed.
+rule find_f_mask:
+    input:
+        model=LAYOUT.finetuned_model("{task}", "{seed}"),
+        card=LAYOUT.data_card("{task}"),
+        reference=LAYOUT.mask_file("s", "{task}", "{seed}", "good"),
+    output:
+        good=LAYOUT.mask_file("f", "{task}", "{seed}", "good"),
+        search=LAYOUT.search_record("f", "{task}", "{seed}"),
+    params:
+        settings=section_json("f_pruning"),
+        data_dir=data_dir,
+        out_dir=f_mask_dir,
+        padding_free=padding_free_flag,
+    threads: MODEL_THREADS
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    log:
+        LAYOUT.log("find_f_mask", "{task}", seed="{seed}"),
+    benchmark:
+        LAYOUT.benchmark("find_f_mask", "{task}", seed="{seed}")
+    shell:
+        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-f-mask --task {wildcards.task} --seed {wildcards.seed}"
+        " --model-dir {input.model} --data-dir {params.data_dir} --reference {input.reference} --settings {params.settings:q}"
+        " --out-dir {params.out_dir} {params.padding_free} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"

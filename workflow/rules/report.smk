@@ -5,6 +5,7 @@
 rule claims:
     input:
         **mask_tables(),
+        **f_stats_tables(),
         summary=LAYOUT.analysis_file("summary", "parquet"),
         tests=LAYOUT.analysis_file("paired_tests", "parquet"),
         m_blocks=M_BLOCKS,
@@ -16,6 +17,7 @@ rule claims:
         json=LAYOUT.analysis_file("claims", "json"),
     params:
         masks=mask_table_args(),
+        f_stats=f_stats_args,
         blocks=lambda wc, input: optional_flag("--m-blocks", input.m_blocks),
         alpha=config["analysis"]["alpha"],
         out_dir=output_dir,
@@ -26,13 +28,14 @@ rule claims:
     benchmark:
         LAYOUT.benchmark("report", "claims")
     shell:
-        "python -m bertlottery claims --summary {input.summary} --tests {input.tests} {params.masks} {params.blocks}"
+        "python -m bertlottery claims --summary {input.summary} --tests {input.tests} {params.masks} {params.f_stats} {params.blocks}"
         " --traces {input.traces} --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule tables:
     input:
         **mask_tables(),
+        **f_stats_tables(),
         summary=LAYOUT.analysis_file("summary", "parquet"),
         tests=LAYOUT.analysis_file("paired_tests", "parquet"),
         paper=PAPER_YAML,
@@ -42,6 +45,7 @@ rule tables:
         other=[LAYOUT.table_file(name, ext) for name in table_names() for ext in ("csv", "md", "tex")],
     params:
         masks=mask_table_args(),
+        f_stats=f_stats_args,
         truncate=str(config["analysis"]["truncate_table2"]).lower(),
         families=" ".join(TABLE_FAMILIES),
         out_dir=output_dir,
@@ -52,7 +56,7 @@ rule tables:
     benchmark:
         LAYOUT.benchmark("report", "tables")
     shell:
-        "python -m bertlottery tables --summary {input.summary} --tests {input.tests} {params.masks} --paper {input.paper}"
+        "python -m bertlottery tables --summary {input.summary} --tests {input.tests} {params.masks} {params.f_stats} --paper {input.paper}"
         " --truncate-table2 {params.truncate} --families {params.families} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 

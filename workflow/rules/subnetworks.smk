@@ -9,7 +9,7 @@ rule derive_s_masks:
         bad=LAYOUT.mask_file("{sfamily}", "{task}", "{seed}", "bad"),
         random_like_bad=LAYOUT.mask_file("{sfamily}", "{task}", "{seed}", "random_like_bad"),
     wildcard_constraints:
-        sfamily="s|s-heads|s-mlps",
+        sfamily="s|s-heads|s-mlps|f",  # f: the s rules applied to the Fisher good mask
     params:
         mode=config["subnetworks"]["random_mode"],
         out_dir=s_mask_dir,
@@ -110,7 +110,7 @@ rule retrain:
     output:
         LAYOUT.retrain_metrics("{family}", "{variant}", "{task}", "{seed}"),
     wildcard_constraints:
-        family="m|s|super|s-heads|s-mlps",
+        family="m|s|super|s-heads|s-mlps|f",
         variant="|".join(RETRAIN_VARIANTS),
     params:
         model=config["model"],

@@ -28,7 +28,7 @@ REQUIRED = ["task", "seed", "family", "evaluated", "metrics", "reported_metric",
 MASK_SIZE_KEYS = ["heads_kept", "heads_total", "mlps_kept", "mlps_total", "params_kept", "params_total",
                   "prunable_kept", "prunable_total", "paper_fraction"]
 NO_KIND = "none"  # the full model has no mask kind; a string keeps group-bys and CSV round trips simple
-FAMILY_ORDER = ["full", "m", "s", "super"]
+FAMILY_ORDER = ["full", "m", "s", "super", "f"]
 KIND_ORDER = [NO_KIND, "good", "random", "bad"]
 EVALUATED_ORDER = ["full", "pruned", "retrained"]
 

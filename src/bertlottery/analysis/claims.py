@@ -27,6 +27,7 @@ class Numbers:
     label: str
     summary: pd.DataFrame  # task, family, kind, evaluated, reported_mean, reported_std, sizes
     stability: pd.DataFrame | None = None
+    stability_f: pd.DataFrame | None = None  # the same statistics of the f-good masks (family f, beyond the paper)
     overlaps: pd.DataFrame | None = None
     survivors: pd.DataFrame | None = None
     m_blocks: pd.DataFrame | None = None
@@ -107,19 +108,19 @@ def claim_m_good_reaches_full(n: Numbers) -> Verdict:
     return _count_verdict(_per_task(n, check), 0.5 + 1e-9, f"have m good retrained >= full - {FULL_TOLERANCE}")
 
 
-def claim_s_random_on_par(n: Numbers, tol: float) -> Verdict:
+def claim_s_random_on_par(n: Numbers, tol: float, family: str = "s") -> Verdict:
     def check(task):
-        d = _diff(n, task, ("s", "good", "retrained"), ("s", "random", "retrained"))
+        d = _diff(n, task, (family, "good", "retrained"), (family, "random", "retrained"))
         return None if d is None else d <= tol
-    return _count_verdict(_per_task(n, check), 0.5 + 1e-9, f"have s random retrained within {tol:.2f} of good")
+    return _count_verdict(_per_task(n, check), 0.5 + 1e-9, f"have {family} random retrained within {tol:.2f} of good")
 
 
-def claim_s_bad_trainable(n: Numbers) -> Verdict:
+def claim_s_bad_trainable(n: Numbers, family: str = "s") -> Verdict:
     def check(task):
-        bad, maj = _mean(n, task, "s", "bad", "retrained"), n.majority.get(task)
+        bad, maj = _mean(n, task, family, "bad", "retrained"), n.majority.get(task)
         return None if bad is None or maj is None else bad - maj >= COMPETITIVE
     return _count_verdict(_per_task(n, check), 0.5 + 1e-9,
-                          f"have s bad retrained >= majority baseline + {COMPETITIVE:.2f}")
+                          f"have {family} bad retrained >= majority baseline + {COMPETITIVE:.2f}")
 
 
 def claim_m_more_compression(n: Numbers) -> Verdict:

@@ -23,6 +23,7 @@ from bertlottery.analysis.claims import (
     _tasks,
     claim_list,
 )
+from bertlottery.analysis.claims_f import f_claims, has_f
 from bertlottery.analysis.importance import importance_summary
 from bertlottery.analysis.masksets import UNITS
 from bertlottery.errors import BertLotteryError
@@ -31,7 +32,8 @@ from bertlottery.errors import BertLotteryError
 def evaluate_claims(ours: Numbers, paper: Numbers | None, alpha: float, par_tolerance: float) -> list[dict]:
     """Each claim's verdict on our numbers and, for reference, on the paper's own published numbers."""
     out = []
-    for cid, section, text, criterion, fn in claim_list(alpha, par_tolerance):
+    extra = f_claims(alpha, par_tolerance) if has_f(ours) else []  # beyond the paper: the optional family f
+    for cid, section, text, criterion, fn in claim_list(alpha, par_tolerance) + extra:
         mine = _safe(fn, ours)
         theirs = _safe(fn, paper) if paper is not None else None
         out.append({"id": cid, "section": section, "claim": text, "criterion": criterion,
@@ -177,7 +179,8 @@ def cmd_claims(args) -> None:
     importance = importance_summary(args.traces) if args.traces else None
     ours = our_numbers(read_table(args.summary), paper, stability=_optional(args.stability),
                        overlaps=_optional(args.overlaps), survivors=_optional(args.survivors),
-                       m_blocks=_optional(args.m_blocks), importance=importance, tests=_optional(args.tests))
+                       m_blocks=_optional(args.m_blocks), importance=importance, tests=_optional(args.tests),
+                       stability_f=_optional(args.f_stability))
     if ours.overlaps is not None and "search" in ours.overlaps:
         ours.overlaps = ours.overlaps[ours.overlaps["search"] == "joint"]
     claims = evaluate_claims(ours, paper_numbers(paper), args.alpha, args.par_tolerance)
@@ -210,7 +213,7 @@ def _claim_notes(ours: Numbers, args) -> list[str]:
 def main_claims(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="bertlottery claims", description="the paper's claims checked on our numbers")
     p.add_argument("--summary", required=True, help="summary.parquet or .csv from `aggregate`")
-    for name in ("stability", "overlaps", "survivors", "m-blocks", "tests"):
+    for name in ("stability", "overlaps", "survivors", "m-blocks", "tests", "f-stability"):
         p.add_argument(f"--{name}", help=f"{name.replace('-', '_')} table (optional)")
     p.add_argument("--traces", nargs="*", default=[], help="s-search trace.json files (Figure 3 claim)")
     p.add_argument("--paper", help="paper results YAML (default: the packaged resources/paper_results.yaml)")

@@ -53,7 +53,8 @@ from bertlottery.search.spruning import phases_for
 KIND_COLOURS = {"good": OKABE_ITO["blue"], "random": OKABE_ITO["orange"], "bad": OKABE_ITO["vermilion"]}
 METRIC_LABELS = {"accuracy": "Accuracy", "mcc": "Matthews corr.", "pearson": "Pearson corr."}
 FAMILY_NAMES = {"s": "s-pruning", "m": "m-pruning", "super": "super-survivors (s)",
-                "s-heads": "heads-only s-pruning", "s-mlps": "MLPs-only s-pruning"}
+                "s-heads": "heads-only s-pruning", "s-mlps": "MLPs-only s-pruning",
+                "f": "f-pruning (Fisher, Kwon et al. 2022; beyond the paper)"}
 
 
 def figure1(task: str, s_masks: dict | None, m_blocks: pd.DataFrame | None, stem, s_label: str = "") -> list[Path]:
@@ -366,7 +367,7 @@ def main_figures(argv: list[str]) -> None:
 
     p = add("fig2", _cmd_fig2, "Figure 2 / Appendix E: bar grid of one family")
     p.add_argument("--summary", required=True)
-    p.add_argument("--family", required=True, help="s (Figure 2a), m (2b), super (Appendix E), s-heads, s-mlps")
+    p.add_argument("--family", required=True, help="s (Figure 2a), m (2b), super (Appendix E), s-heads, s-mlps, f (Fisher)")
     p.add_argument("--paper", help="paper results YAML (default: the packaged resources/paper_results.yaml)")
 
     p = add("fig3", _cmd_fig3, "Figure 3: head importance histogram of one s-search iteration")

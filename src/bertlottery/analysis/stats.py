@@ -46,7 +46,7 @@ def _cmd_masks(args) -> None:
     source = args.original_masks or "ours"
     outputs = {"stability": stab, "stability_pairs": pairs, "survivors": survivors, "overlaps": over}
     for name, table in outputs.items():
-        write_frame(table.assign(mask_source=source), out / name)
+        write_frame(table.assign(mask_source=source), out / f"{args.prefix}{name}")
     print(f"mask statistics of {len(masks)} task(s) from {source} -> {out}")
 
 
@@ -73,6 +73,7 @@ def main_stats(argv: list[str]) -> None:
     p.add_argument("--mlps-only-masks", nargs="*", default=[], help="good masks of the MLPs-only search")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--out-dir", default=RESULTS.analysis_dir())
+    p.add_argument("--prefix", default="", help="before each output's name (f_: the f-good masks' statistics)")
     p.set_defaults(func=_cmd_masks)
 
     p = sub.add_parser("m-blocks", help="surviving fraction per head and MLP of m-pruning weight masks")

@@ -40,6 +40,7 @@ FAMILY_TITLES = {
     "super": ("appendix_e_super", "Appendix E: super-survivor s-subnetworks"),
     "s-heads": ("appendix_b_heads_only", "Appendix B: heads-only s-pruning"),
     "s-mlps": ("appendix_b_mlps_only", "Appendix B: MLPs-only s-pruning"),
+    "f": ("beyond_f_fisher", "Beyond the paper: Fisher-based f-pruning (Kwon et al. 2022), s-good's sizes"),
 }
 KIND_LABELS = {"good": "good", "random": "random", "bad": "bad", "bad_6ep": "bad, 6 epochs (App. D)",
                "randinit_random": "random init + random s (Table 2)", "random_like_bad": "random (bad-sized)"}
@@ -111,6 +112,14 @@ def table2(summary: pd.DataFrame, paper: dict, tasks: list[str], truncate: bool)
         "Avg: over the tasks shown (paper: the same tasks; its 9-task averages are "
         + ", ".join(f"{t2[k]['label']} {t2[k]['average']:.2f}" for k in t2) + ").",
     ] + _not_run_note(paper, tasks)
+    f_bad = ours_of(summary, tasks, "f", "bad", "retrained")
+    if f_bad:  # beyond the paper: the Fisher finder's bad subnetworks (optional family f), ours only
+        d, lg = compare_block("f-pruning 'bad' (Fisher, beyond the paper)", tasks, f_bad, {}, with_std=False,
+                              truncate=truncate, digits=2 if truncate else 3)
+        display += d
+        long += lg
+        notes.append("The f-pruning row is not in the paper: the bad masks of the Fisher-based finder "
+                     "(Kwon et al. 2022), sized like s-good, retrained; its paper and diff rows stay empty.")
     if not ours_of(summary, tasks, "s", "randinit_random", "retrained"):
         notes.append("Random init + random s-pruning was not run (retrain.random_init_random_s: false).")
     return long, _finish(display, tasks), paper["table2"]["caption"], notes
@@ -149,6 +158,10 @@ def family_table(summary: pd.DataFrame, paper: dict, tasks: list[str], family: s
     if family == "super":
         notes.append("Super-survivor good and bad masks are the same for all seeds; "
                      "each seed retrains with its own seed.")
+    if family == "f":
+        notes.append("Not in the paper: heads and MLPs of highest Fisher information of their masks (Kwon et al. "
+                     "2022) on training examples, as many as the s-good mask of the same task and seed; random "
+                     "and bad masks derived from it by the s rules. The paper rows are empty.")
     notes += _not_run_note(paper, tasks)
     return long, _finish(display, tasks), caption, notes
 
@@ -224,11 +237,12 @@ def counts_table(survivors: pd.DataFrame, paper: dict, tasks: list[str]) -> tupl
     return pd.DataFrame(long), pd.DataFrame(rows), caption, notes
 
 
-def stability_table(stability: pd.DataFrame, paper: dict, tasks: list[str]) -> tuple:
-    """Paper §5.1: Fleiss' kappa and Cochran's Q of head and MLP survival across seeds."""
+def stability_table(stability: pd.DataFrame, paper: dict, tasks: list[str], family: str = "s") -> tuple:
+    """Paper §5.1: Fleiss' kappa and Cochran's Q of head and MLP survival across seeds (family f: the same
+    statistics of the f-good masks, beyond the paper, without paper columns to compare with)."""
     rows, long = [], []
     for task in tasks:
-        pt = paper["stability"].get(task, {})
+        pt = paper["stability"].get(task, {}) if family == "s" else {}
         rec = {"task": task}
         for unit in ("heads", "mlps"):
             hit = stability[(stability["task"] == task) & (stability["unit"] == unit)]
@@ -256,6 +270,10 @@ def stability_table(stability: pd.DataFrame, paper: dict, tasks: list[str]) -> t
              "Undefined statistics (fewer than 2 seeds, identical or constant masks) are shown as '–'; the "
              "reasons are in results/analysis/stability.csv."]
     notes += _not_run_note(paper, tasks)
+    if family == "f":
+        notes.insert(0, "Family f (Fisher-based, beyond the paper): the paper has no such masks, so its columns "
+                        "are empty.")
+        return pd.DataFrame(long), pd.DataFrame(rows), "Beyond the paper: stability of f-pruning masks across seeds", notes
     return pd.DataFrame(long), pd.DataFrame(rows), "Paper §5.1: stability of s-pruning masks across seeds", notes
 
 
@@ -336,6 +354,7 @@ def main_tables(argv: list[str]) -> None:
     parser.add_argument("--survivors", help="survivors table from `stats masks`")
     parser.add_argument("--stability", help="stability table from `stats masks`")
     parser.add_argument("--overlaps", help="overlaps table from `stats masks`")
+    parser.add_argument("--f-stability", help="stability table of the f-good masks (`stats masks --prefix f_`)")
     parser.add_argument("--tests", help="paired_tests table from `stats tests`")
     parser.add_argument("--paper", help="paper results YAML (default: the packaged resources/paper_results.yaml)")
     parser.add_argument("--truncate-table2", choices=["true", "false"], default="true")
@@ -363,6 +382,9 @@ def main_tables(argv: list[str]) -> None:
     if args.stability:
         stability = read_table(args.stability)
         built["stability"] = stability_table(stability, paper, _mask_tasks(stability, args.stability, tasks))
+    if args.f_stability:
+        f_stab = read_table(args.f_stability)
+        built["stability_f"] = stability_table(f_stab, paper, _mask_tasks(f_stab, args.f_stability, tasks), "f")
     if args.overlaps:
         over = read_table(args.overlaps)
         mtasks = _mask_tasks(over, args.overlaps, tasks)

@@ -1,0 +1,52 @@
+"""Beyond the paper: the lottery claims asked of a third ticket finder, the Fisher-based f-pruning (Kwon et
+al. 2022; docs/protocol.md §f-pruning). Do its good subnetworks beat same-sized random and bad ones when
+pruned, and are all of them winning tickets once retrained, as the paper found for s-pruning? Checked
+only when the summary has family f; on the paper's numbers they cannot be checked (it has no f)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bertlottery.analysis.claims import (
+    COMPETITIVE,
+    Numbers,
+    Verdict,
+    _cannot,
+    claim_cochran_differs,
+    claim_good_beats,
+    claim_s_bad_trainable,
+    claim_s_random_on_par,
+)
+
+SECTION = "beyond: f-pruning"
+
+
+def has_f(n: Numbers) -> bool:
+    return "family" in n.summary and (n.summary["family"] == "f").any()
+
+
+def claim_f_unstable(n: Numbers, alpha: float) -> Verdict:
+    if n.stability_f is None:
+        return _cannot("no stability statistics of the f-good masks")
+    verdict = claim_cochran_differs(replace(n, stability=n.stability_f), alpha)
+    heads = n.stability_f[n.stability_f["unit"] == "heads"]
+    verdict.evidence["kappa"] = dict(zip(heads["task"], heads["kappa"]))
+    return verdict
+
+
+def f_claims(alpha: float, par_tolerance: float) -> list[tuple]:
+    """(id, section, claim, how we check it, function of Numbers -> Verdict), as claims.claim_list."""
+    return [
+        ("f-good-best-pruned", SECTION, "Fisher-found (f) 'good' subnetworks beat similarly-sized random and 'bad' "
+         "ones (pruned)", f"most tasks: f good pruned > f random and f bad pruned by > {par_tolerance}",
+         lambda n: claim_good_beats(n, "f", "pruned", par_tolerance)),
+        ("f-random-on-par", SECTION, "random f-sized subnetworks (retrained) perform on par with f 'good' ones",
+         f"most tasks: f good retrained - f random retrained <= {par_tolerance}",
+         lambda n: claim_s_random_on_par(n, par_tolerance, family="f")),
+        ("f-bad-trainable", SECTION, "even the worst ('bad') f-subnetworks remain highly trainable",
+         f"most tasks: f bad retrained >= majority baseline + {COMPETITIVE}",
+         lambda n: claim_s_bad_trainable(n, family="f")),
+        ("f-cochran-unstable", SECTION, "f 'good' head masks also differ across seeds (Cochran's Q), as s-masks do",
+         f"every task: Cochran's Q over all seeds of the f-good head masks rejects (p < {alpha}); Fleiss' kappa "
+         "in the evidence", lambda n: claim_f_unstable(n, alpha)),
+    ]
