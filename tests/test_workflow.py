@@ -133,7 +133,8 @@ def test_snakemake_lint_reports_nothing(tmp_path, extras):
     configs = [str(REPO / "config" / "config.yaml")]
     if extras:
         (tmp_path / "extras.yaml").write_text(yaml.safe_dump({
-            "retrain": {"bad_6_epochs": True, "random_init_random_s": True, "separate_searches": True},
+            "retrain": {"bad_6_epochs": True, "random_init_random_s": True, "separate_searches": True,
+                        "families": ["m", "s", "super", "f"]},
             "s_pruning": {"modes": ["joint", "heads", "mlps"]},
             "speed": {"enabled": True},
         }))
