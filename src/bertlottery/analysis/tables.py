@@ -271,8 +271,9 @@ def stability_table(stability: pd.DataFrame, paper: dict, tasks: list[str], fami
              "reasons are in results/analysis/stability.csv."]
     notes += _not_run_note(paper, tasks)
     if family == "f":
-        notes.insert(0, "Family f (Fisher-based, beyond the paper): the paper has no such masks, so its columns "
-                        "are empty.")
+        notes = ["Family f (Fisher-based, beyond the paper): the paper has no such masks, so its columns are "
+                 "empty; reasons for undefined statistics are in results/analysis/f_stability.csv."] + [
+            n for n in notes if "HANS" not in n and "reasons are in" not in n]
         return pd.DataFrame(long), pd.DataFrame(rows), "Beyond the paper: stability of f-pruning masks across seeds", notes
     return pd.DataFrame(long), pd.DataFrame(rows), "Paper §5.1: stability of s-pruning masks across seeds", notes
 
