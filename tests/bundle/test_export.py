@@ -149,3 +149,17 @@ def test_the_same_file_with_different_contents_in_two_bundles_is_an_error(tmp_pa
     with pytest.raises(BertLotteryError, match=r"bundles .*a and .*b both hold finetune/RTE/seed1/metrics.json, "
                                                "with different contents"):
         unpack([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "restored"))
+
+
+def test_family_f_travels_in_bundles(tmp_path):
+    """The optional Fisher family: its good masks and retrained runs are exported, restored, and put f back
+    into the rebuilt config's retrain.families."""
+    results = _results(tmp_path / "results", tasks=("RTE",))
+    for seed in (1, 2):
+        HeadMlpMask.full(2, 4).save(results / L.mask_file("f", "RTE", seed, "good").removeprefix("results/"))
+        _write(results, L.retrain_metrics("f", "good", "RTE", seed))
+    export(str(results), str(tmp_path / "b"))
+    assert study_config([str(tmp_path / "b")])["retrain"]["families"] == ["m", "f"]
+    unpack([str(tmp_path / "b")], str(tmp_path / "restored"))
+    relative = "masks/f/RTE/seed1/good.safetensors"
+    assert (tmp_path / "restored" / relative).read_bytes() == (results / relative).read_bytes()

@@ -423,7 +423,7 @@ def results_root(wc):
 
 def bundle_outputs():
     """The files the analyses read, all restored from the bundles."""
-    files = metric_files() + m_good_masks() + s_traces() + speed_files()
+    files = metric_files() + m_good_masks() + f_good_masks() + s_traces() + speed_files()
     files += [mask for family in S_FAMILIES for mask in s_good_masks(family)]
     files += [m_blocks_model()] if M_BLOCKS else []
     if pattern_targets():

@@ -89,7 +89,7 @@ def rebuilt_config(results: Path, chosen: list) -> dict:
                           if k in sampling}
         config["training"] = {"max_seq_length": card.get("max_seq_length")}
     retrained = {p.family for p in parsed if p.what == "retrain_metrics"}
-    config["retrain"] = {"families": [f for f in ("m", "s", "super") if f in retrained],
+    config["retrain"] = {"families": [f for f in ("m", "s", "super", "f") if f in retrained],
                          "kinds": [k for k in ("good", "random", "bad")
                                    if any(p.what == "pruned_metrics" and p.kind == k for p in parsed)]}
     config["s_pruning"] = {"modes": [mode for fam, mode in _S_MODES.items()
