@@ -5,12 +5,15 @@
 Runs the workflow in bundle mode (config `bundles`, no model needed) in a scratch working directory, then
 copies into the study folder: claims.md, metrics.csv (one row per run) and summary.csv, the statistics
 (stability, overlaps, survivors, paired tests, m-blocks) as CSV, every table as Markdown and every figure
-as PNG. The README.md of the folder is written by hand and not touched. Exit status: Snakemake's.
+as PNG. The README.md of the folder is written by hand, except the claims table between the lines
+`<!-- claims:start -->` and `<!-- claims:end -->`, which is rewritten from claims.json (one row per claim:
+verdict and numbers on this study, verdict on the paper's numbers). Exit status: Snakemake's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -43,6 +46,31 @@ def publish(results: Path, study: Path) -> list[Path]:
     return written
 
 
+CLAIMS_START, CLAIMS_END = "<!-- claims:start -->", "<!-- claims:end -->"
+
+
+def claims_table(claims_json: Path) -> str:
+    """A Markdown table of the claims check: section, claim, verdict and reason here, verdict on the paper's."""
+    rows = ["| § | claim | here | our numbers | on the paper's numbers |", "|---|---|---|---|---|"]
+    for claim in json.loads(claims_json.read_text())["claims"]:
+        cells = [claim["section"], claim["claim"], f"**{claim['verdict']}**", claim["reason"], claim["paper_verdict"]]
+        rows.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+    return "\n".join(rows)
+
+
+def update_readme(readme: Path, claims_json: Path) -> bool:
+    """Rewrite the claims table between the markers of a hand-written README; False when it has none."""
+    if not readme.is_file() or not claims_json.is_file():
+        return False
+    text = readme.read_text()
+    start, end = text.find(CLAIMS_START), text.find(CLAIMS_END)
+    if start < 0 or end < start:
+        return False
+    table = claims_table(claims_json)
+    readme.write_text(text[: start + len(CLAIMS_START)] + "\n" + table + "\n" + text[end:])
+    return True
+
+
 def _copy(source: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
@@ -64,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         if status == 0:
             for path in publish(workdir / "results", args.study):
                 print(path)
+            if update_readme(args.study / "README.md", workdir / "results" / "analysis" / "claims.json"):
+                print(args.study / "README.md", "(claims table)")
     return status
 
 

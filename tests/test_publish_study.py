@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 from conftest import REPO
@@ -33,3 +34,20 @@ def test_a_study_without_bundles_is_refused(tmp_path):
     (tmp_path / "bundles").mkdir()
     with pytest.raises(SystemExit):
         publish_study.main([str(tmp_path)])
+
+
+def test_the_claims_table_is_rewritten_between_the_markers_only(tmp_path):
+    claims = tmp_path / "claims.json"
+    claims.write_text(json.dumps({"notes": [], "claims": [
+        {"section": "4.2", "claim": "good beats random", "verdict": "holds", "reason": "3/3 tasks | ok",
+         "paper_verdict": "holds"}]}))
+    readme = tmp_path / "README.md"
+    readme.write_text("# Study\nby hand\n<!-- claims:start -->\nold table\n<!-- claims:end -->\nafter\n")
+    assert publish_study.update_readme(readme, claims)
+    text = readme.read_text()
+    assert text.startswith("# Study\nby hand\n<!-- claims:start -->\n| § | claim |")
+    assert "| 4.2 | good beats random | **holds** | 3/3 tasks / ok | holds |" in text
+    assert "old table" not in text and text.endswith("<!-- claims:end -->\nafter\n")
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no markers")
+    assert not publish_study.update_readme(plain, claims) and plain.read_text() == "no markers"
