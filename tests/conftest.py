@@ -247,3 +247,15 @@ def run_killed_then_resumed(search: Callable[..., Any], state_dir: Path, state_f
 def killed_then_resumed():
     """`run_killed_then_resumed` for the kill-and-resume tests of both searches."""
     return run_killed_then_resumed
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread (modules that use it: `pytestmark = pytest.mark.usefixtures("one_thread")`): tiny
+    matrices gain nothing from more threads, which only add contention on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

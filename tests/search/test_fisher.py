@@ -18,14 +18,8 @@ from bertlottery.masks.types import HeadMlpMask
 from bertlottery.search import fisher as FI
 
 RTE, STSB = get_task("RTE"), get_task("STS-B")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_bert(num_labels=2, seed=0, layers=2, heads=4, hidden=32) -> BertForSequenceClassification:

@@ -22,15 +22,8 @@ from bertlottery.search import mpruning as MP
 
 RTE = get_task("RTE")
 # A masked tiny model may predict one class only; sklearn's MCC then warns (the metric is still defined).
-pytestmark = pytest.mark.filterwarnings("ignore:A single label was found")
+pytestmark = [pytest.mark.filterwarnings("ignore:A single label was found"), pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices on a shared 2-core machine
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_bert(layers=2, heads=4, hidden=32, seed=0, init=0.1) -> BertForSequenceClassification:

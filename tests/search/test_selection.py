@@ -7,10 +7,9 @@ import json
 
 import pytest
 import torch
-from test_spruning import (  # noqa: F401
+from test_spruning import (
     RTE,
     ScriptedPasses,
-    one_thread,
     self_labelled,
     synthetic_split,
     tiny_bert,
@@ -26,7 +25,7 @@ from bertlottery.search.selection import (
 )
 from bertlottery.settings import SPruningSettings
 
-pytestmark = pytest.mark.filterwarnings("ignore:A single label was found")
+pytestmark = [pytest.mark.filterwarnings("ignore:A single label was found"), pytest.mark.usefixtures("one_thread")]
 
 
 def keeping_one_reference(importance: torch.Tensor, kept: torch.Tensor, n: int) -> list[int]:

@@ -20,16 +20,8 @@ from bertlottery.search.selection import lowest_unmasked
 
 RTE, STSB = get_task("RTE"), get_task("STS-B")
 # A masked tiny model may predict one class only; sklearn's MCC then warns (the metric is still defined).
-pytestmark = pytest.mark.filterwarnings("ignore:A single label was found")
+pytestmark = [pytest.mark.filterwarnings("ignore:A single label was found"), pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matrices: more threads only add contention on a shared 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_bert(layers=2, heads=4, hidden=32, num_labels=2, seed=0, vocab=60, init=0.02) -> BertForSequenceClassification:

@@ -160,6 +160,20 @@ class Checkpointer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def optimizer_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer, settings: TrainingSettings,
+                   device: torch.device, forward: torch.nn.Module | None = None) -> torch.Tensor:
+    """One training step on a batch: forward (autocast), backward, gradient clipping, optimizer step, gradients
+    cleared; returns the loss. `forward` is the module to call when it wraps `model` (torch.compile)."""
+    with autocast(device, settings.precision):
+        loss = classify(forward or model, batch).loss
+    loss.backward()
+    if settings.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def job_fingerprint(model: torch.nn.Module, train_split: TokenizedSplit, settings: TrainingSettings, seed: int,
                     **job) -> str:
     """What determines a fine-tuning job's result: its settings, seed, the starting weights (pre-trained or
@@ -216,14 +230,8 @@ def train(
         order = epoch_order(len(train_split), seed, epoch, lengths, bs)
         for start in range(position * bs, len(order), bs):
             batch = make_batch(train_split, order[start : start + bs], pad_to, settings.padding_free, device)
-            with autocast(device, settings.precision):
-                loss = classify(step_model, batch).loss
-            loss.backward()
-            if settings.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-            optimizer.step()
+            loss = optimizer_step(model, batch, optimizer, settings, device, forward=step_model)
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             step += 1
             bar.update()
             running_loss += loss.detach().float()

@@ -55,7 +55,12 @@ from bertlottery.settings import (
     library_versions,
     parse_json_arg,
 )
-from bertlottery.train.loop import build_optimizer, epoch_order, make_batch
+from bertlottery.train.loop import (
+    build_optimizer,
+    epoch_order,
+    make_batch,
+    optimizer_step,
+)
 
 FULL = ("full", "none")  # (family, kind) of the full model's row, as `aggregate` names it
 
@@ -110,13 +115,7 @@ def training_run(model: torch.nn.Module, batches: list, settings: TrainingSettin
     """batches[0] untimed (allocates the optimizer's state), then one timed optimizer step per further batch,
     as the fine-tuning loop's step. A fresh optimizer per call: one model's state in memory at a time."""
     def step(optimizer, batch) -> None:
-        with autocast(device, settings.precision):
-            loss = classify(model, batch).loss
-        loss.backward()
-        if settings.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(model, batch, optimizer, settings, device)
 
     def run() -> float:
         model.train()
