@@ -121,6 +121,9 @@ def test_mask_keeps_the_reference_counts_of_highest_fisher_units():
     assert FI.top_k(heads, 0).sum() == 0 and FI.top_k(heads, 8).all()
     with pytest.raises(BertLotteryError, match="do not fit"):
         FI.fisher_mask(heads[:, :3], mlps, reference)
+    # a NaN score (a diverged model) stops the search instead of being ranked last
+    with pytest.raises(BertLotteryError, match="1 of 8 are NaN or infinite"):
+        FI.fisher_mask(heads.masked_fill(heads == 0.9, float("nan")), mlps, reference)
 
 
 def test_example_draw_is_seeded():

@@ -15,6 +15,7 @@ from test_spruning import (
     tiny_bert,
 )
 
+from bertlottery.errors import BertLotteryError
 from bertlottery.search import spruning as S
 from bertlottery.search.selection import (
     Phase,
@@ -39,6 +40,17 @@ def keeping_one_reference(importance: torch.Tensor, kept: torch.Tensor, n: int) 
             left[layer] -= 1
             picked.append(i)
     return picked
+
+
+def test_a_nan_importance_of_a_kept_unit_stops_the_step():
+    importance = torch.tensor([[0.1, float("nan"), 0.3], [float("nan"), 0.2, 0.4]])
+    # a NaN of a unit already pruned is never ranked: no error
+    kept = torch.tensor([[True, False, True], [False, True, True]])
+    assert lowest_unmasked(importance, kept, 2).tolist() == [0, 4]
+    with pytest.raises(BertLotteryError, match="1 of the 5 kept units are NaN"):
+        lowest_unmasked(importance, kept | torch.tensor([[False, True, False], [False, False, False]]), 2)
+    with pytest.raises(BertLotteryError, match="2 of 6 are NaN or infinite"):
+        S.min_max(importance)
 
 
 def test_a_step_skips_a_layers_last_head_and_counts_its_own_picks():

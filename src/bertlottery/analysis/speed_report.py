@@ -42,7 +42,8 @@ LONG_COLUMNS = ["task", "seed", "family", "kind", "structured", "params", "param
                 "infer_speedup_median", "infer_speedup_min", "infer_speedup_max", "infer_speedup_q1",
                 "infer_speedup_q3", "train_speedup_median", "train_speedup_min", "train_speedup_max",
                 "train_speedup_q1", "train_speedup_q3", "infer_tokens_per_s_median", "score_retrained",
-                "reported_metric", "device", "cpu", "torch_threads", "torch", "repeats", "warmup", "train_steps"]
+                "reported_metric", "device", "cpu", "torch_threads", "torch", "repeats", "warmup", "train_steps",
+                "padding_free"]
 
 
 def speed_rows(paths) -> tuple[pd.DataFrame, list[dict]]:
@@ -58,7 +59,8 @@ def speed_rows(paths) -> tuple[pd.DataFrame, list[dict]]:
         for row in record["rows"]:
             out = {"task": record["task"], "seed": int(record["seed"]), "device": machine.get("device"),
                    "cpu": machine.get("cpu"), "torch_threads": machine.get("torch_threads"),
-                   "torch": machine.get("torch"), **{k: speed.get(k) for k in ("repeats", "warmup", "train_steps")}}
+                   "torch": machine.get("torch"), **{k: speed.get(k) for k in ("repeats", "warmup", "train_steps")},
+                   "padding_free": (record.get("training") or {}).get("padding_free")}
             out |= {k: row.get(k) for k in ("family", "kind", "structured", "params", "params_total", "flops_per_token",
                                              "flops_fraction", "heads_kept", "mlps_kept", "sparsity_prunable",
                                              "sparsity_all")}
@@ -137,13 +139,23 @@ def machine_notes(machines: list[dict]) -> list[str]:
     return notes
 
 
+def _batching(long: pd.DataFrame) -> str:
+    """How the timed batches were built (training.padding_free of the records); the FLOPs assume padding-free."""
+    modes = set(long["padding_free"].dropna())
+    if modes == {True}:
+        return "padding-free"
+    if modes == {False}:
+        return "padded (training.padding_free: false; the FLOPs count real tokens only)"
+    return "padding-free or padded (training.padding_free differs between records)"
+
+
 def speed_table(long: pd.DataFrame, machines: list[dict]) -> tuple:
     first = long.iloc[0]
     notes = [
         "Every head/MLP subnetwork is pruned physically (heads and MLPs removed from the matrices) and timed "
         "against the full model of the same task and seed, on the same batches, in interleaved rounds (full, "
         f"subnetwork 1, subnetwork 2, …, full, …): {first['repeats']} timed rounds after {first['warmup']} "
-        f"warm-up round(s); inference = one padding-free pass over the dev examples, training step = the mean of "
+        f"warm-up round(s); inference = one {_batching(long)} pass over the dev examples, training step = the mean of "
         f"{first['train_steps']} AdamW steps on training batches. Speedup = t(full) / t(subnetwork) per round; "
         "shown: median over seeds of the per-round medians [min–max over all rounds and seeds].",
         DENSE_NOTE, FLOPS_NOTE,

@@ -6,16 +6,7 @@ import os
 import platform
 from datetime import datetime, timezone
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from bertlottery.runtime import cpu_model
 
 
 def _memory_gib() -> float | None:
@@ -35,7 +26,7 @@ def _gpus() -> list[str]:
 
 def hardware() -> dict:
     """CPU model, logical cores, RAM, GPU names (none: []), OS."""
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(), "gpus": _gpus(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(), "gpus": _gpus(),
             "os": platform.platform()}
 
 

@@ -74,11 +74,14 @@ def fisher_information(model: torch.nn.Module, spec: TaskSpec, split: TokenizedS
             batch = PackedBatch.from_padded(batch).to(device) if padding_free else to_device(batch, device)
             loss = task_loss(spec, classify(model, batch).logits, labels)
             g_heads, g_mlps = torch.autograd.grad(loss, [soft.heads, soft.mlps], allow_unused=True)
-            # A mask the loss does not reach (e.g. no MLP hook fired) has zero gradient, not None.
-            if g_heads is not None:
-                heads += g_heads.detach().pow(2)
-            if g_mlps is not None:
-                mlps += g_mlps.detach().pow(2)
+            # None: the loss never reached those mask variables (a hook did not fire); zeros would give a
+            # plausible but arbitrary mask.
+            for name, grad in (("head", g_heads), ("MLP", g_mlps)):
+                if grad is None:
+                    raise BertLotteryError(f"Fisher scores: the loss does not depend on the {name} mask variables "
+                                           "(its mask hooks did not run); is this a supported encoder?")
+            heads += g_heads.detach().pow(2)
+            mlps += g_mlps.detach().pow(2)
     finally:
         detach_soft_masks(model)
     return heads.cpu().float(), mlps.cpu().float()
@@ -87,6 +90,9 @@ def fisher_information(model: torch.nn.Module, spec: TaskSpec, split: TokenizedS
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """A bool tensor shaped like scores with the k highest True (ties: the lower flat index first)."""
     flat = scores.reshape(-1)
+    if not torch.isfinite(flat).all():
+        raise BertLotteryError(f"Fisher scores: {int((~torch.isfinite(flat)).sum())} of {flat.numel()} are NaN or "
+                               "infinite (a diverged model?); no mask is chosen from them")
     if not 0 <= k <= flat.numel():
         raise BertLotteryError(f"cannot keep {k} of {flat.numel()} units")
     keep = torch.zeros(flat.numel(), dtype=torch.bool)

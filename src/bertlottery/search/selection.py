@@ -41,7 +41,11 @@ def phases_for(mode: str, n_layers: int, n_heads: int, amount: float,
 def lowest_unmasked(importance: torch.Tensor, kept: torch.Tensor, n: int) -> torch.Tensor:
     """Flat indices of up to n kept elements with the lowest importance (ties: lower index first)."""
     scores = importance.reshape(-1).clone().float()
-    scores[~kept.reshape(-1)] = float("inf")
+    live = kept.reshape(-1)
+    if torch.isnan(scores[live]).any():
+        raise BertLotteryError(f"importance scores: {int(torch.isnan(scores[live]).sum())} of the {int(live.sum())} "
+                               "kept units are NaN (a diverged model?); no unit is pruned by them")
+    scores[~live] = float("inf")
     order = torch.sort(scores, stable=True).indices[:n]
     return order[torch.isfinite(scores[order])]
 

@@ -81,6 +81,9 @@ def task_loss(spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> tor
 
 def min_max(x: torch.Tensor) -> torch.Tensor:
     """Scale to [0, 1]; a constant vector (where the original divides 0 by 0) gives zeros."""
+    if not torch.isfinite(x).all():
+        raise BertLotteryError(f"importance scores: {int((~torch.isfinite(x)).sum())} of {x.numel()} are NaN or "
+                               "infinite (a diverged model?); they cannot be ranked")
     span = x.max() - x.min()
     return (x - x.min()) / span if span > 0 else torch.zeros_like(x)
 

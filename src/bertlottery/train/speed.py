@@ -3,8 +3,8 @@
 Each head/MLP mask is applied physically (modeling/pruning.py), so the subnetwork really is a smaller
 dense model; it is timed against the full model on the same machine and the same batches:
 
-* inference: one padding-free pass over the first `speed.max_dev_examples` dev examples (eval mode, no
-  gradients, the evaluation's batch size);
+* inference: one pass (padding-free; padded with training.padding_free: false) over the first
+  `speed.max_dev_examples` dev examples (eval mode, no gradients, the evaluation's batch size);
 * training: `speed.train_steps` optimizer steps (forward, backward, gradient clipping, AdamW, as the
   fine-tuning loop) on the first batches of the seed's epoch-0 training order, after one untimed step
   (the optimizer's state is allocated there, not in the timed steps).
@@ -24,8 +24,8 @@ import copy
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.runtime import (
     autocast,
     configure_torch,
+    cpu_model,
     device_name,
     pick_device,
     set_seed,
@@ -67,13 +68,7 @@ FULL = ("full", "none")  # (family, kind) of the full model's row, as `aggregate
 
 def machine_facts(device: torch.device) -> dict:
     """What the timings depend on: CPU model, threads, torch version, device."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    facts = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    facts = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
              "torch_interop_threads": torch.get_num_interop_threads(), "torch": torch.__version__,
              "device": device_name(device), "device_type": device.type, "platform": platform.platform()}
     if device.type == "cuda":
@@ -214,7 +209,7 @@ def measure(pristine: torch.nn.Module, masks: list[tuple[str, str, object]], dev
                          "sparsity_all": 1 - size["params_kept"] / size["params_total"],
                          "params_nonzero": size["params_kept"], "heads_kept": None, "mlps_kept": None})
     timed = [row for row in rows if row["structured"]]
-    set_seed(seed)  # dropout during the training steps: the same draws on every run
+    set_seed(seed)  # a seeded run: the timed training steps draw their dropout from a known state
     infer = interleaved_times([inference_run(m, batches, settings.precision, device) for m in models],
                               repeats=speed.repeats, warmup=speed.warmup, device=device, progress=progress,
                               desc="inference rounds")
