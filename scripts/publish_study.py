@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 ANALYSIS_FILES = ["claims.md", "metrics.csv", "summary.csv", "stability.csv", "stability_pairs.csv", "overlaps.csv",
                   "survivors.csv", "paired_tests.csv", "m_blocks.csv"]
+ANALYSIS_FILES += [f"f_{name}" for name in ("stability.csv", "stability_pairs.csv", "survivors.csv", "overlaps.csv")]
 
 
 def rebuild(bundles: list[Path], workdir: Path, cores: int) -> int:
@@ -35,7 +36,11 @@ def rebuild(bundles: list[Path], workdir: Path, cores: int) -> int:
 
 
 def publish(results: Path, study: Path) -> list[Path]:
-    """Copy the reader's files of a results tree into the study folder; returns the files written."""
+    """Copy the reader's files of a results tree into the study folder; returns the files written. The
+    study's tables and figures are replaced, so none is left from an earlier publish."""
+    for folder, pattern in (("tables", "*.md"), ("figures", "*.png")):
+        for stale in (study / folder).glob(pattern):
+            stale.unlink()
     written = []
     for name in ANALYSIS_FILES:
         if (results / "analysis" / name).is_file():
@@ -87,14 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     if not bundles:
         parser.error(f"{args.study / 'bundles'}: no bundle (a folder with manifest.json) found")
     with tempfile.TemporaryDirectory(prefix="publish-") as scratch:
-        workdir = args.keep or Path(scratch)
+        workdir = (args.keep or Path(scratch)).resolve()  # Snakemake runs from the repository
         status = rebuild(bundles, workdir, args.cores)
-        if status == 0:
-            for path in publish(workdir / "results", args.study):
-                print(path)
-            if update_readme(args.study / "README.md", workdir / "results" / "analysis" / "claims.json"):
-                print(args.study / "README.md", "(claims table)")
-    return status
+        if status != 0:
+            return status
+        claims = workdir / "results" / "analysis" / "claims.json"
+        if not claims.is_file():
+            print(f"error: {claims}: not written by the rebuild; nothing published", file=sys.stderr)
+            return 1
+        for path in publish(workdir / "results", args.study):
+            print(path)
+        if update_readme(args.study / "README.md", claims):
+            print(args.study / "README.md", "(claims table)")
+    return 0
 
 
 if __name__ == "__main__":

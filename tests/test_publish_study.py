@@ -23,11 +23,14 @@ def test_publish_copies_claims_statistics_tables_and_pngs(tmp_path):
     study = tmp_path / "study"
     (study / "README.md").parent.mkdir()
     (study / "README.md").write_text("by hand")
+    (study / "figures").mkdir()
+    (study / "figures" / "old_figure.png").write_text("from an earlier publish")
     written = publish_study.publish(results, study)
     got = sorted(str(p.relative_to(study)) for p in written)
     assert got == ["claims.md", "figures/fig2_s.png", "metrics.csv", "stability.csv", "tables/table2.md"]
     assert (study / "tables" / "table2.md").read_text() == "tables/table2.md"
     assert (study / "README.md").read_text() == "by hand"
+    assert not (study / "figures" / "old_figure.png").exists()  # the figures are the rebuild's, none older
 
 
 def test_a_study_without_bundles_is_refused(tmp_path):

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import FIXTURE_GLUE, REPO, TINY_CONFIG
+
+from bertlottery.bundle.manifest import write_manifest
 
 # What the bundles workflow may run: no data, fine-tuning, search, subnetwork or pattern-extraction job.
 ANALYSIS_RULES = {"bundle_unpack", "aggregate", "mask_stats", "m_blocks", "paired_tests", "claims", "tables",
@@ -22,10 +25,10 @@ def _bertlottery(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bertlottery", *args], cwd=REPO, capture_output=True, text=True)
 
 
-def _snakemake(workdir: Path, bundles: list[Path], *extra: str) -> subprocess.CompletedProcess:
+def _snakemake(workdir: Path, bundles: list[Path], *extra: str, config: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     listed = ", ".join(str(b) for b in bundles)
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(workdir), "--cores", "2", *extra, "--config", f"bundles=[{listed}]"]
+               str(workdir), "--cores", "2", *extra, "--config", f"bundles=[{listed}]", *config]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
 
 
@@ -56,6 +59,19 @@ def test_analyses_from_bundles_equal_the_original_run(tiny_run, tiny_model_dir, 
     assert dry.returncode == 0, dry.stderr
     planned = set(re.findall(r"^(\w+) +\d+$", dry.stdout + dry.stderr, re.MULTILINE)) - {"total"}
     assert planned and planned <= ANALYSIS_RULES, planned - ANALYSIS_RULES
+    # other config beside `bundles` would be ignored: refused, naming it
+    extra = _snakemake(fresh, bundles, "-n", config=("seeds=[1]",))
+    assert extra.returncode != 0 and "config seeds: not used with config `bundles`" in extra.stdout + extra.stderr
+    # a bundle that lacks a file the analyses read (a chunk exported unfinished): refused before any job
+    incomplete = tmp_path / "incomplete" / "MRPC"
+    shutil.copytree(bundles[1], incomplete)
+    lacking = next(incomplete.glob("eval/s/bad/MRPC/seed*/pruned.json"))
+    lacking.unlink()
+    write_manifest(incomplete)
+    short = _snakemake(fresh, [bundles[0], incomplete], "-n")
+    said = short.stdout + short.stderr
+    assert short.returncode != 0 and "1 file(s) the analyses read are in none of them" in said, said
+    assert str(Path("results") / lacking.relative_to(incomplete)) in said
     lint = _snakemake(fresh, bundles, "--lint")
     assert lint.returncode == 0 and "Lints for" not in lint.stdout + lint.stderr, lint.stdout + lint.stderr
     run = _snakemake(fresh, bundles)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from bertlottery.bundle.cli import main_bundle
-from bertlottery.bundle.config import study_config
+from bertlottery.bundle.config import resolved_config, study_config
 from bertlottery.bundle.export import export
-from bertlottery.bundle.manifest import verify
+from bertlottery.bundle.manifest import verify, write_manifest
 from bertlottery.bundle.unpack import unpack
 from bertlottery.errors import BertLotteryError
 from bertlottery.layout import Layout, parse
@@ -116,7 +116,8 @@ def test_study_config_of_per_task_bundles(tmp_path):
 
 def test_bundles_with_different_settings_or_seeds_are_an_error_naming_both(tmp_path):
     results = _results(tmp_path / "results")
-    export(str(results), str(tmp_path / "CoLA"), tasks=["CoLA"])
+    (tmp_path / "study.yaml").write_text("training: {learning_rate: 1.0e-4}\n")
+    export(str(results), str(tmp_path / "CoLA"), tasks=["CoLA"], configfiles=[str(tmp_path / "study.yaml")])
     config = tmp_path / "other.yaml"
     config.write_text("training: {learning_rate: 0.5}\n")
     export(str(results), str(tmp_path / "RTE"), tasks=["RTE"], configfiles=[str(config)])
@@ -124,7 +125,7 @@ def test_bundles_with_different_settings_or_seeds_are_an_error_naming_both(tmp_p
                                                r"training.learning_rate"):
         study_config([str(tmp_path / "CoLA"), str(tmp_path / "RTE")])
     other = _results(tmp_path / "results2", tasks=("RTE",), seeds=(1, 3))
-    export(str(other), str(tmp_path / "RTE3"))
+    export(str(other), str(tmp_path / "RTE3"), configfiles=[str(tmp_path / "study.yaml")])
     with pytest.raises(BertLotteryError, match="cover different seeds"):
         study_config([str(tmp_path / "CoLA"), str(tmp_path / "RTE3")])
 
@@ -163,3 +164,47 @@ def test_family_f_travels_in_bundles(tmp_path):
     unpack([str(tmp_path / "b")], str(tmp_path / "restored"))
     relative = "masks/f/RTE/seed1/good.safetensors"
     assert (tmp_path / "restored" / relative).read_bytes() == (results / relative).read_bytes()
+
+
+def test_config_overrides_are_merged_and_parsed_as_snakemake_does(tmp_path):
+    config = tmp_path / "study.yaml"
+    config.write_text("retrain: {families: [m, s]}\ndata: {max_train_examples: 2000}\n")
+    resolved = resolved_config([str(config)], ["retrain={kinds: [good]}", "seeds=[42, 86]", "epochs=3"])
+    # a section given with --config is merged into the file's (Snakemake's update_config), not replacing it
+    assert resolved["retrain"]["families"] == ["m", "s"] and resolved["retrain"]["kinds"] == ["good"]
+    assert resolved["data"]["max_train_examples"] == 2000 and resolved["epochs"] == 3
+    assert resolved["seeds"] == ["42", "86"]  # Snakemake's --config reads list items as strings
+    with pytest.raises(BertLotteryError, match=r"--config =1: .*expected KEY=VALUE"):
+        resolved_config([], ["=1"])
+
+
+def test_rebuilt_config_reads_per_task_data_and_optional_outputs(tmp_path):
+    results = _results(tmp_path / "results", tasks=("CoLA", "RTE", "SST-2"))
+    _write(results, L.data_card("CoLA"), json.dumps({"task": "CoLA", "tokenizer": "some/model", "max_seq_length": 64,
+                                                     "subsampling": {"max_train_examples": None}}))
+    _write(results, L.search_trace("s", "RTE", 1))
+    export(str(results), str(tmp_path / "b"))
+    config = json.loads((tmp_path / "b" / "bundle.json").read_text())["config"]
+    assert config["data"]["max_train_examples"] == 10 and config["overrides"] == {"CoLA": {"max_train_examples": None}}
+    assert config["speed"]["enabled"] and config["s_pruning"]["save_iterations"]
+    assert not config["retrain"]["bad_6_epochs"] and not config["retrain"]["separate_searches"]
+
+
+def test_bundle_settings_absent_or_machine_paths(tmp_path):
+    results = _results(tmp_path / "results", tasks=("RTE",))
+    for name, text in (("a", "patterns: {labelled_dir: /machine/a/maps}\n"),
+                       ("b", "patterns: {labelled_dir: /machine/b/maps}\n"), ("c", "{}\n")):
+        (tmp_path / f"{name}.yaml").write_text(text)
+        export(str(results), str(tmp_path / name), configfiles=[str(tmp_path / f"{name}.yaml")])
+    # a machine's path is not a setting; whether the CNN classified the patterns is
+    config = study_config([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert config["patterns"]["labelled_dir"] is None
+    with pytest.raises(BertLotteryError, match=r"patterns.labelled_dir \(set vs not set\)"):
+        study_config([str(tmp_path / "a"), str(tmp_path / "c")])
+    # a key an older bertlottery did not write is named as absent, with both versions
+    info = json.loads((tmp_path / "c" / "bundle.json").read_text())
+    del info["config"]["speed"]
+    (tmp_path / "c" / "bundle.json").write_text(json.dumps(info))
+    write_manifest(tmp_path / "c")
+    with pytest.raises(BertLotteryError, match=r"speed \(\{.*\} vs absent\) \(bertlottery .* vs .*\)"):
+        study_config([str(tmp_path / "b"), str(tmp_path / "c")])

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.bundle.config import study_config
+from bertlottery.bundle.unpack import restored_files
 from bertlottery.errors import BertLotteryError
 from bertlottery.layout import MASK_KINDS, Layout
 from bertlottery.settings import SCHEMA_PATH, check_config, resolve_data, resolve_training
@@ -24,6 +25,10 @@ try:
     BUNDLES = config.get("bundles") or []
     BUNDLES = [BUNDLES] if isinstance(BUNDLES, str) else [str(b) for b in BUNDLES]
     if BUNDLES:
+        ignored = sorted(set(config) - {"bundles"})
+        if ignored:  # they would be dropped without a word: the bundles' config replaces them
+            raise BertLotteryError(f"config {', '.join(ignored)}: not used with config `bundles` (the analyses "
+                                   "run with the settings the bundles recorded); remove them, or run the study")
         bundle_config = study_config(BUNDLES)
         config.clear()
         config.update(bundle_config)
@@ -430,3 +435,18 @@ def bundle_outputs():
         files += [LAYOUT.pattern_counts(pconfig, task, seed)
                   for pconfig in PATTERN_CONFIGS for task in PATTERN_TASKS for seed in SEEDS]
     return list(dict.fromkeys(files))
+
+
+def check_bundles_complete():
+    """Stop before any job when the bundles lack a file the analyses read (a chunk exported before it
+    finished, or a task without one of the seeds), naming the files."""
+    held = {os.path.normpath(os.path.join(LAYOUT.root, path)) for bundle in BUNDLES for path in restored_files(bundle)}
+    missing = [path for path in bundle_outputs() if os.path.normpath(path) not in held]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise WorkflowError(f"bundles {', '.join(BUNDLES)}: {len(missing)} file(s) the analyses read are in none of "
+                            f"them: {shown}; export each chunk after it has finished (every task needs every seed)")
+
+
+if BUNDLES:
+    check_bundles_complete()

@@ -3,13 +3,15 @@
 A bundle records the workflow's config as the run resolved it: the config files given to `bundle export
 --configfile` (as Snakemake's --configfile, later files win) with `--config KEY=VALUE` overrides, and the
 schema's defaults filled in. Without --configfile it is rebuilt from the results: schema defaults, the
-model and data settings of the data cards, and the families, kinds and search modes whose files exist
-(training hyper-parameters other than max_seq_length are then the schema's defaults)."""
+model and data settings of the data cards (those most tasks share; the others as `overrides`), and the
+families, kinds, variants, search modes, traces and speed records whose files exist (training
+hyper-parameters other than max_seq_length are then the schema's defaults)."""
 
 from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -23,6 +25,9 @@ _S_MODES = {"s": "joint", "s-heads": "heads", "s-mlps": "mlps"}
 # Keys that may differ between the bundles of one study: paths of the machine each chunk ran on, and
 # the per-chunk lists merged below.
 _MACHINE_KEYS = {"model", "glue_dir", "tasks", "seeds", "overrides", "bundles"}
+# Paths of the machine a chunk ran on inside sections: only whether they are set is a setting (the
+# analyses of bundles do not read them).
+_MACHINE_PATHS = {"patterns.labelled_dir", "analysis.original_masks_dir"}
 
 
 def fill_defaults(config: dict) -> dict:
@@ -54,24 +59,20 @@ def _load_yaml(path: str) -> dict:
     return loaded
 
 
-def _merge(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 def resolved_config(configfiles: list[str], overrides: list[str] = ()) -> dict:
+    """The config a Snakemake run with these --configfile and --config arguments had: merged and parsed by
+    Snakemake's own functions (a section given with --config is merged into the files', not replacing it)."""
+    from snakemake.cli import parse_config
+    from snakemake.utils import update_config
+
     config: dict = {}
     for path in configfiles:
-        _merge(config, _load_yaml(path))
+        update_config(config, _load_yaml(path))
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BertLotteryError(f"--config {item}: expected KEY=VALUE (a YAML value), e.g. model=path/to/model")
-        config[key] = yaml.safe_load(value)
+        try:
+            update_config(config, parse_config([item]))
+        except ValueError as exc:
+            raise BertLotteryError(f"--config {item}: {exc}; expected KEY=VALUE, e.g. model=path/to/model") from None
     return fill_defaults(config)
 
 
@@ -80,22 +81,42 @@ def rebuilt_config(results: Path, chosen: list) -> dict:
     parsed = [p for _, _, p in chosen]
     config: dict = {"tasks": sorted({p.task for p in parsed if p.what == "full_metrics"}),
                     "seeds": sorted({p.seed for p in parsed if p.what == "full_metrics"})}
-    cards = [p.task for p in parsed if p.what == "data_card"]
+    cards = {task: read_json(results / "data" / task / "data_card.json")
+             for task in sorted({p.task for p in parsed if p.what == "data_card"})}
     if cards:
-        card = read_json(results / "data" / cards[0] / "data_card.json")
-        config["model"] = card.get("tokenizer")
-        sampling = card.get("subsampling") or {}
-        config["data"] = {k: sampling[k] for k in ("max_train_examples", "max_dev_examples", "subsample_seed")
-                          if k in sampling}
-        config["training"] = {"max_seq_length": card.get("max_seq_length")}
+        data = {task: _card_settings(card) for task, card in cards.items()}
+        first = next(iter(cards.values()))
+        config["model"] = first.get("tokenizer")
+        # the settings most tasks share (ties: the first task's); the others become per-task overrides
+        shared = Counter(json.dumps(d, sort_keys=True) for d in data.values())
+        base = json.loads(max(shared, key=lambda key: (shared[key], -list(shared).index(key))))
+        config["data"] = {k: v for k, v in base.items() if k != "max_seq_length"}
+        config["training"] = {"max_seq_length": base.get("max_seq_length")}
+        config["overrides"] = {task: {k: v for k, v in own.items() if base.get(k) != v}
+                               for task, own in data.items() if own != base}
+
+    def has(what, **fields):
+        return any(p.what == what and all(getattr(p, k) == v for k, v in fields.items()) for p in parsed)
+
     retrained = {p.family for p in parsed if p.what == "retrain_metrics"}
     config["retrain"] = {"families": [f for f in ("m", "s", "super", "f") if f in retrained],
-                         "kinds": [k for k in ("good", "random", "bad")
-                                   if any(p.what == "pruned_metrics" and p.kind == k for p in parsed)]}
-    config["s_pruning"] = {"modes": [mode for fam, mode in _S_MODES.items()
-                                     if any(p.what == "mask_file" and p.family == fam for p in parsed)] or ["joint"]}
-    config["patterns"] = {"enabled": any(p.what == "pattern_counts" for p in parsed)}
+                         "kinds": [k for k in ("good", "random", "bad") if has("pruned_metrics", kind=k)],
+                         "separate_searches": has("pruned_metrics", family="s-heads") or
+                                              has("pruned_metrics", family="s-mlps"),
+                         "bad_6_epochs": has("retrain_metrics", family="s", variant="bad_6ep"),
+                         "random_init_random_s": has("retrain_metrics", family="s", variant="randinit_random")}
+    config["s_pruning"] = {"modes": [mode for fam, mode in _S_MODES.items() if has("mask_file", family=fam)] or ["joint"],
+                           "save_iterations": has("search_trace", family="s")}
+    config["patterns"] = {"enabled": has("pattern_counts")}
+    config["speed"] = {"enabled": has("speed_record")}
     return fill_defaults(config)
+
+
+def _card_settings(card: dict) -> dict:
+    """The data settings a data card records: subsampling and max_seq_length."""
+    sampling = card.get("subsampling") or {}
+    settings = {k: sampling[k] for k in ("max_train_examples", "max_dev_examples", "subsample_seed") if k in sampling}
+    return settings | {"max_seq_length": card.get("max_seq_length")}
 
 
 def bundle_info(directory: str) -> dict:
@@ -110,16 +131,27 @@ def bundle_info(directory: str) -> dict:
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Settings (dotted keys) that differ between two configs, with both values; a key only one of them
+    has is named as absent (a bundle exported by an older bertlottery may lack a newer key)."""
     keys = sorted(set(a) | set(b))
     out = []
     for key in keys:
+        dotted = f"{prefix}{key}"
         if not prefix and key in _MACHINE_KEYS:
             continue
-        va, vb = a.get(key), b.get(key)
+        if dotted in _MACHINE_PATHS:
+            if bool(a.get(key)) != bool(b.get(key)):
+                out.append(f"{dotted} ({'set' if a.get(key) else 'not set'} vs {'set' if b.get(key) else 'not set'})")
+            continue
+        if (key in a) != (key in b):
+            out.append(f"{dotted} ({'absent' if key not in a else json.dumps(a[key])} vs "
+                       f"{'absent' if key not in b else json.dumps(b[key])})")
+            continue
+        va, vb = a[key], b[key]
         if isinstance(va, dict) and isinstance(vb, dict):
-            out += _differences(va, vb, f"{prefix}{key}.")
+            out += _differences(va, vb, f"{dotted}.")
         elif va != vb:
-            out.append(f"{prefix}{key} ({json.dumps(va)} vs {json.dumps(vb)})")
+            out.append(f"{dotted} ({json.dumps(va)} vs {json.dumps(vb)})")
     return out
 
 
@@ -139,8 +171,9 @@ def study_config(bundles: list[str]) -> dict:
     for directory, info in infos:
         differences = _differences(first["config"], info["config"])
         if differences:
+            versions = f" (bertlottery {first.get('bertlottery')} vs {info.get('bertlottery')})"
             raise BertLotteryError(f"bundles {first_dir} and {directory} were run with different settings: "
-                                   f"{'; '.join(differences[:5])}; analyse them separately")
+                                   f"{'; '.join(differences[:5])}{versions}; analyse them separately")
         if list(info["seeds"]) != list(first["seeds"]):
             raise BertLotteryError(f"bundles {first_dir} and {directory} cover different seeds ({first['seeds']} vs "
                                    f"{info['seeds']}); every task of one study needs the same seeds")
@@ -167,6 +200,8 @@ def study_config(bundles: list[str]) -> dict:
     if "speed" in config:  # the same for the measured speed (bundles from before it: no records)
         speed = config["speed"] = dict(config["speed"])
         speed["enabled"] = bool(speed.get("enabled")) and all(i.get("speed_records") for _, i in infos)
+    # machine paths of the chunks' runs: the analyses read the bundles' files instead
     config["analysis"] = {**(config.get("analysis") or {}), "original_masks_dir": None}
+    config["patterns"]["labelled_dir"] = None
     config["bundles"] = [str(b) for b in bundles]
     return config

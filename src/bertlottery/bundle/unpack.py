@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bertlottery.bundle.manifest import BUNDLE_INFO, verify
+from bertlottery.bundle.manifest import BUNDLE_INFO, read_manifest, verify
 from bertlottery.bundle.packing import is_packed, unpack_weight_mask
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import atomic_path
@@ -15,9 +15,10 @@ from bertlottery.io import atomic_path
 SKIPPED = ("benchmarks/",)
 
 
-def restored_files(bundle: str | Path) -> list[str]:
-    """The paths (under a results root) that `unpack` writes from this bundle."""
-    manifest = verify(bundle)
+def restored_files(bundle: str | Path, manifest: dict | None = None) -> list[str]:
+    """The paths (under a results root) that `unpack` writes from this bundle, as its manifest lists them
+    (read here when not given; `verify` is what checks the files)."""
+    manifest = manifest or read_manifest(bundle)
     return [e["path"] for e in manifest["files"] if e["path"] != BUNDLE_INFO and not e["path"].startswith(SKIPPED)]
 
 
@@ -29,7 +30,7 @@ def unpack(bundles: list[str], results: str) -> int:
     for bundle in bundles:
         manifest = verify(bundle)
         digests = {e["path"]: e["sha256"] for e in manifest["files"]}
-        for relative in restored_files(bundle):
+        for relative in restored_files(bundle, manifest):
             if relative in sources:
                 other, digest = sources[relative]
                 if digest != digests[relative]:
