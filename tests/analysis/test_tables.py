@@ -106,3 +106,11 @@ def test_tables_cli_writes_all_formats(tmp_path):
     assert "88 81 95 81 102" in counts  # MRPC's published head counts
     with pytest.raises(Exception, match="unknown family"):
         T.main_tables(["--summary", str(a / "summary.parquet"), "--families", "nope", "--out-dir", str(out)])
+
+
+def test_the_sizes_note_says_whether_the_paper_correction_fits_the_model():
+    minilm = pd.DataFrame({"params_total_mean": [22_713_986.0, None]})
+    assert "this run's model has 22.7 M parameters" in T._model_size_note(minilm)
+    bert = pd.DataFrame({"params_total_mean": [float(T.BERT_BASE_PARAMS)]})
+    assert "the model of this run" in T._model_size_note(bert)
+    assert "not comparable" in T._model_size_note(pd.DataFrame({"task": ["RTE"]}))

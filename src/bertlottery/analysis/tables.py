@@ -166,6 +166,22 @@ def family_table(summary: pd.DataFrame, paper: dict, tasks: list[str], family: s
     return long, _finish(display, tasks), caption, notes
 
 
+BERT_BASE_PARAMS = 109_483_778  # BertForSequenceClassification, 2 labels (the paper's model)
+
+
+def _model_size_note(summary: pd.DataFrame) -> str:
+    """The − 21 % fits bert-base's embeddings; say how large this run's model is beside it."""
+    totals = summary["params_total_mean"].dropna() if "params_total_mean" in summary else pd.Series(dtype=float)
+    if totals.empty:
+        return "The − 21 % is bert-base's embedding share; for another model the shares are not comparable one to one."
+    ours = float(totals.iloc[0])
+    if abs(ours - BERT_BASE_PARAMS) / BERT_BASE_PARAMS < 0.01:
+        return "The − 21 % is bert-base's embedding share (23.8 M of its 109.5 M parameters), the model of this run."
+    return (f"The − 21 % is bert-base's embedding share (23.8 M of its 109.5 M parameters); this run's model has "
+            f"{ours / 1e6:.1f} M parameters and a different embedding share, so its percentages are not comparable "
+            "one to one with the paper's (the surviving share of prunable weights, last rows, is).")
+
+
 def sizes_table(summary: pd.DataFrame, paper: dict, tasks: list[str]) -> tuple:
     """Figure 2 subplot titles: '% surviving weights' of the good subnetworks (whole model kept / total - 0.21)."""
     display, long = [], []
@@ -189,7 +205,7 @@ def sizes_table(summary: pd.DataFrame, paper: dict, tasks: list[str]) -> tuple:
     long += lg
     notes = ["'% surviving weights' = kept / total parameters of the whole classifier − 21 % (roughly the embeddings' "
              "share, as the paper computes it), mean ± sd over seeds in percent; the paper prints whole percent.",
-             "Our model may differ from bert-base (the smoke run uses a 6-layer MiniLM), which shifts these shares."]
+             _model_size_note(summary)]
     notes += _not_run_note(paper, tasks)
     return long, _finish(display, tasks, average=False), "Sizes of the good subnetworks (Figure 2 subplot titles)", notes
 
