@@ -38,7 +38,8 @@ def small_disk(tmp_path):
     disk = tmp_path / "disk"
     _mount_tmpfs(disk, "size=64k")
     yield disk
-    subprocess.run(["umount", str(disk)], check=False)
+    # lazy: torch.save's failed writer may still hold its file (the traceback pytest keeps); detach anyway
+    subprocess.run(["umount", "--lazy", str(disk)], check=False)
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def read_only_dir(tmp_path):
     folder = tmp_path / "ro"
     _mount_tmpfs(folder, "ro,size=64k")
     yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+    subprocess.run(["umount", "--lazy", str(folder)], check=False)
 
 
 BIG = torch.zeros(100_000)  # 400 KB: more than the small disk holds
