@@ -87,9 +87,10 @@ def rebuilt_config(results: Path, chosen: list) -> dict:
         data = {task: _card_settings(card) for task, card in cards.items()}
         first = next(iter(cards.values()))
         config["model"] = first.get("tokenizer")
-        # the settings most tasks share (ties: the first task's); the others become per-task overrides
+        # the settings most tasks share (ties: the first task's, as most_common orders equal counts by first
+        # appearance); the others become per-task overrides
         shared = Counter(json.dumps(d, sort_keys=True) for d in data.values())
-        base = json.loads(max(shared, key=lambda key: (shared[key], -list(shared).index(key))))
+        base = json.loads(shared.most_common(1)[0][0])
         config["data"] = {k: v for k, v in base.items() if k != "max_seq_length"}
         config["training"] = {"max_seq_length": base.get("max_seq_length")}
         config["overrides"] = {task: {k: v for k, v in own.items() if base.get(k) != v}
@@ -200,8 +201,8 @@ def study_config(bundles: list[str]) -> dict:
     if "speed" in config:  # the same for the measured speed (bundles from before it: no records)
         speed = config["speed"] = dict(config["speed"])
         speed["enabled"] = bool(speed.get("enabled")) and all(i.get("speed_records") for _, i in infos)
-    # machine paths of the chunks' runs: the analyses read the bundles' files instead
-    config["analysis"] = {**(config.get("analysis") or {}), "original_masks_dir": None}
-    config["patterns"]["labelled_dir"] = None
+    for dotted in _MACHINE_PATHS:  # the chunks' machine paths: the analyses read the bundles' files instead
+        section, key = dotted.split(".")
+        config[section] = {**(config.get(section) or {}), key: None}
     config["bundles"] = [str(b) for b in bundles]
     return config
