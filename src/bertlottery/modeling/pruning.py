@@ -93,19 +93,19 @@ def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
 
 
 def _remove_attention(layer: nn.Module, parts: LayerParts) -> None:
-    if parts.family is DISTILBERT:
+    if parts.arch is DISTILBERT:
         layer.attention = _Zero(attention=True)
     else:
-        norm_name = parts.family.attn_norm.rsplit(".", 1)[1]
+        norm_name = parts.arch.attn_norm.rsplit(".", 1)[1]
         layer.attention = _HeadlessAttention(_NormOnly(norm_name, parts.attn_norm))
 
 
 def _remove_mlp(layer: nn.Module, parts: LayerParts) -> None:
-    if parts.family is DISTILBERT:
+    if parts.arch is DISTILBERT:
         layer.ffn = _Zero(attention=False)
     else:
         layer.intermediate = _Skip()
-        layer.output = _NormOnly(parts.family.out_norm.rsplit(".", 1)[1], parts.output_norm)
+        layer.output = _NormOnly(parts.arch.out_norm.rsplit(".", 1)[1], parts.output_norm)
 
 
 def _prune_layer_heads(layer: nn.Module, keep: torch.Tensor) -> None:
@@ -120,7 +120,7 @@ def _prune_layer_heads(layer: nn.Module, keep: torch.Tensor) -> None:
     for linear in (parts.query, parts.key, parts.value):
         _slice_linear(linear, index, 0)
     _slice_linear(parts.attn_dense, index, 1)
-    setattr(attn, parts.family.heads_attr, int(keep.sum()))
+    setattr(attn, parts.arch.heads_attr, int(keep.sum()))
     if hasattr(attn, "all_head_size"):
         attn.all_head_size = int(keep.sum()) * head_dim
     if hasattr(attn, "attention_head_size") and attn.attention_head_size != head_dim:

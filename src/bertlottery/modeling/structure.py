@@ -1,6 +1,6 @@
-"""Find the parts of a BERT-style encoder by role, whatever the model family calls them.
+"""Find the parts of a BERT-style encoder by role, whatever the architecture calls them.
 
-A `Family` names where one family keeps each role: the layer list under `model.base_model`, and inside a
+An `Architecture` names where one encoder architecture keeps each role: the layer list under `model.base_model`, and inside a
 layer the query/key/value projections, the attention output projection and its LayerNorm, the MLP's two
 dense layers and the output LayerNorm, and the attribute holding the number of heads. Two naming schemes
 cover the supported encoders:
@@ -11,7 +11,7 @@ cover the supported encoders:
 * DistilBERT: `transformer.layer[i]` with attention.{q_lin,k_lin,v_lin,out_lin}, sa_layer_norm,
   ffn.{lin1,lin2}, output_layer_norm; heads in attention.n_heads; no token types.
 
-The family of a model is recognised from its modules, never from a "bert." name prefix; decoders (GPT-2,
+The architecture of a model is recognised from its modules, never from a "bert." name prefix; decoders (GPT-2,
 Llama, ...) and anything else are refused with a message naming what was found and what was expected.
 Everything that prunes, masks or measures a model walks it through these functions.
 """
@@ -41,8 +41,8 @@ DECODER_TYPES = ("gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "mix
 
 
 @dataclass(frozen=True)
-class Family:
-    """Where one encoder family keeps each role (dotted attribute paths; layer roles relative to a layer)."""
+class Architecture:
+    """Where one encoder architecture keeps each role (dotted attribute paths; layer roles relative to a layer)."""
 
     name: str
     layers: str                 # under model.base_model
@@ -61,16 +61,16 @@ class Family:
     token_types: bool           # the embeddings take token_type_ids
 
 
-BERT_STYLE = Family(
+BERT_STYLE = Architecture(
     "bert-style", "encoder.layer", "attention", ("intermediate", "output"), "attention.self",
     "num_attention_heads", "attention.self.query", "attention.self.key", "attention.self.value",
     "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense", "output.dense",
     "output.LayerNorm", token_types=True)
-DISTILBERT = Family(
+DISTILBERT = Architecture(
     "distilbert", "transformer.layer", "attention", ("ffn",), "attention", "n_heads", "attention.q_lin",
     "attention.k_lin", "attention.v_lin", "attention.out_lin", "sa_layer_norm", "ffn.lin1", "ffn.lin2",
     "output_layer_norm", token_types=False)
-FAMILIES = (BERT_STYLE, DISTILBERT)
+ARCHITECTURES = (BERT_STYLE, DISTILBERT)
 EXPECTED = ("a BERT-style encoder: base_model.encoder.layer[i] with attention.self.{query,key,value}, "
             "attention.output.{dense,LayerNorm}, intermediate.dense, output.{dense,LayerNorm} (BERT, MiniLM, "
             "RoBERTa, ELECTRA), or base_model.transformer.layer[i] with attention.{q_lin,k_lin,v_lin,out_lin}, "
@@ -93,7 +93,7 @@ def is_removed(module: Any) -> bool:
 class LayerParts:
     """The modules of one encoder layer, by role. Removed parts (physical pruning) are None."""
 
-    family: Family
+    arch: Architecture
     attention: nn.Module              # the attention sub-layer (layer.attention)
     self_attention: nn.Module | None  # the module with q/k/v, the head count and the attention dropout
     query: nn.Linear | None
@@ -113,12 +113,12 @@ class LayerParts:
                 "mlp_in": self.intermediate_dense, "mlp_out": self.output_dense}[name]
 
 
-def _layer_family(layer: nn.Module) -> Family | None:
-    """The family whose two LayerNorms this layer has (they survive any pruning)."""
-    for family in FAMILIES:
-        if isinstance(_get(layer, family.attn_norm), nn.LayerNorm) and \
-                isinstance(_get(layer, family.out_norm), nn.LayerNorm):
-            return family
+def _layer_architecture(layer: nn.Module) -> Architecture | None:
+    """The architecture whose two LayerNorms this layer has (they survive any pruning)."""
+    for arch in ARCHITECTURES:
+        if isinstance(_get(layer, arch.attn_norm), nn.LayerNorm) and \
+                isinstance(_get(layer, arch.out_norm), nn.LayerNorm):
+            return arch
     return None
 
 
@@ -130,28 +130,28 @@ def _found(model: nn.Module) -> str:
             f"{type(base).__name__} has children: {children})")
 
 
-def model_family(model: nn.Module) -> Family:
-    """The encoder family of a model, with a clear refusal for decoders and anything else."""
+def model_architecture(model: nn.Module) -> Architecture:
+    """The encoder architecture of a model, with a clear refusal for decoders and anything else."""
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     if getattr(config, "is_decoder", False) or model_type in DECODER_TYPES:
         raise BertLotteryError(f"{_found(model)} is a decoder (causal self-attention); expected {EXPECTED}")
     base = getattr(model, "base_model", model)
-    for family in FAMILIES:
-        layers = _get(base, family.layers)
+    for arch in ARCHITECTURES:
+        layers = _get(base, arch.layers)
         if isinstance(layers, nn.ModuleList) and len(layers) > 0:
-            return family
+            return arch
     raise BertLotteryError(f"{_found(model)}: no encoder layer list found; expected {EXPECTED}")
 
 
 def encoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The encoder layers of a BERT-style model, each checked to have every role of its family."""
-    family = model_family(model)
-    layers = list(_get(getattr(model, "base_model", model), family.layers))
+    """The encoder layers of a BERT-style model, each checked to have every role of its architecture."""
+    arch = model_architecture(model)
+    layers = list(_get(getattr(model, "base_model", model), arch.layers))
     for i, layer in enumerate(layers):
-        if _layer_family(layer) is not family:
+        if _layer_architecture(layer) is not arch:
             raise BertLotteryError(f"{type(model).__name__}: encoder layer {i} ({type(layer).__name__}) lacks "
-                                   f"{family.attn_norm}/{family.out_norm} LayerNorms; expected {EXPECTED}")
+                                   f"{arch.attn_norm}/{arch.out_norm} LayerNorms; expected {EXPECTED}")
         layer_parts(layer)  # every role present (or removed by physical pruning)
     return layers
 
@@ -159,35 +159,35 @@ def encoder_layers(model: nn.Module) -> list[nn.Module]:
 def layer_parts(layer: nn.Module) -> LayerParts:
     """Role-based access to one encoder layer's modules (works on physically pruned layers too)."""
     name = type(layer).__name__
-    family = _layer_family(layer)
-    if family is None:
+    arch = _layer_architecture(layer)
+    if arch is None:
         raise BertLotteryError(f"{name}: not a BERT-style encoder layer (children: "
                                f"{', '.join(n for n, _ in layer.named_children())}); expected {EXPECTED}")
-    heads_removed = is_removed(_get(layer, family.attention_block))
-    mlp_removed = any(is_removed(_get(layer, block)) for block in family.mlp_blocks)
+    heads_removed = is_removed(_get(layer, arch.attention_block))
+    mlp_removed = any(is_removed(_get(layer, block)) for block in arch.mlp_blocks)
     roles = {}
     for role, removed in (("query", heads_removed), ("key", heads_removed), ("value", heads_removed),
                           ("attn_out", heads_removed), ("mlp_in", mlp_removed), ("mlp_out", mlp_removed)):
-        path = getattr(family, role)
+        path = getattr(arch, role)
         module = None if removed else _get(layer, path)
         if not removed and not isinstance(module, nn.Linear):
             raise BertLotteryError(f"{name}: {path} is {type(module).__name__ if module is not None else 'missing'}"
-                                   f", expected an nn.Linear ({family.name} layer)")
+                                   f", expected an nn.Linear ({arch.name} layer)")
         roles[role] = module
-    core = None if heads_removed else _get(layer, family.core)
-    heads = 0 if core is None else int(getattr(core, family.heads_attr))
+    core = None if heads_removed else _get(layer, arch.core)
+    heads = 0 if core is None else int(getattr(core, arch.heads_attr))
     return LayerParts(
-        family=family, attention=_get(layer, family.attention_block), self_attention=core,
+        arch=arch, attention=_get(layer, arch.attention_block), self_attention=core,
         query=roles["query"], key=roles["key"], value=roles["value"], attn_dense=roles["attn_out"],
-        attn_norm=_get(layer, family.attn_norm), intermediate_dense=roles["mlp_in"],
-        output_dense=roles["mlp_out"], output_norm=_get(layer, family.out_norm), num_heads=heads,
+        attn_norm=_get(layer, arch.attn_norm), intermediate_dense=roles["mlp_in"],
+        output_dense=roles["mlp_out"], output_norm=_get(layer, arch.out_norm), num_heads=heads,
         head_size=None if core is None else roles["query"].weight.shape[0] // heads)
 
 
 def uses_token_types(model: nn.Module) -> bool:
     """Whether the model's embeddings take token_type_ids: not DistilBERT, not a model with one token type
     (RoBERTa: its own tokenizer writes only zeros, and a missing tensor means zeros to the model)."""
-    return model_family(model).token_types and getattr(model.config, "type_vocab_size", 2) > 1
+    return model_architecture(model).token_types and getattr(model.config, "type_vocab_size", 2) > 1
 
 
 def model_inputs(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -39,7 +39,7 @@ from bertlottery.modeling.structure import (
     DISTILBERT,
     encoder_layers,
     layer_parts,
-    model_family,
+    model_architecture,
     model_inputs,
     uses_token_types,
 )
@@ -191,7 +191,7 @@ def _layer(layer: nn.Module, hidden: torch.Tensor, packed: PackedBatch, training
         dropout_p = parts.self_attention.dropout.p if training else 0.0
         context = attention_core(parts.query(hidden), parts.key(hidden), parts.value(hidden), packed,
                                  parts.num_heads, dropout_p)
-    if parts.family is DISTILBERT:  # sa_layer_norm(out_lin(context) + x); output_layer_norm(ffn(h) + h)
+    if parts.arch is DISTILBERT:  # sa_layer_norm(out_lin(context) + x); output_layer_norm(ffn(h) + h)
         attended = parts.attn_norm(hidden if context is None else parts.attn_dense(context) + hidden)
         return parts.output_norm(layer.ffn(attended) + attended)  # a removed FFN adds zeros
     if context is None:  # all heads removed: the sub-layer is LayerNorm(input)
@@ -235,7 +235,7 @@ def unpadded_forward(model: nn.Module, packed: PackedBatch) -> Output:
         hidden = _layer(layer, hidden, packed, model.training)
     first = hidden.index_select(0, packed.first_token)[:, None, :]  # [B, 1, hidden]
     pooler = getattr(base, "pooler", None)
-    if model_family(model) is DISTILBERT:  # pre_classifier, ReLU, dropout, classifier on the first token
+    if model_architecture(model) is DISTILBERT:  # pre_classifier, ReLU, dropout, classifier on the first token
         logits = model.classifier(model.dropout(F.relu(model.pre_classifier(first[:, 0]))))
     elif pooler is not None:  # BERT: pooler on [CLS], dropout, linear classifier
         logits = model.classifier(model.dropout(pooler(first)))
