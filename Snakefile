@@ -28,9 +28,9 @@ if BUNDLES:
 
 else:
 
-    include: "workflow/rules/data.smk"
-    include: "workflow/rules/finetune.smk"
-    include: "workflow/rules/masks.smk"
+    include: "workflow/rules/glue.smk"
+    include: "workflow/rules/train.smk"
+    include: "workflow/rules/search.smk"
     include: "workflow/rules/subnetworks.smk"
 
 

@@ -2,7 +2,8 @@
 
     python scripts/compare_results.py RESULTS_A RESULTS_B
 
-Equal means: every JSON equal after dropping run-time-only keys (wall times, throughput); every
+Equal means: every JSON equal after dropping run-time-only keys (wall times, throughput) and reading
+metrics records and training summaries of older versions in today's contract (`variant`); every
 safetensors file's tensors bit-equal, with the same dtypes and the same metadata (run-time keys dropped);
 CSV and parquet tables equal after dropping run-time columns; every other file (md, tex, html, tsv,
 jsonl) equal byte for byte. Logs, benchmarks and figures (PNG/PDF carry timestamps) are not compared.
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from safetensors import safe_open
+
+from bertlottery.train.evaluation import upgrade_record
 
 RUN_TIME = {"wall_time_s", "elapsed_s", "examples_per_s", "tokens_per_s", "seconds"}
 NOT_COMPARED_DIRS = {"logs", "benchmarks", ".snakemake"}
@@ -48,7 +51,7 @@ def _frame(frame: pd.DataFrame) -> pd.DataFrame:
 def _same(a: Path, b: Path) -> bool:
     ext = a.suffix
     if ext == ".json":
-        return _strip(json.loads(a.read_text())) == _strip(json.loads(b.read_text()))
+        return _strip(upgrade_record(json.loads(a.read_text()))) == _strip(upgrade_record(json.loads(b.read_text())))
     if ext == ".safetensors":
         (ta, ma), (tb, mb) = _tensors(a), _tensors(b)
         return ma == mb and set(ta) == set(tb) and all(

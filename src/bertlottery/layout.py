@@ -2,19 +2,20 @@
 task / seed / family / kind / variant back from a path.
 
     <root>/data/<task>/{data_card.json, splits/}
-    <root>/finetune/<task>/seed<S>/{model/, train_log.csv, train_summary.json, metrics.json}
+    <root>/finetune/<task>/seed<S>/{model/config.json, train_log.csv, train_summary.json, metrics.json}
     <root>/masks/<family>/<task>/seed<S>/{<kind>.safetensors, search.json, trace.json, trace.safetensors}
     <root>/masks/super/<task>/summary.json
     <root>/eval/<family>/<kind>/<task>/seed<S>/pruned.json
-    <root>/retrain/<family>/<variant>/<task>/seed<S>/metrics.json
+    <root>/retrain/<family>/<variant>/<task>/seed<S>/{train_log.csv, train_summary.json, metrics.json}
     <root>/speed/<task>/seed<S>/speed.json
     <root>/patterns/cnn/<pkind>/{model.safetensors, card.json}
     <root>/patterns/counts/<pconfig>/<task>/seed<S>.safetensors
     <root>/{analysis, tables, figures}/<name>.<ext>
     <root>/logs/<step>/.../<job>.log and <root>/benchmarks/<step>/.../<job>.tsv
 
-`kind` is a mask kind (good, random, bad, random_like_bad: the file a run reads); `variant` names a
-retraining (good, random, bad, bad_6ep, randinit_random, ...; the workflow maps each to its mask kind).
+`kind` is a mask kind (the file a run reads) and `variant` a retraining (bertlottery.families names both).
+The file names inside a run's folder (the leaf names below) are spelled here too: the jobs that write
+them and bundle export import them.
 The Snakemake rules build their inputs and outputs with `Layout`: wildcards such as "{task}" pass through
 its methods unchanged, as format strings.
 """
@@ -26,37 +27,58 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import MASK_KINDS, SUPER
 
 RESULTS_ROOT = "results"
-MASK_KINDS = ("good", "random", "bad", "random_like_bad")
+
+# Leaf names: the files a job writes into its own folder.
+DATA_CARD = "data_card.json"
+SPLITS_DIR = "splits"
+MODEL_DIR = "model"
+MODEL_CONFIG = "config.json"        # inside a saved model folder (transformers' name)
+TRAIN_LOG = "train_log.csv"
+TRAIN_SUMMARY = "train_summary.json"
+RUN_METRICS = "metrics.json"        # a full model's or a retraining's evaluation
+PRUNED_METRICS = "pruned.json"
+SEARCH_RECORD = "search.json"
+SEARCH_TRACE = "trace.json"
+SEARCH_TRACE_TENSORS = "trace.safetensors"
+SUPER_SUMMARY = "summary.json"
+SPEED_RECORD = "speed.json"
 
 SEED_DIR = "seed{seed}"
 MASK_FILE = "{kind}.safetensors"
 _RUN = "{task}/" + SEED_DIR
 _MASK_DIR = "masks/{family}/" + _RUN
+_FINETUNE_DIR = "finetune/" + _RUN
+_RETRAIN_DIR = "retrain/{family}/{variant}/" + _RUN
+_SUPER_DIR = f"masks/{SUPER}/{{task}}"
 
 # name -> path under the root; the methods of Layout below fill them, `parse` reads them back.
 # Order matters only to `parse`: the first template that matches wins.
 TEMPLATES = {
     "data_dir": "data/{task}",
-    "data_card": "data/{task}/data_card.json",
-    "data_splits": "data/{task}/splits",
-    "finetune_dir": "finetune/" + _RUN,
-    "finetuned_model": "finetune/" + _RUN + "/model",
-    "train_log": "finetune/" + _RUN + "/train_log.csv",
-    "train_summary": "finetune/" + _RUN + "/train_summary.json",
-    "full_metrics": "finetune/" + _RUN + "/metrics.json",
+    "data_card": "data/{task}/" + DATA_CARD,
+    "data_splits": "data/{task}/" + SPLITS_DIR,
+    "finetune_dir": _FINETUNE_DIR,
+    "finetuned_model": f"{_FINETUNE_DIR}/{MODEL_DIR}",
+    "finetuned_model_config": f"{_FINETUNE_DIR}/{MODEL_DIR}/{MODEL_CONFIG}",
+    "train_log": f"{_FINETUNE_DIR}/{TRAIN_LOG}",
+    "train_summary": f"{_FINETUNE_DIR}/{TRAIN_SUMMARY}",
+    "full_metrics": f"{_FINETUNE_DIR}/{RUN_METRICS}",
     "mask_dir": _MASK_DIR,
-    "search_record": _MASK_DIR + "/search.json",
-    "search_trace": _MASK_DIR + "/trace.json",
-    "search_trace_tensors": _MASK_DIR + "/trace.safetensors",
+    "search_record": f"{_MASK_DIR}/{SEARCH_RECORD}",
+    "search_trace": f"{_MASK_DIR}/{SEARCH_TRACE}",
+    "search_trace_tensors": f"{_MASK_DIR}/{SEARCH_TRACE_TENSORS}",
     "mask_file": _MASK_DIR + "/" + MASK_FILE,
-    "super_dir": "masks/super/{task}",
-    "super_summary": "masks/super/{task}/summary.json",
-    "pruned_metrics": "eval/{family}/{kind}/" + _RUN + "/pruned.json",
-    "retrain_dir": "retrain/{family}/{variant}/" + _RUN,
-    "retrain_metrics": "retrain/{family}/{variant}/" + _RUN + "/metrics.json",
-    "speed_record": "speed/" + _RUN + "/speed.json",
+    "super_dir": _SUPER_DIR,
+    "super_summary": f"{_SUPER_DIR}/{SUPER_SUMMARY}",
+    "pruned_metrics": "eval/{family}/{kind}/" + _RUN + "/" + PRUNED_METRICS,
+    "retrain_dir": _RETRAIN_DIR,
+    "retrain_train_log": f"{_RETRAIN_DIR}/{TRAIN_LOG}",
+    "retrain_train_summary": f"{_RETRAIN_DIR}/{TRAIN_SUMMARY}",
+    "retrain_metrics": f"{_RETRAIN_DIR}/{RUN_METRICS}",
+    "speed_record": "speed/" + _RUN + "/" + SPEED_RECORD,
     "patterns_cnn_root": "patterns/cnn",
     "patterns_cnn_dir": "patterns/cnn/{pkind}",
     "patterns_cnn_model": "patterns/cnn/{pkind}/model.safetensors",
@@ -153,6 +175,9 @@ class Layout:
     def finetuned_model(self, task, seed) -> str:
         return self.path("finetuned_model", task=task, seed=seed)
 
+    def finetuned_model_config(self, task, seed) -> str:
+        return self.path("finetuned_model_config", task=task, seed=seed)
+
     def train_log(self, task, seed) -> str:
         return self.path("train_log", task=task, seed=seed)
 
@@ -190,6 +215,12 @@ class Layout:
 
     def retrain_dir(self, family, variant, task, seed) -> str:
         return self.path("retrain_dir", family=family, variant=variant, task=task, seed=seed)
+
+    def retrain_train_log(self, family, variant, task, seed) -> str:
+        return self.path("retrain_train_log", family=family, variant=variant, task=task, seed=seed)
+
+    def retrain_train_summary(self, family, variant, task, seed) -> str:
+        return self.path("retrain_train_summary", family=family, variant=variant, task=task, seed=seed)
 
     def retrain_metrics(self, family, variant, task, seed) -> str:
         return self.path("retrain_metrics", family=family, variant=variant, task=task, seed=seed)

@@ -1,5 +1,5 @@
 # Analysis (docs/protocol.md §Statistics): every metrics JSON into one table, and the statistics on it and on
-# the masks. CPU only. Include after subnetworks.smk (its targets list the metrics files) and masks.smk.
+# the masks. CPU only. Include after train.smk (its targets list the metrics files) and search.smk.
 # With analysis.original_masks_dir set, the head/MLP mask analyses read the original study's masks
 # (<dir>/<TASK>/seed_<S>/{head_mask,mlp_mask}.npy) instead of ours.
 
@@ -26,8 +26,8 @@ rule aggregate:
 rule mask_stats:
     input:
         masks=[ORIGINAL_MASKS] if ORIGINAL_MASKS else s_good_masks(),
-        heads_only=s_good_masks("s-heads"),
-        mlps_only=s_good_masks("s-mlps"),
+        heads_only=s_good_masks(S_HEADS),
+        mlps_only=s_good_masks(S_MLPS),
     output:
         stability=LAYOUT.analysis_file("stability", "parquet"),
         pairs=LAYOUT.analysis_file("stability_pairs", "parquet"),

@@ -11,9 +11,12 @@ from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.bundle.config import study_config
 from bertlottery.bundle.unpack import restored_files
 from bertlottery.errors import BertLotteryError
-from bertlottery.layout import MASK_KINDS, Layout
+from bertlottery.analysis.importance import figure3_run
+from bertlottery.families import (FAMILIES, FISHER, M, MASK_KINDS, S, S_HEADS, S_MLPS, S_MODES, SUPER, VARIANTS,
+                                  families_where, switched_variants, variant)
+from bertlottery.layout import Layout
+from bertlottery.patterns.extract import MODEL_CONFIGS, SELECTIONS, pattern_tasks
 from bertlottery.settings import SCHEMA_PATH, check_config, resolve_data, resolve_training
-from bertlottery.analysis.tables import FAMILY_TITLES
 
 
 try:
@@ -62,27 +65,22 @@ except BertLotteryError as exc:
     raise WorkflowError(str(exc)) from None
 
 
-# -- masks.smk: the s-search families (docs/protocol.md §s-pruning)
-S_MODES = {"s": "joint", "s-heads": "heads", "s-mlps": "mlps"}
-S_FAMILIES = [fam for fam, mode in S_MODES.items() if mode in config["s_pruning"]["modes"]]
+# -- search.smk: the s-search families of the configured modes (docs/protocol.md §s-pruning); the study's
+# families and retraining variants are bertlottery.families' registries
+S_FAMILIES = [S_MODES[mode] for mode in S_MODES if mode in config["s_pruning"]["modes"]]
+# The families whose random and bad masks derive-s-masks draws from the good mask (s, f, s-heads, s-mlps).
+S_RULE_FAMILIES = families_where(deriver="derive-s-masks")
 
-# -- subnetworks.smk: retraining variants (docs/protocol.md §Evaluation and retraining)
+# -- train.smk: the retrained families (docs/protocol.md §Evaluation and retraining)
 RETRAIN_FAMILIES = config["retrain"]["families"]
 # Family f (beyond the paper, docs/protocol.md §f-pruning): Fisher-based masks sized like the s-good ones.
-F_FAMILY = "f" in RETRAIN_FAMILIES
-RETRAIN_VARIANTS = {  # variant -> (mask kind, extra flags of `finetune`)
-    "good": ("good", ""),
-    "random": ("random", ""),
-    "bad": ("bad", ""),
-    "bad_6ep": ("bad", ""),
-    "randinit_random": ("random_like_bad", "--random-init"),
-}
+F_FAMILY = FISHER in RETRAIN_FAMILIES
 
 # -- patterns.smk (paper §5.2)
 PATTERNS = config["patterns"]
-PATTERN_CONFIGS = ["finetuned", "pretrained"]
-# The paper leaves WNLI out of the pattern analysis (no super-survivor heads).
-PATTERN_TASKS = [t for t in TASKS if t != "WNLI"]
+PATTERN_CONFIGS = list(MODEL_CONFIGS)
+PATTERN_SELECTIONS = list(SELECTIONS)
+PATTERN_TASKS = pattern_tasks(TASKS)  # the paper's choice of tasks (bertlottery.patterns.extract)
 PATTERN_LABELLED = PATTERNS["labelled_dir"]
 # A CNN for each kind whose labelled maps exist (<labelled_dir>/<kind>/labels.csv); other kinds use the rules.
 PATTERN_CNN_KINDS = [
@@ -94,25 +92,23 @@ if PATTERN_LABELLED and not PATTERN_CNN_KINDS:
                         "normed/labels.csv found there (expected CSV files with columns file,label)")
 PATTERN_CNN = [LAYOUT.patterns_cnn_card(kind) for kind in PATTERN_CNN_KINDS]
 
-# -- subnetworks.smk and report.smk: measured speed of the subnetworks (beyond the paper; speed.enabled)
+# -- train.smk and report.smk: measured speed of the subnetworks (beyond the paper; speed.enabled)
 SPEED = config["speed"]
 
 # -- analysis.smk and report.smk (docs/protocol.md §Outputs)
 # The m-pruning block fractions (an input of the claims and Figure 1) exist when m-masks are retrained.
-M_BLOCKS = [LAYOUT.analysis_file("m_blocks", "parquet")] if "m" in RETRAIN_FAMILIES else []
+M_BLOCKS = [LAYOUT.analysis_file("m_blocks", "parquet")] if M in RETRAIN_FAMILIES else []
 PAPER_YAML = str(PAPER_RESULTS_PATH)  # the paper_results.yaml the installed package carries
 ORIGINAL_MASKS = config["analysis"]["original_masks_dir"]
-SEPARATE_FAMILIES = [f for f in S_FAMILIES if f != "s"] if config["retrain"]["separate_searches"] else []
-TABLE_FAMILIES = [f for f in ["s", "m", "super", "f"] if f in RETRAIN_FAMILIES] + SEPARATE_FAMILIES
-# Figure 3 shows CoLA seed 71 in the paper; other runs use their first task / seed.
-FIG3_TASK = "CoLA" if "CoLA" in TASKS else TASKS[0]
-FIG3_SEED = "71" if "71" in SEEDS else SEEDS[0]
+SEPARATE_FAMILIES = [f for f in S_FAMILIES if f != S] if config["retrain"]["separate_searches"] else []
+TABLE_FAMILIES = [f for f in FAMILIES if f in RETRAIN_FAMILIES] + SEPARATE_FAMILIES
+FIG3_TASK, FIG3_SEED = figure3_run(TASKS, SEEDS)  # the paper's run where this one has it
 
 
 wildcard_constraints:
     task="|".join(t.replace("-", r"\-") for t in TASKS),
     seed=r"\d+",
-    family="m|s|super|s-heads|s-mlps|f",
+    family="|".join(FAMILIES),
     kind="|".join(MASK_KINDS),
 
 
@@ -140,7 +136,7 @@ def s_pruning_json(wc):
     """The s_pruning section of one search family; heads_only_empty_layers only for the heads-only search,
     the one it changes (the key's arrival or a change of it does not rerun the other searches)."""
     section = dict(config["s_pruning"])
-    if S_MODES[wc.sfamily] != "heads":
+    if FAMILIES[wc.sfamily].s_mode != "heads":
         section.pop("heads_only_empty_layers", None)
     return json.dumps(section, sort_keys=True)
 
@@ -159,11 +155,11 @@ def s_mask_dir(wc):
 
 
 def f_mask_dir(wc):
-    return LAYOUT.mask_dir("f", wc.task, wc.seed)
+    return LAYOUT.mask_dir(FISHER, wc.task, wc.seed)
 
 
 def m_mask_dir(wc):
-    return LAYOUT.mask_dir("m", wc.task, wc.seed)
+    return LAYOUT.mask_dir(M, wc.task, wc.seed)
 
 
 def super_dir(wc):
@@ -192,18 +188,19 @@ def figure_stem(wc, output):
 # -- retraining variants
 def variant_mask(wc):
     """The mask file a retraining variant starts from (bad_6ep: the bad mask, ...)."""
-    return LAYOUT.mask_file(wc.family, wc.task, wc.seed, RETRAIN_VARIANTS[wc.variant][0])
+    return LAYOUT.mask_file(wc.family, wc.task, wc.seed, variant(wc.variant).mask_kind)
 
 
 def variant_flags(wc):
-    return RETRAIN_VARIANTS[wc.variant][1]
+    return " ".join(variant(wc.variant).flags)
 
 
 def variant_training_json(wc):
-    """The full model's settings; Appendix D's 6-epoch bad retraining changes only the epochs."""
+    """The full model's settings; a variant may change the epochs (Appendix D's 6-epoch bad retraining)."""
     settings = dict(TRAINING[wc.task])
-    if wc.variant == "bad_6ep":
-        settings["epochs"] = 6
+    epochs = variant(wc.variant).epochs
+    if epochs is not None:
+        settings["epochs"] = epochs
     return json.dumps(settings, sort_keys=True)
 
 
@@ -213,7 +210,7 @@ def pattern_model(wc):
 
 
 # -- analysis inputs
-def s_good_masks(family="s", task=None):
+def s_good_masks(family=S, task=None):
     """Good masks of one s-search family ('s' joint, 's-heads', 's-mlps'); [] when it does not run."""
     if family not in S_FAMILIES:
         return []
@@ -221,15 +218,15 @@ def s_good_masks(family="s", task=None):
 
 
 def m_good_masks():
-    if "m" not in RETRAIN_FAMILIES:
+    if M not in RETRAIN_FAMILIES:
         return []
-    return [LAYOUT.mask_file("m", task, seed, "good") for task in TASKS for seed in SEEDS]
+    return [LAYOUT.mask_file(M, task, seed, "good") for task in TASKS for seed in SEEDS]
 
 
 def f_good_masks():
     if not F_FAMILY:
         return []
-    return [LAYOUT.mask_file("f", task, seed, "good") for task in TASKS for seed in SEEDS]
+    return [LAYOUT.mask_file(FISHER, task, seed, "good") for task in TASKS for seed in SEEDS]
 
 
 def f_stats_tables():
@@ -239,13 +236,13 @@ def f_stats_tables():
 
 def s_traces():
     """Joint s-search traces (Figure 3 and the low-importance claim), when the search saves them."""
-    if "s" not in S_FAMILIES or not config["s_pruning"]["save_iterations"]:
+    if S not in S_FAMILIES or not config["s_pruning"]["save_iterations"]:
         return []
-    return [LAYOUT.search_trace("s", task, seed) for task in TASKS for seed in SEEDS]
+    return [LAYOUT.search_trace(S, task, seed) for task in TASKS for seed in SEEDS]
 
 
 def has_mask_stats():
-    return bool(ORIGINAL_MASKS) or "s" in S_FAMILIES
+    return bool(ORIGINAL_MASKS) or S in S_FAMILIES
 
 
 def metric_files():
@@ -257,7 +254,7 @@ def metric_files():
 def table_names():
     """Every table the `tables` rule writes for this configuration, with its caption file."""
     names = {"table2": "table2", "sizes": "sizes", "paired_tests": "paired_tests"}
-    names |= {FAMILY_TITLES[f][0]: "appendix_c" for f in TABLE_FAMILIES}
+    names |= {FAMILIES[f].table: "appendix_c" for f in TABLE_FAMILIES}
     if F_FAMILY:
         names["stability_f"] = "stability"
     if has_mask_stats():
@@ -302,18 +299,17 @@ def pruned_runs():
     the separate searches' good and random masks."""
     pruned = runs(config["retrain"]["families"], config["retrain"]["kinds"])
     if config["retrain"]["separate_searches"]:
-        pruned += runs([fam for fam in S_FAMILIES if fam != "s"], ["good", "random"])
+        pruned += runs(SEPARATE_FAMILIES, ["good", "random"])
     return pruned
 
 
 def retrain_runs():
     """(family, variant, task, seed) of every retraining: each pruned run's mask retrained (the variant
-    named as its mask kind), then Appendix D's 6-epoch bad and Table 2's random-init random s-masks."""
+    named as its mask kind), then the variants config `retrain` switches on (Appendix D's 6-epoch bad and
+    Table 2's random-init random s-masks)."""
     extras = []
-    if config["retrain"]["bad_6_epochs"]:
-        extras += runs(["s"], ["bad_6ep"])
-    if config["retrain"]["random_init_random_s"]:
-        extras += runs(["s"], ["randinit_random"])
+    for extra in switched_variants(config["retrain"]):
+        extras += runs(extra.families, [extra.name])
     return pruned_runs() + extras
 
 
@@ -355,7 +351,7 @@ def retrain_metric_files():
 
 
 def subnetwork_targets():
-    searches = [LAYOUT.search_record(fam, task, seed) for fam in S_FAMILIES + ["f"] * F_FAMILY
+    searches = [LAYOUT.search_record(fam, task, seed) for fam in S_FAMILIES + [FISHER] * F_FAMILY
                 for task in TASKS for seed in SEEDS]
     return pruned_metric_files() + retrain_metric_files() + searches
 
@@ -371,10 +367,10 @@ def analysis_targets():
     targets = [LAYOUT.analysis_file("claims", ext) for ext in ("html", "md", "json")]
     targets += [LAYOUT.table_file(name, ext) for name in table_names() for ext in ("csv", "md", "tex", "html")]
     figures = [f"fig2_{fam}" for fam in RETRAIN_FAMILIES + SEPARATE_FAMILIES]
-    if has_mask_stats() or "m" in RETRAIN_FAMILIES:
+    if has_mask_stats() or M in RETRAIN_FAMILIES:
         figures += [f"fig1_{task}" for task in TASKS] + ["appendix_b_all_tasks"]
     if has_mask_stats():
-        figures += [f"overlap_{s}_{u}" for s in ("good", "super") for u in ("heads", "mlps")]
+        figures += [f"overlap_{s}_{u}" for s in ("good", SUPER) for u in ("heads", "mlps")]
     if s_traces():
         figures.append("fig3_importance")
     if speed_files():
@@ -413,12 +409,12 @@ def all_targets():
 def m_blocks_model():
     """The model whose config.json m_blocks reads: the fine-tuned model folder of a run, or (bundles) the
     bundle's copy of its config.json."""
-    model = LAYOUT.finetuned_model(TASKS[0], SEEDS[0])
-    return os.path.join(model, "config.json") if BUNDLES else model
+    task, seed = TASKS[0], SEEDS[0]
+    return LAYOUT.finetuned_model_config(task, seed) if BUNDLES else LAYOUT.finetuned_model(task, seed)
 
 
 def m_blocks_model_config(wc, input):
-    return input.model if BUNDLES else os.path.join(input.model, "config.json")
+    return LAYOUT.finetuned_model_config(TASKS[0], SEEDS[0])
 
 
 def results_root(wc):

@@ -38,7 +38,7 @@ if not BUNDLES:
         input:
             card=LAYOUT.data_card("{task}"),
             model=lambda wc: [pattern_model(wc)] if wc.pconfig == "finetuned" else [],
-            super_mask=LAYOUT.mask_file("super", "{task}", "{seed}", "good"),
+            super_mask=LAYOUT.mask_file(SUPER, "{task}", "{seed}", "good"),
             cnn=PATTERN_CNN,
         output:
             LAYOUT.pattern_counts("{pconfig}", "{task}", "{seed}"),
@@ -81,7 +81,7 @@ rule patterns_summarize:
         distribution=report(LAYOUT.table_file("patterns_distribution", "csv"), caption="../report/patterns_tables.rst",
                             category="Attention patterns"),
         tables=[LAYOUT.table_file(f"patterns_{pconfig}_{selection}", ext)
-                for pconfig in PATTERN_CONFIGS for selection in ("super", "all") for ext in ("csv", "md")],
+                for pconfig in PATTERN_CONFIGS for selection in PATTERN_SELECTIONS for ext in ("csv", "md")],
         correlation=report(LAYOUT.analysis_file("patterns_correlation", "json"),
                            caption="../report/patterns_correlation.rst", category="Attention patterns"),
     params:

@@ -88,7 +88,7 @@ rule subnetwork_speed:
 
 rule figure1:
     input:
-        masks=lambda wc: [ORIGINAL_MASKS] if ORIGINAL_MASKS else s_good_masks("s", wc.task),
+        masks=lambda wc: [ORIGINAL_MASKS] if ORIGINAL_MASKS else s_good_masks(S, wc.task),
         blocks=M_BLOCKS,
     output:
         png=report(LAYOUT.figure_file("fig1_{task}", "png"), caption="../report/fig1.rst", category="3. Figures",
@@ -135,7 +135,7 @@ rule figure2:
 
 rule figure3:
     input:
-        trace=LAYOUT.search_trace("s", FIG3_TASK, FIG3_SEED),
+        trace=LAYOUT.search_trace(S, FIG3_TASK, FIG3_SEED),
     output:
         png=report(LAYOUT.figure_file("fig3_importance", "png"), caption="../report/fig3.rst", category="3. Figures",
                    subcategory="Figure 3: importance scores", labels={"name": "Figure 3"}),
@@ -183,8 +183,8 @@ rule figure5:
 rule appendix_b:
     input:
         masks=[ORIGINAL_MASKS] if ORIGINAL_MASKS else s_good_masks(),
-        heads_only=s_good_masks("s-heads"),
-        mlps_only=s_good_masks("s-mlps"),
+        heads_only=s_good_masks(S_HEADS),
+        mlps_only=s_good_masks(S_MLPS),
         blocks=M_BLOCKS,
     output:
         png=report(LAYOUT.figure_file("appendix_b_all_tasks", "png"), caption="../report/appendix_b.rst", category="3. Figures",

@@ -17,10 +17,12 @@ import pandas as pd
 import yaml
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import FAMILIES
 from bertlottery.glue.tasks import GLUE_TASKS
 from bertlottery.io import read_json
 from bertlottery.layout import Layout
 from bertlottery.settings import resource_path
+from bertlottery.train.evaluation import upgrade_record
 
 PAPER_RESULTS_PATH = resource_path("paper_results.yaml")  # carried by the package
 KEYS = ["task", "seed", "family", "kind", "evaluated"]
@@ -28,7 +30,7 @@ REQUIRED = ["task", "seed", "family", "evaluated", "metrics", "reported_metric",
 MASK_SIZE_KEYS = ["heads_kept", "heads_total", "mlps_kept", "mlps_total", "params_kept", "params_total",
                   "prunable_kept", "prunable_total", "paper_fraction"]
 NO_KIND = "none"  # the full model has no mask kind; a string keeps group-bys and CSV round trips simple
-FAMILY_ORDER = ["full", "m", "s", "super", "f"]
+FAMILY_ORDER = ["full", *FAMILIES]
 KIND_ORDER = [NO_KIND, "good", "random", "bad"]
 EVALUATED_ORDER = ["full", "pruned", "retrained"]
 
@@ -51,7 +53,8 @@ def metric_row(record: dict, source: str) -> dict:
         "task": record["task"],
         "seed": int(record["seed"]),
         "family": record["family"],
-        "kind": record.get("kind") or NO_KIND,
+        # a mask kind (pruned runs) or a variant (retrained runs): the runs' one axis in the tables
+        "kind": record.get("variant") or record.get("kind") or NO_KIND,
         "evaluated": record["evaluated"],
         "reported_metric": record["reported_metric"],
         "reported": float(record["reported"]),
@@ -69,7 +72,7 @@ def metric_row(record: dict, source: str) -> dict:
 
 def collect(paths) -> pd.DataFrame:
     """The tidy table of the given metrics JSON files (one row each), sorted for stable output."""
-    rows = [metric_row(read_json(path), str(path)) for path in paths]
+    rows = [metric_row(upgrade_record(read_json(path)), str(path)) for path in paths]
     if not rows:
         raise BertLotteryError("no metrics JSON files given; expected at least the full models' metrics.json")
     table = pd.DataFrame(rows)

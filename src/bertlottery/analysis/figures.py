@@ -47,14 +47,12 @@ from bertlottery.analysis.plotting import (
 )
 from bertlottery.analysis.stability import all_tasks_survival
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import FAMILIES, SUPER
 from bertlottery.glue.tasks import get_task
 from bertlottery.search.spruning import phases_for
 
 KIND_COLOURS = {"good": OKABE_ITO["blue"], "random": OKABE_ITO["orange"], "bad": OKABE_ITO["vermilion"]}
 METRIC_LABELS = {"accuracy": "Accuracy", "mcc": "Matthews corr.", "pearson": "Pearson corr."}
-FAMILY_NAMES = {"s": "s-pruning", "m": "m-pruning", "super": "super-survivors (s)",
-                "s-heads": "heads-only s-pruning", "s-mlps": "MLPs-only s-pruning",
-                "f": "f-pruning (Fisher, Kwon et al. 2022; beyond the paper)"}
 
 
 def figure1(task: str, s_masks: dict | None, m_blocks: pd.DataFrame | None, stem, s_label: str = "") -> list[Path]:
@@ -168,7 +166,7 @@ def figure2(summary: pd.DataFrame, paper: dict, family: str, stem) -> list[Path]
         ax.set_visible(False)
     fig.legend(handles=_figure2_legend(), loc="outside lower center", ncol=6 if ncols == 3 else 3, frameon=False,
                columnspacing=1.0, handlelength=1.6)
-    fig.suptitle(f"{FAMILY_NAMES.get(family, family)}: good, random and bad subnetworks", fontsize=8)
+    fig.suptitle(f"{FAMILIES[family].title if family in FAMILIES else family}: good, random and bad subnetworks", fontsize=8)
     return save(fig, stem)
 
 
@@ -305,7 +303,7 @@ def figure5(overlaps: pd.DataFrame, unit: str, set_: str, stem, label: str = "")
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
     bar.set_label(f"shared {unit} (of {total:.0f})", fontsize=6)
     bar.ax.tick_params(labelsize=5.5)
-    what = "super-survivor" if set_ == "super" else "good"
+    what = "super-survivor" if set_ == SUPER else "good"
     ax.set_title(f"{what} {unit} shared between tasks{label}")
     return save(fig, stem)
 
@@ -380,7 +378,7 @@ def main_figures(argv: list[str]) -> None:
     p = add("fig5", _cmd_fig5, "Figure 5 / Appendix G: task x task overlaps")
     p.add_argument("--overlaps", required=True, help="overlaps table from `stats masks`")
     p.add_argument("--unit", choices=["heads", "mlps"], default="heads")
-    p.add_argument("--set", choices=["good", "super"], default="good")
+    p.add_argument("--set", choices=["good", SUPER], default="good")
 
     p = add("appb", _cmd_appb, "Appendix B: all-tasks survival heatmaps")
     p.add_argument("--s-masks", nargs="*", default=[])

@@ -16,6 +16,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
 from bertlottery.analysis.masksets import UNITS, MaskSet, unit_array
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import SUPER
 from bertlottery.masks.types import HeadMlpMask
 
 # --- agreement across seeds (paper §5.1) -----------------------------------------------------------
@@ -133,7 +134,7 @@ def overlaps(masks: MaskSet, alpha: float = 0.05) -> pd.DataFrame:
                 rows.append(_good_overlap(masks, unit, task_a, task_b, alpha))
                 one = overlap_counts(super_mask(masks[task_a], unit), super_mask(masks[task_b], unit))
                 diag = task_a == task_b
-                rows.append({"unit": unit, "set": "super", "task_a": task_a, "task_b": task_b, "n_seeds": 1,
+                rows.append({"unit": unit, "set": SUPER, "task_a": task_a, "task_b": task_b, "n_seeds": 1,
                              "mean": float(one["overlap"]), "std": np.nan, "total": one["total"],
                              "expected_mean": np.nan if diag else one["expected"],
                              "p_combined": np.nan if diag else one["p"],

@@ -33,17 +33,8 @@ from bertlottery.analysis.table_format import (
     write_report_table,
 )
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import FAMILIES, FISHER, KIND_LABELS, M, RANDINIT_RANDOM, S, SUPER, VARIANTS
 
-FAMILY_TITLES = {
-    "s": ("appendix_c_s", "Appendix C / Figure 2a: s-pruning (heads and MLPs)"),
-    "m": ("appendix_c_m", "Appendix C / Figure 2b: m-pruning (global magnitude)"),
-    "super": ("appendix_e_super", "Appendix E: super-survivor s-subnetworks"),
-    "s-heads": ("appendix_b_heads_only", "Appendix B: heads-only s-pruning"),
-    "s-mlps": ("appendix_b_mlps_only", "Appendix B: MLPs-only s-pruning"),
-    "f": ("beyond_f_fisher", "Beyond the paper: Fisher-based f-pruning (Kwon et al. 2022), s-good's sizes"),
-}
-KIND_LABELS = {"good": "good", "random": "random", "bad": "bad", "bad_6ep": "bad, 6 epochs (App. D)",
-               "randinit_random": "random init + random s (Table 2)", "random_like_bad": "random (bad-sized)"}
 
 
 def ours_of(summary: pd.DataFrame, tasks, family: str, kind: str, evaluated: str,
@@ -112,7 +103,7 @@ def table2(summary: pd.DataFrame, paper: dict, tasks: list[str], truncate: bool)
         "Avg: over the tasks shown (paper: the same tasks; its 9-task averages are "
         + ", ".join(f"{t2[k]['label']} {t2[k]['average']:.2f}" for k in t2) + ").",
     ] + _not_run_note(paper, tasks)
-    f_bad = ours_of(summary, tasks, "f", "bad", "retrained")
+    f_bad = ours_of(summary, tasks, FISHER, "bad", "retrained")
     if f_bad:  # beyond the paper: the Fisher finder's bad subnetworks (optional family f), ours only
         d, lg = compare_block("f-pruning 'bad' (Fisher, beyond the paper)", tasks, f_bad, {}, with_std=False,
                               truncate=truncate, digits=2 if truncate else 3)
@@ -120,7 +111,7 @@ def table2(summary: pd.DataFrame, paper: dict, tasks: list[str], truncate: bool)
         long += lg
         notes.append("The f-pruning row is not in the paper: the bad masks of the Fisher-based finder "
                      "(Kwon et al. 2022), sized like s-good, retrained; its paper and diff rows stay empty.")
-    if not ours_of(summary, tasks, "s", "randinit_random", "retrained"):
+    if not ours_of(summary, tasks, S, RANDINIT_RANDOM, "retrained"):
         notes.append("Random init + random s-pruning was not run (retrain.random_init_random_s: false).")
     return long, _finish(display, tasks), paper["table2"]["caption"], notes
 
@@ -136,7 +127,7 @@ def family_table(summary: pd.DataFrame, paper: dict, tasks: list[str], family: s
     d, _ = compare_block("majority baseline", tasks, {}, majority, with_std=False)
     display.append(d[1] | {"source": "paper (full dev set)"})
     ours_kinds = set(summary.loc[summary["family"] == family, "kind"])
-    kinds = [k for k in ["good", "random", "bad", "bad_6ep", "randinit_random"]
+    kinds = [k for k in VARIANTS
              if k in ours_kinds or k in paper["performance"].get(family, {})]
     for kind in kinds:
         for evaluated in ("pruned", "retrained"):
@@ -147,18 +138,19 @@ def family_table(summary: pd.DataFrame, paper: dict, tasks: list[str], family: s
             d, lg = compare_block(f"{KIND_LABELS.get(kind, kind)}, {evaluated}", tasks, ours, theirs)
             display += d
             long += lg
-    name, caption = FAMILY_TITLES.get(family, (f"other_{family}", f"family {family}"))
+    name, caption = (FAMILIES[family].table, FAMILIES[family].caption) if family in FAMILIES else \
+        (f"other_{family}", f"family {family}")
     notes = ["Mean ± std over seeds (std with ddof = 1, the paper's Bessel-corrected convention). "
              "diff = ours − paper. Metrics: CoLA MCC, STS-B Pearson, MNLI matched accuracy, others accuracy.",
              "The majority baseline is the paper's, on the full dev sets (a subsampled dev set shifts it slightly)."]
-    if family == "s":
+    if family == S:
         notes.append("'random, retrained' is the true random-retrained run. The published Figure 2a shows the "
                      "good-retrained bars under that legend (a plotting bug); the paper's value here is the repo's "
                      "true random-retrained number.")
-    if family == "super":
+    if family == SUPER:
         notes.append("Super-survivor good and bad masks are the same for all seeds; "
                      "each seed retrains with its own seed.")
-    if family == "f":
+    if family == FISHER:
         notes.append("Not in the paper: heads and MLPs of highest Fisher information of their masks (Kwon et al. "
                      "2022) on training examples, as many as the s-good mask of the same task and seed; random "
                      "and bad masks derived from it by the s rules. The paper rows are empty.")
@@ -185,7 +177,7 @@ def _model_size_note(summary: pd.DataFrame) -> str:
 def sizes_table(summary: pd.DataFrame, paper: dict, tasks: list[str]) -> tuple:
     """Figure 2 subplot titles: '% surviving weights' of the good subnetworks (whole model kept / total - 0.21)."""
     display, long = [], []
-    for family, label in (("s", "s-pruning good"), ("m", "m-pruning good"), ("super", "super-survivors")):
+    for family, label in ((S, "s-pruning good"), (M, "m-pruning good"), (SUPER, "super-survivors")):
         ours = {}
         for evaluated in ("retrained", "pruned"):  # pruned wins when both exist (same mask)
             ours |= ours_of(summary, tasks, family, "good", evaluated, col="paper_fraction", scale=100)
@@ -195,7 +187,7 @@ def sizes_table(summary: pd.DataFrame, paper: dict, tasks: list[str]) -> tuple:
         long += lg
     ours = {}
     for task in tasks:
-        row = lookup(summary, task, "m", "good", "pruned")
+        row = lookup(summary, task, M, "good", "pruned")
         if row is not None and pd.notna(row.get("prunable_kept_mean")):
             ours[task] = (row["prunable_kept_mean"] / row["prunable_total_mean"], None, int(row["n_seeds"]))
     theirs = {t: (v, None) for t, v in paper["m_prunable_surviving_fraction"].items() if t in tasks}
@@ -253,12 +245,12 @@ def counts_table(survivors: pd.DataFrame, paper: dict, tasks: list[str]) -> tupl
     return pd.DataFrame(long), pd.DataFrame(rows), caption, notes
 
 
-def stability_table(stability: pd.DataFrame, paper: dict, tasks: list[str], family: str = "s") -> tuple:
+def stability_table(stability: pd.DataFrame, paper: dict, tasks: list[str], family: str = S) -> tuple:
     """Paper §5.1: Fleiss' kappa and Cochran's Q of head and MLP survival across seeds (family f: the same
     statistics of the f-good masks, beyond the paper, without paper columns to compare with)."""
     rows, long = [], []
     for task in tasks:
-        pt = paper["stability"].get(task, {}) if family == "s" else {}
+        pt = paper["stability"].get(task, {}) if family == S else {}
         rec = {"task": task}
         for unit in ("heads", "mlps"):
             hit = stability[(stability["task"] == task) & (stability["unit"] == unit)]
@@ -286,7 +278,7 @@ def stability_table(stability: pd.DataFrame, paper: dict, tasks: list[str], fami
              "Undefined statistics (fewer than 2 seeds, identical or constant masks) are shown as '–'; the "
              "reasons are in results/analysis/stability.csv."]
     notes += _not_run_note(paper, tasks)
-    if family == "f":
+    if family == FISHER:
         notes = ["Family f (Fisher-based, beyond the paper): the paper has no such masks, so its columns are "
                  "empty; reasons for undefined statistics are in results/analysis/f_stability.csv."] + [
             n for n in notes if "HANS" not in n and "reasons are in" not in n]
@@ -327,7 +319,7 @@ def overlap_table(overlaps: pd.DataFrame, paper: dict, tasks: list[str], unit: s
                          "ours_p": None if o is None else o.get("p_combined"),
                          "paper_mean": pm, "paper_std": ps})
         rows.append(rec)
-    what = "super-survivor" if set_ == "super" else "good"
+    what = "super-survivor" if set_ == SUPER else "good"
     notes = [f"Cells: ours (paper). Number of {unit} kept in both tasks' {what} masks"
              + (", same-seed pairing, mean ± std over seeds." if set_ == "good" else " (one mask per task)."),
              "The diagonal is the task's own count. Expected overlaps under independence (hypergeometric, "
@@ -376,7 +368,7 @@ def main_tables(argv: list[str]) -> None:
     parser.add_argument("--paper", help="paper results YAML (default: the packaged resources/paper_results.yaml)")
     parser.add_argument("--truncate-table2", choices=["true", "false"], default="true")
     parser.add_argument("--families", nargs="*", help="families with an Appendix C/E-style table "
-                        f"(of {', '.join(FAMILY_TITLES)}; default: those in the summary)")
+                        f"(of {', '.join(FAMILIES)}; default: those in the summary)")
     parser.add_argument("--out-dir", default="results/tables")
     args = parser.parse_args(argv)
 
@@ -388,11 +380,11 @@ def main_tables(argv: list[str]) -> None:
              "sizes": sizes_table(summary, paper, tasks)}
     families = args.families
     if families is None:
-        families = [f for f in FAMILY_TITLES if (summary["family"] == f).any()]
+        families = [f for f in FAMILIES if (summary["family"] == f).any()]
     for family in families:
-        if family not in FAMILY_TITLES:
-            raise BertLotteryError(f"--families: unknown family {family!r}; expected some of {list(FAMILY_TITLES)}")
-        built[FAMILY_TITLES[family][0]] = family_table(summary, paper, tasks, family)
+        if family not in FAMILIES:
+            raise BertLotteryError(f"--families: unknown family {family!r}; expected some of {list(FAMILIES)}")
+        built[FAMILIES[family].table] = family_table(summary, paper, tasks, family)
     if args.survivors:
         survivors = read_table(args.survivors)
         built["s_counts"] = counts_table(survivors, paper, _mask_tasks(survivors, args.survivors, tasks))
@@ -401,13 +393,13 @@ def main_tables(argv: list[str]) -> None:
         built["stability"] = stability_table(stability, paper, _mask_tasks(stability, args.stability, tasks))
     if args.f_stability:
         f_stab = read_table(args.f_stability)
-        built["stability_f"] = stability_table(f_stab, paper, _mask_tasks(f_stab, args.f_stability, tasks), "f")
+        built["stability_f"] = stability_table(f_stab, paper, _mask_tasks(f_stab, args.f_stability, tasks), FISHER)
     if args.overlaps:
         over = read_table(args.overlaps)
         mtasks = _mask_tasks(over, args.overlaps, tasks)
         for unit in ("heads", "mlps"):
             built[f"overlaps_{unit}"] = overlap_table(over, paper, mtasks, unit, "good")
-            built[f"overlaps_super_{unit}"] = overlap_table(over, paper, mtasks, unit, "super")
+            built[f"overlaps_{SUPER}_{unit}"] = overlap_table(over, paper, mtasks, unit, SUPER)
     if args.tests:
         built["paired_tests"] = tests_table(read_table(args.tests))
     for name, (long, display, caption, notes) in built.items():

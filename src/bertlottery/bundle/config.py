@@ -18,10 +18,11 @@ import yaml
 
 from bertlottery.bundle.manifest import BUNDLE_INFO, verify
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import EVALUATED_KINDS, RETRAINABLE, S, S_MODES, SEPARATE_S_FAMILIES, VARIANTS
 from bertlottery.io import read_json
+from bertlottery.layout import Layout
 from bertlottery.settings import load_schema
 
-_S_MODES = {"s": "joint", "s-heads": "heads", "s-mlps": "mlps"}
 # Keys that may differ between the bundles of one study: paths of the machine each chunk ran on, and
 # the per-chunk lists merged below.
 _MACHINE_KEYS = {"model", "glue_dir", "tasks", "seeds", "overrides", "bundles"}
@@ -81,7 +82,7 @@ def rebuilt_config(results: Path, chosen: list) -> dict:
     parsed = [p for _, _, p in chosen]
     config: dict = {"tasks": sorted({p.task for p in parsed if p.what == "full_metrics"}),
                     "seeds": sorted({p.seed for p in parsed if p.what == "full_metrics"})}
-    cards = {task: read_json(results / "data" / task / "data_card.json")
+    cards = {task: read_json(Path(Layout(str(results)).data_card(task)))
              for task in sorted({p.task for p in parsed if p.what == "data_card"})}
     if cards:
         data = {task: _card_settings(card) for task, card in cards.items()}
@@ -100,14 +101,13 @@ def rebuilt_config(results: Path, chosen: list) -> dict:
         return any(p.what == what and all(getattr(p, k) == v for k, v in fields.items()) for p in parsed)
 
     retrained = {p.family for p in parsed if p.what == "retrain_metrics"}
-    config["retrain"] = {"families": [f for f in ("m", "s", "super", "f") if f in retrained],
-                         "kinds": [k for k in ("good", "random", "bad") if has("pruned_metrics", kind=k)],
-                         "separate_searches": has("pruned_metrics", family="s-heads") or
-                                              has("pruned_metrics", family="s-mlps"),
-                         "bad_6_epochs": has("retrain_metrics", family="s", variant="bad_6ep"),
-                         "random_init_random_s": has("retrain_metrics", family="s", variant="randinit_random")}
-    config["s_pruning"] = {"modes": [mode for fam, mode in _S_MODES.items() if has("mask_file", family=fam)] or ["joint"],
-                           "save_iterations": has("search_trace", family="s")}
+    config["retrain"] = {"families": [f for f in RETRAINABLE if f in retrained],
+                         "kinds": [k for k in EVALUATED_KINDS if has("pruned_metrics", kind=k)],
+                         "separate_searches": any(has("pruned_metrics", family=f) for f in SEPARATE_S_FAMILIES)}
+    config["retrain"] |= {v.switch: any(has("retrain_metrics", family=f, variant=v.name) for f in v.families)
+                          for v in VARIANTS.values() if v.switch}
+    config["s_pruning"] = {"modes": [mode for mode, fam in S_MODES.items() if has("mask_file", family=fam)] or ["joint"],
+                           "save_iterations": has("search_trace", family=S)}
     config["patterns"] = {"enabled": has("pattern_counts")}
     config["speed"] = {"enabled": has("speed_record")}
     return fill_defaults(config)

@@ -8,7 +8,6 @@ states, splits or logs."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -17,19 +16,16 @@ from bertlottery.bundle.manifest import BUNDLE_INFO, MANIFEST, write_manifest
 from bertlottery.bundle.packing import pack_weight_mask
 from bertlottery.bundle.system import hardware, now_utc
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import EVALUATED_KINDS, WEIGHTS, family
 from bertlottery.io import atomic_path, write_json
 from bertlottery.layout import RESULTS_ROOT, ResultPath, parse
 from bertlottery.settings import library_versions
 
-M_KINDS = ("good", "random", "bad")
-# Files of a run that no layout template names: (regex on the path under the root, task group, seed group)
-_EXTRA = [
-    re.compile(r"finetune/(?P<task>[^/]+)/seed(?P<seed>\d+)/model/config\.json"),
-    re.compile(r"retrain/[^/]+/[^/]+/(?P<task>[^/]+)/seed(?P<seed>\d+)/(train_summary\.json|train_log\.csv)"),
-]
-_COPIED = {"data_card", "full_metrics", "train_log", "train_summary", "pruned_metrics", "retrain_metrics",
-           "search_record", "search_trace", "search_trace_tensors", "super_summary", "pattern_counts",
-           "speed_record"}
+M_KINDS = EVALUATED_KINDS
+# The layout's files a bundle copies (the m-masks are bit-packed instead; see _classify).
+_COPIED = {"data_card", "finetuned_model_config", "full_metrics", "train_log", "train_summary", "pruned_metrics",
+           "retrain_train_log", "retrain_train_summary", "retrain_metrics", "search_record", "search_trace",
+           "search_trace_tensors", "super_summary", "pattern_counts", "speed_record", "benchmark"}
 
 
 def _classify(relative: str) -> tuple[str, ResultPath | None] | None:
@@ -37,15 +33,11 @@ def _classify(relative: str) -> tuple[str, ResultPath | None] | None:
     try:
         parsed = parse(f"{RESULTS_ROOT}/{relative}")
     except BertLotteryError:
-        for regex in _EXTRA:
-            match = regex.fullmatch(relative)
-            if match:
-                return "copy", ResultPath("extra", task=match["task"], seed=int(match["seed"]))
         return None
-    if parsed.what in _COPIED or parsed.what == "benchmark":
+    if parsed.what in _COPIED:
         return "copy", parsed
     if parsed.what == "mask_file":
-        return ("pack" if parsed.family == "m" else "copy"), parsed
+        return ("pack" if family(parsed.family).mask_type == WEIGHTS else "copy"), parsed
     return None
 
 

@@ -20,6 +20,7 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.glue.reading import HUB_DATASET, Example, SplitSource, read_split
 from bertlottery.glue.tasks import TaskSpec, get_task
 from bertlottery.io import atomic_path, check_model_source, write_json
+from bertlottery.layout import DATA_CARD, SPLITS_DIR
 from bertlottery.settings import DataSettings, parse_json_arg
 
 MAJORITY_STSB_SEED = 1337  # protocol.md §Data and metrics: predictions ~ N(mean, sd of dev labels), numpy seed 1337
@@ -229,9 +230,9 @@ def prepare_data(task: str, model: str, out_dir: str | Path, glue_dir: str | Pat
         kept = [src.examples[i] for i in subsample_indices(len(src.examples), limit, subsample_seed)]
         arrays = tokenize_examples(tokenizer, kept, max_seq_length, desc=f"{task} {split}")
         labels = labels_array(spec, kept)  # float32 scores for STS-B; the card uses float64 below
-        write_split(out_dir / "splits" / f"{split}.safetensors", spec, split, arrays, labels, model,
+        write_split(out_dir / SPLITS_DIR / f"{split}.safetensors", spec, split, arrays, labels, model,
                     max_seq_length)
-        write_jsonl(out_dir / "splits" / f"{split}.jsonl", spec, kept)
+        write_jsonl(out_dir / SPLITS_DIR / f"{split}.jsonl", spec, kept)
         exact = np.array([ex.label for ex in kept], dtype=np.float64) if spec.is_regression else labels
         splits[split] = split_card(spec, split, src, kept, arrays, exact)
     card = {
@@ -244,7 +245,7 @@ def prepare_data(task: str, model: str, out_dir: str | Path, glue_dir: str | Pat
                                   "file order kept"},
         "splits": splits,
     }
-    write_json(out_dir / "data_card.json", card)
+    write_json(out_dir / DATA_CARD, card)
     return card
 
 

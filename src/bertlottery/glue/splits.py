@@ -10,6 +10,7 @@ from typing import Any
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import damaged_file_error
+from bertlottery.layout import SPLITS_DIR
 
 # ----------------------------------------------------------------------------------------------------
 # Loading for training and evaluation
@@ -60,7 +61,7 @@ class TokenizedSplit:
 
 
 def split_path(data_dir: str | Path, split: str) -> Path:
-    return Path(data_dir) / "splits" / f"{split}.safetensors"
+    return Path(data_dir) / SPLITS_DIR / f"{split}.safetensors"
 
 
 def load_split(data_dir: str | Path, split: str) -> TokenizedSplit:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import load_split
 from bertlottery.glue.tasks import get_task
+from bertlottery.families import SUPER
 from bertlottery.io import save_tensors
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.loading import load_classifier
@@ -37,7 +38,14 @@ from bertlottery.patterns.rules import PATTERN_TYPES, RuleClassifier
 from bertlottery.runtime import configure_torch, pick_device
 
 MODEL_CONFIGS = ("finetuned", "pretrained")
-SELECTIONS = ("super", "all")
+SELECTIONS = (SUPER, "all")  # the task's super-survivor heads (in the model pruned to them), and every head
+# Tasks the paper leaves out of the pattern analysis, with the reason.
+LEFT_OUT_TASKS = {"WNLI": "the paper leaves WNLI out: its good masks share no super-survivor heads"}
+
+
+def pattern_tasks(tasks) -> list[str]:
+    """The tasks of the pattern analysis: the run's, less those the paper leaves out (LEFT_OUT_TASKS)."""
+    return [task for task in tasks if task not in LEFT_OUT_TASKS]
 
 
 # --------------------------------------------------------------------------------------------------

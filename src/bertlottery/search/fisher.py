@@ -30,7 +30,9 @@ from tqdm.auto import tqdm
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import TaskSpec
+from bertlottery.families import FISHER
 from bertlottery.io import write_json
+from bertlottery.layout import SEARCH_RECORD, mask_name
 from bertlottery.masks.seeds import S_MASKS, derive_seed
 from bertlottery.masks.types import HeadMlpMask, load_mask_for
 from bertlottery.modeling.sizes import size_of
@@ -130,12 +132,12 @@ def main_find_f_mask(argv: list[str]) -> None:
     mask = fisher_mask(heads, mlps, reference)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mask.save(out / "good.safetensors", task=spec.name, seed=str(args.seed), family="f", kind="good",
+    mask.save(out / mask_name("good"), task=spec.name, seed=str(args.seed), family=FISHER, kind="good",
               method="f-pruning: highest diagonal Fisher information of the head/MLP masks (Kwon et al. 2022), "
                      "as many heads and MLPs as the s-good mask",
               reference=str(args.reference), heads_total=str(mask.heads.numel()), mlps_total=str(mask.mlps.numel()))
-    write_json(out / "search.json", {
-        "task": spec.name, "seed": args.seed, "family": "f", "method": "fisher",
+    write_json(out / SEARCH_RECORD, {
+        "task": spec.name, "seed": args.seed, "family": FISHER, "method": "fisher",
         "n_examples": int(len(order)), "n_distinct_examples": int(len(np.unique(order))),
         "train_rows": len(train), "sample_seed": sample_seed, "reference": str(args.reference),
         "heads_kept": mask.heads_kept, "mlps_kept": mask.mlps_kept,

@@ -38,7 +38,9 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
 from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.glue.tasks import TaskSpec
+from bertlottery.families import M as M_FAMILY
 from bertlottery.io import write_json
+from bertlottery.layout import SEARCH_RECORD, SEARCH_TRACE, mask_name
 from bertlottery.masks.seeds import M_MASKS, derive_seed, seeded_generator
 from bertlottery.masks.types import WeightMask
 from bertlottery.modeling.sizes import size_of
@@ -276,7 +278,7 @@ def _derive(pool: MagnitudePool, state: dict, good: torch.Tensor, steps: int, li
         bad = bad_kept_code(pool.magnitude, n_kept)
     else:
         bad = bad_kept_paper(good, _generator(task, seed, "bad"))
-    meta = {"task": task, "seed": seed, "family": "m", "iteration": steps}
+    meta = {"task": task, "seed": seed, "family": M_FAMILY, "iteration": steps}
     methods = {
         "good": "global L1 magnitude (iterative)",
         "random": "global uniform random, same count",
@@ -324,12 +326,12 @@ def write_outputs(result: MSearchResult, out_dir: str | Path, *, spec: TaskSpec,
     out_dir.mkdir(parents=True, exist_ok=True)
     masks = {"good": result.good, "random": result.random, "bad": result.bad}
     for kind, mask in masks.items():
-        mask.save(out_dir / f"{kind}.safetensors")
-    write_json(out_dir / "trace.json", {"task": spec.name, "seed": seed, "s0": result.s0,
+        mask.save(out_dir / mask_name(kind))
+    write_json(out_dir / SEARCH_TRACE, {"task": spec.name, "seed": seed, "s0": result.s0,
                                         "threshold": result.threshold, "saved_step": result.steps,
                                         "iterations": result.trace})
-    write_json(out_dir / "search.json", {
-        "task": spec.name, "seed": seed, "family": "m", "stop_metric": spec.stop_metric, "s0": result.s0,
+    write_json(out_dir / SEARCH_RECORD, {
+        "task": spec.name, "seed": seed, "family": M_FAMILY, "stop_metric": spec.stop_metric, "s0": result.s0,
         "threshold_fraction": settings.threshold, "threshold": result.threshold, "score": result.score,
         "steps_taken": len(result.trace) - 1, "saved_step": result.steps,
         "pruned_fraction": 1 - result.good.fraction,

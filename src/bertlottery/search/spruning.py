@@ -43,7 +43,9 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
 from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.glue.tasks import TaskSpec
+from bertlottery.families import family_of_mode
 from bertlottery.io import save_tensors, write_json
+from bertlottery.layout import SEARCH_RECORD, SEARCH_TRACE, SEARCH_TRACE_TENSORS, mask_name
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
@@ -368,18 +370,18 @@ def write_outputs(result: SearchResult, out_dir: str | Path, *, spec: TaskSpec, 
     """good.safetensors (masks + final importances), trace.json, trace.safetensors, search.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    family = "s" if mode == "joint" else f"s-{mode}"
+    family = family_of_mode(mode)
     meta = {"task": spec.name, "seed": str(seed), "family": family, "kind": "good",
             "method": f"s-pruning {mode} ({settings.gradient_accumulation} gradients)",
             "iteration": str(result.iterations)}
-    result.mask.save(out_dir / "good.safetensors", head_importance=result.head_importance,
+    result.mask.save(out_dir / mask_name("good"), head_importance=result.head_importance,
                      mlp_importance=result.mlp_importance, **meta)
     rows, tensors = split_trace(result.trace)
-    write_json(out_dir / "trace.json", {"task": spec.name, "seed": seed, "mode": mode, "s0": result.s0,
+    write_json(out_dir / SEARCH_TRACE, {"task": spec.name, "seed": seed, "mode": mode, "s0": result.s0,
                                         "threshold": result.threshold, "iterations": rows})
     if save_iterations:
-        save_tensors(out_dir / "trace.safetensors", tensors, {k: str(v) for k, v in meta.items()})
-    write_json(out_dir / "search.json", {
+        save_tensors(out_dir / SEARCH_TRACE_TENSORS, tensors, {k: str(v) for k, v in meta.items()})
+    write_json(out_dir / SEARCH_RECORD, {
         "task": spec.name, "seed": seed, "family": family, "mode": mode, "stop_metric": spec.stop_metric,
         "s0": result.s0, "threshold_fraction": settings.threshold, "threshold": result.threshold,
         "score": result.score, "iterations": result.iterations,

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.layout import mask_name
 from bertlottery.masks.seeds import S_MASKS, derive_seed, seeded_generator
 from bertlottery.masks.types import HeadMlpMask
 
@@ -162,6 +163,6 @@ def main_derive_s_masks(argv: list[str]) -> None:
     check_source(good, args.good, task=args.task, seed=args.seed)
     for kind, (mask, meta) in derive_s_masks(good, args.task, args.seed, args.mode).items():
         # the good mask's family (s, s-heads, s-mlps): its derived masks belong to the same family
-        mask.save(args.out_dir / f"{kind}.safetensors", task=args.task, seed=str(args.seed),
+        mask.save(args.out_dir / mask_name(kind), task=args.task, seed=str(args.seed),
                   family=good.meta.get("family", "s"),
                   kind=kind, source=str(args.good), **meta, **size_meta(mask))

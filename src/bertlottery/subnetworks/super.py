@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import SUPER
 from bertlottery.io import write_json
-from bertlottery.layout import mask_name, seed_dir
+from bertlottery.layout import SUPER_SUMMARY, mask_name, seed_dir
 from bertlottery.masks.seeds import S_MASKS, derive_seed
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.subnetworks.derive import (
@@ -75,7 +76,7 @@ def super_masks(
     _check_shapes(goods)
     good_h, never_h = super_units([g.heads for g in goods])
     good_m, never_m = super_units([g.mlps for g in goods])
-    gen = make_generator(task, "super", "bad")
+    gen = make_generator(task, SUPER, "bad")  # SUPER's spelling is part of the seed
     bad = HeadMlpMask(
         heads=super_bad_units(good_h, never_h, gen, topup),
         mlps=super_bad_units(good_m, never_m, gen, topup),
@@ -145,8 +146,8 @@ def main_super_masks(argv: list[str]) -> None:
     for seed, path, mask in zip(args.seeds, args.goods, goods):
         check_source(mask, path, task=args.task, seed=seed)
     good, bad, randoms = super_masks(goods, task=args.task, seeds=args.seeds, topup=args.bad_topup)
-    rng_seeds = {"good": "none", "bad": str(derive_seed(args.task, "super", "bad", recipe=S_MASKS))}
-    shared = {"task": args.task, "family": "super", "seeds": ",".join(map(str, args.seeds)),
+    rng_seeds = {"good": "none", "bad": str(derive_seed(args.task, SUPER, "bad", recipe=S_MASKS))}
+    shared = {"task": args.task, "family": SUPER, "seeds": ",".join(map(str, args.seeds)),
               "sources": ",".join(map(str, args.goods)), "mode": "exact",
               "super_bad_topup": args.bad_topup}
     for seed in args.seeds:
@@ -154,5 +155,5 @@ def main_super_masks(argv: list[str]) -> None:
         for kind, mask in (("good", good), ("bad", bad), ("random", randoms[seed])):
             mask.save(args.out_root / seed_dir(seed) / mask_name(kind), **shared, seed=str(seed), kind=kind,
                       method=METHODS[kind], rng_seed=rng_seeds[kind], **size_meta(mask))
-    write_json(args.out_root / "summary.json",
+    write_json(args.out_root / SUPER_SUMMARY,
                super_summary(goods, good, bad, args.task, args.seeds, args.bad_topup))

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import VARIANTS
 from bertlottery.glue import metrics as M
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import TaskSpec, get_task
@@ -137,13 +138,16 @@ def metrics_record(
     started: float,
     device: torch.device,
     settings: TrainingSettings,
+    variant: str | None = None,
 ) -> dict:
-    """The metrics JSON every evaluation writes (metrics, sizes, time, device, versions, hash; docs/protocol.md §Evaluation and retraining)."""
+    """The metrics JSON every evaluation writes (metrics, sizes, time, device, versions, hash; docs/protocol.md
+    §Evaluation and retraining). `kind` is the mask kind evaluated, `variant` the retraining (None otherwise)."""
     return {
         "task": spec.name,
         "seed": seed,
         "family": family,
         "kind": kind,
+        "variant": variant,
         "evaluated": evaluated,
         "metrics": values,
         "reported_metric": spec.reported_metric,
@@ -157,6 +161,25 @@ def metrics_record(
         "versions": library_versions(),
         "config_hash": config_hash(settings),
     }
+
+
+def upgrade_record(record: dict) -> dict:
+    """A metrics record or training summary of an older bertlottery in today's contract. Until `variant`
+    was added, a retraining's variant was stored under `kind`: it moves there, and `kind` becomes the mask
+    kind the variant reads (bertlottery.families.VARIANTS). Today's records come back unchanged."""
+    if not isinstance(record, dict) or "variant" in record or "kind" not in record:
+        return record
+    out = dict(record)
+    if "evaluated" not in out:  # a training summary
+        out["variant"] = out.pop("kind")
+        return out
+    retrained = out["evaluated"] == "retrained"
+    out["variant"] = out["kind"] if retrained else None
+    if retrained and out["kind"] in VARIANTS:
+        out["kind"] = VARIANTS[out["kind"]].mask_kind
+    if isinstance(out.get("train"), dict):
+        out["train"] = upgrade_record(out["train"])
+    return out
 
 
 def evaluate_and_write(
@@ -174,6 +197,7 @@ def evaluate_and_write(
     started: float,
     device: torch.device,
     extra: dict | None = None,
+    variant: str | None = None,
 ) -> dict:
     """Dev metrics of `model` as a metrics record (plus the `extra` keys), written to `output`: the one
     evaluation of evaluate-full, evaluate-pruned and retraining."""
@@ -183,7 +207,7 @@ def evaluate_and_write(
     )
     record = metrics_record(
         spec, seed, values, n, family=family, kind=kind, evaluated=evaluated,
-        mask_size=mask_size, started=started, device=device, settings=settings,
+        mask_size=mask_size, started=started, device=device, settings=settings, variant=variant,
     )
     record |= extra or {}
     write_json(output, record)

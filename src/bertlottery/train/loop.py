@@ -24,7 +24,8 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import get_task
 from bertlottery.io import atomic_directory, atomic_path, file_sha256, write_json
-from bertlottery.layout import MASK_KINDS
+from bertlottery.families import VARIANTS, variant
+from bertlottery.layout import DATA_CARD, MODEL_DIR, TRAIN_LOG, TRAIN_SUMMARY
 from bertlottery.masks.types import WeightMask, load_mask_for
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
@@ -259,7 +260,7 @@ def train(
             if step >= plan.total_steps:
                 break
     bar.close()
-    write_log(out_dir / "train_log.csv", log_rows)
+    write_log(out_dir / TRAIN_LOG, log_rows)
     checkpointer.clear()
     seconds = time.time() - started
     return {
@@ -285,8 +286,8 @@ def build_model(args: argparse.Namespace, spec, settings: TrainingSettings, devi
     model = load_classifier(
         args.model, spec.num_labels, random_init=args.random_init, attn_implementation=settings.attention
     )
-    # a mask checked against the job: the variants named after a mask kind (good, random, bad) need that kind
-    kind = args.variant if args.variant in MASK_KINDS else None
+    # a mask checked against the job: the variant's mask kind (bad_6ep reads a bad mask, ...)
+    kind = variant(args.variant).mask_kind if args.variant else None
     mask = load_mask_for(args.mask, task=get_task(args.task).name, seed=args.seed,
                          family=None if args.family == "full" else args.family, kind=kind) if args.mask else None
     size = apply_mask(model, mask)
@@ -303,21 +304,21 @@ def run_job(args: argparse.Namespace) -> None:
     train_split = load_split(args.data_dir, "train")
     model, mask, size = build_model(args, spec, settings, device)
     job = {"task": spec.name, "model_path": str(args.model), "random_init": args.random_init, "family": args.family,
-           "variant": args.variant, "data_card": _sha256_or_none(Path(args.data_dir) / "data_card.json"),
+           "variant": args.variant, "data_card": _sha256_or_none(Path(args.data_dir) / DATA_CARD),
            "mask": _sha256_or_none(args.mask)}
     summary = train(model, train_split, settings, args.seed, out_dir=out_dir, device=device, job=job)
-    summary |= {"task": spec.name, "seed": args.seed, "family": args.family, "kind": args.variant,
+    summary |= {"task": spec.name, "seed": args.seed, "family": args.family, "variant": args.variant,
                 "mask": args.mask, "mask_size": size, "device": str(device)}
     if args.eval_output:
         record = evaluate_and_write(
             model, spec, args.data_dir, args.eval_output, seed=args.seed, settings=settings, family=args.family,
-            kind=args.variant, evaluated="retrained", mask_size=size, started=started, device=device,
-            extra={"train": summary},
+            kind=variant(args.variant).mask_kind if args.variant else None, variant=args.variant,
+            evaluated="retrained", mask_size=size, started=started, device=device, extra={"train": summary},
         )
         print(f"{spec.name} seed {args.seed} {args.family}/{args.variant}: {spec.reported_metric} = {record['reported']:.4f}")
     if not args.no_save:
-        save_model(model, mask, args.model, out_dir / "model")
-    write_json(out_dir / "train_summary.json", summary)
+        save_model(model, mask, args.model, out_dir / MODEL_DIR)
+    write_json(out_dir / TRAIN_SUMMARY, summary)
 
 
 def _sha256_or_none(path) -> str | None:
@@ -348,7 +349,8 @@ def main_finetune(argv: list[str]) -> None:
     parser.add_argument("--no-save", action="store_true", help="do not keep the weights")
     parser.add_argument("--eval-output", help="also evaluate on dev and write this metrics JSON")
     parser.add_argument("--family", default="full")
-    parser.add_argument("--variant", help="the retraining's name (good, bad_6ep, ...): the metrics' `kind`")
+    parser.add_argument("--variant", choices=list(VARIANTS),
+                        help="the retraining (bertlottery.families.VARIANTS): the metrics' `variant`")
     args = parser.parse_args(argv)
     run_job(args)
 

@@ -1,3 +1,4 @@
+# Data (glue/): each task's splits read, subsampled and tokenized once (docs/protocol.md §Data and metrics).
 rule prepare_data:
     output:
         card=LAYOUT.data_card("{task}"),

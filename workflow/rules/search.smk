@@ -1,4 +1,4 @@
-# Mask searches on the fine-tuned models (docs/protocol.md §s-pruning, §m-pruning).
+# Ticket finders (search/): the good masks of the fine-tuned models (docs/protocol.md §s-pruning, §m-pruning).
 rule find_s_mask:
     input:
         model=LAYOUT.finetuned_model("{task}", "{seed}"),
@@ -11,9 +11,9 @@ rule find_s_mask:
         iterations=[LAYOUT.search_trace_tensors("{sfamily}", "{task}", "{seed}")]
         if config["s_pruning"]["save_iterations"] else [],
     wildcard_constraints:
-        sfamily="s|s-heads|s-mlps",
+        sfamily="|".join(S_MODES.values()),
     params:
-        mode=lambda wc: S_MODES[wc.sfamily],
+        mode=lambda wc: FAMILIES[wc.sfamily].s_mode,
         settings=s_pruning_json,
         data_dir=data_dir,
         out_dir=s_mask_dir,
@@ -38,10 +38,10 @@ rule find_m_mask:
         model=LAYOUT.finetuned_model("{task}", "{seed}"),
         card=LAYOUT.data_card("{task}"),
     output:
-        good=LAYOUT.mask_file("m", "{task}", "{seed}", "good"),
-        random=LAYOUT.mask_file("m", "{task}", "{seed}", "random"),
-        bad=LAYOUT.mask_file("m", "{task}", "{seed}", "bad"),
-        search=LAYOUT.search_record("m", "{task}", "{seed}"),
+        good=LAYOUT.mask_file(M, "{task}", "{seed}", "good"),
+        random=LAYOUT.mask_file(M, "{task}", "{seed}", "random"),
+        bad=LAYOUT.mask_file(M, "{task}", "{seed}", "bad"),
+        search=LAYOUT.search_record(M, "{task}", "{seed}"),
     params:
         settings=section_json("m_pruning"),
         data_dir=data_dir,
@@ -68,10 +68,10 @@ rule find_f_mask:
     input:
         model=LAYOUT.finetuned_model("{task}", "{seed}"),
         card=LAYOUT.data_card("{task}"),
-        reference=LAYOUT.mask_file("s", "{task}", "{seed}", "good"),
+        reference=LAYOUT.mask_file(S, "{task}", "{seed}", "good"),
     output:
-        good=LAYOUT.mask_file("f", "{task}", "{seed}", "good"),
-        search=LAYOUT.search_record("f", "{task}", "{seed}"),
+        good=LAYOUT.mask_file(FISHER, "{task}", "{seed}", "good"),
+        search=LAYOUT.search_record(FISHER, "{task}", "{seed}"),
     params:
         settings=section_json("f_pruning"),
         data_dir=data_dir,
