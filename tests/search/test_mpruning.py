@@ -4,6 +4,7 @@ random and bad masks, resumability and the command."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from functools import partial
 
@@ -19,11 +20,17 @@ from bertlottery.masks.types import WeightMask
 from bertlottery.modeling.structure import prunable_parameters
 from bertlottery.modeling.weight_masks import check_weight_mask
 from bertlottery.search import mpruning as MP
+from bertlottery.settings import MPruningSettings
 
 RTE = get_task("RTE")
 # A masked tiny model may predict one class only; sklearn's MCC then warns (the metric is still defined).
 pytestmark = [pytest.mark.filterwarnings("ignore:A single label was found"), pytest.mark.usefixtures("one_thread")]
 
+
+
+def m_settings(**values) -> MPruningSettings:
+    """The m_pruning section with these values over the schema's defaults."""
+    return MPruningSettings.from_dict(values, where="m_pruning")
 
 
 def tiny_bert(layers=2, heads=4, hidden=32, seed=0, init=0.1) -> BertForSequenceClassification:
@@ -189,8 +196,8 @@ def test_stop_rule_and_cap_quirk(monkeypatch, scores, max_iterations, cap_quirk,
     calls = scripted(monkeypatch, scores)
     model = tiny_bert()
     split = self_labelled_split(model, n=4)
-    result = MP.find_m_mask(model, RTE, split, seed=1, max_iterations=max_iterations, cap_quirk=cap_quirk,
-                            progress=False)
+    result = MP.find_m_mask(model, RTE, split, m_settings(max_iterations=max_iterations, cap_quirk=cap_quirk),
+                            seed=1, progress=False)
     taken = len(result.trace) - 1
     assert taken == (0 if scores[0] < 0 else min(max_iterations, next(
         (i for i, s in enumerate(scores[1:], 1) if s < 0.9 * scores[0]), max_iterations)))
@@ -205,7 +212,7 @@ def test_stop_rule_and_cap_quirk(monkeypatch, scores, max_iterations, cap_quirk,
 def test_search_leaves_the_weights_untouched():
     model = tiny_bert()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    MP.find_m_mask(model, RTE, self_labelled_split(model, n=8), seed=1, max_iterations=2, progress=False)
+    MP.find_m_mask(model, RTE, self_labelled_split(model, n=8), m_settings(max_iterations=2), seed=1, progress=False)
     after = model.state_dict()  # same names and values (parameter order may differ after unmasking)
     assert sorted(after) == sorted(before)
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -217,7 +224,7 @@ def test_real_search_masks_apply_to_the_model():
 
     model = tiny_bert(seed=3)
     split = self_labelled_split(model, n=40, seed=3)
-    result = MP.find_m_mask(model, RTE, split, seed=42, batch_size=16, progress=False)
+    result = MP.find_m_mask(model, RTE, split, m_settings(batch_size=16), seed=42, progress=False)
     assert result.s0 == 1.0 and 0 < result.steps < 10
     assert [r["score"] >= 0.9 for r in result.trace] == [r["accepted"] for r in result.trace]
     assert result.trace[result.steps + 1]["score"] < 0.9  # stopped by the rule, not the cap
@@ -233,7 +240,7 @@ def test_real_search_masks_apply_to_the_model():
 def test_kill_and_resume_gives_the_same_masks(tmp_path, killed_then_resumed):
     model = tiny_bert(seed=3)
     split = self_labelled_split(model, n=40, seed=3)
-    kwargs = dict(seed=7, batch_size=16, progress=False, bad_mode="paper")
+    kwargs = dict(settings=m_settings(batch_size=16, bad_mode="paper"), seed=7, progress=False)
     reference = MP.find_m_mask(model, RTE, split, **kwargs)
     assert len(reference.trace) >= 4
 
@@ -279,4 +286,5 @@ def test_unknown_settings_are_errors():
     with pytest.raises(BertLotteryError, match="max_iteration"):
         resolve_section("m_pruning", {"max_iteration": 3}, "--settings")
     with pytest.raises(BertLotteryError, match="bad_mode"):
-        MP.find_m_mask(tiny_bert(), RTE, self_labelled_split(tiny_bert(), n=4), seed=1, bad_mode="worst")
+        MP.find_m_mask(tiny_bert(), RTE, self_labelled_split(tiny_bert(), n=4),
+                       dataclasses.replace(m_settings(), bad_mode="worst"), seed=1)

@@ -10,6 +10,7 @@ import torch
 from test_spruning import (
     RTE,
     ScriptedPasses,
+    s_settings,
     self_labelled,
     synthetic_split,
     tiny_bert,
@@ -82,12 +83,12 @@ def test_only_the_heads_only_mode_keeps_a_head_per_layer():
     assert new_heads.tolist() == [[True, False], [False, True]]
 
 
-def scripted_heads_only(monkeypatch, **kwargs):
+def scripted_heads_only(monkeypatch, **values):
     """A heads-only search on 12 x 12 heads where every step passes, with random importances per pass."""
     script = ScriptedPasses([1.0] * 40)
     monkeypatch.setattr(S, "importance_pass", script)
     model = tiny_bert(layers=12, heads=12, hidden=48)
-    return S.find_s_mask(model, RTE, synthetic_split(n=4), mode="heads", progress=False, **kwargs), script
+    return S.find_s_mask(model, RTE, synthetic_split(n=4), s_settings(**values), mode="heads", progress=False), script
 
 
 def test_heads_only_search_never_empties_a_layer_by_default(monkeypatch):
@@ -112,14 +113,16 @@ def test_heads_only_search_may_empty_layers_with_the_option(monkeypatch):
 def test_option_is_part_of_the_heads_only_resume_fingerprint(tmp_path):
     model = tiny_bert(layers=3, heads=4, hidden=32, seed=5, init=0.1)
     split = self_labelled(model, synthetic_split(n=16, seed=2))
-    kwargs = dict(mode="heads", batch_size=8, threshold=0.01, amount=0.2, progress=False, state_dir=tmp_path)
+    values = dict(batch_size=8, threshold=0.01, amount=0.2)
+    kwargs = dict(settings=s_settings(**values), mode="heads", progress=False, state_dir=tmp_path)
     first = S.find_s_mask(model, RTE, split, **kwargs)
     assert first.mask.heads.sum(-1).tolist() == [1, 1, 1]  # a real search with a loose limit: one per layer
     again = []
     S.find_s_mask(model, RTE, split, on_iteration=again.append, **kwargs)
     assert again == []  # same settings: the finished state is reused
     other = []
-    emptied = S.find_s_mask(model, RTE, split, on_iteration=other.append, heads_only_empty_layers=True, **kwargs)
+    emptied = S.find_s_mask(model, RTE, split, on_iteration=other.append,
+                            **(kwargs | {"settings": s_settings(**values, heads_only_empty_layers=True)}))
     assert other[0] == 0 and emptied.mask.heads_kept < 3  # other settings: the state is not reused
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -17,11 +18,17 @@ from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.search import spruning as S
 from bertlottery.search.selection import lowest_unmasked
+from bertlottery.settings import SPruningSettings
 
 RTE, STSB = get_task("RTE"), get_task("STS-B")
 # A masked tiny model may predict one class only; sklearn's MCC then warns (the metric is still defined).
 pytestmark = [pytest.mark.filterwarnings("ignore:A single label was found"), pytest.mark.usefixtures("one_thread")]
 
+
+
+def s_settings(**values) -> SPruningSettings:
+    """The s_pruning section with these values over the schema's defaults."""
+    return SPruningSettings.from_dict(values, where="s_pruning")
 
 
 def tiny_bert(layers=2, heads=4, hidden=32, num_labels=2, seed=0, vocab=60, init=0.02) -> BertForSequenceClassification:
@@ -272,7 +279,8 @@ def test_bad_settings_are_errors(wide12):
     with pytest.raises(BertLotteryError, match="mode"):
         S.find_s_mask(wide12, RTE, synthetic_split(n=4), mode="layers", progress=False)
     with pytest.raises(BertLotteryError, match="gradient_accumulation"):
-        S.find_s_mask(wide12, RTE, synthetic_split(n=4), accumulation="sum", progress=False)
+        S.find_s_mask(wide12, RTE, synthetic_split(n=4), replace(s_settings(), gradient_accumulation="sum"),
+                      progress=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -282,7 +290,7 @@ def test_bad_settings_are_errors(wide12):
 def test_real_search_follows_the_count_formula_and_keeps_the_rule():
     model = tiny_bert(layers=12, heads=12, hidden=48, init=0.07)  # predictions vary, so masking costs
     split = self_labelled(model, synthetic_split(n=48, seed=1))
-    result = S.find_s_mask(model, RTE, split, batch_size=16, progress=False)
+    result = S.find_s_mask(model, RTE, split, s_settings(batch_size=16), progress=False)
     assert result.s0 == 1.0
     assert {r["phase"] for r in result.trace if not r["accepted"]} >= {"joint", "heads", "mlps"}
     steps = {phase: sum(r["accepted"] for r in result.trace if r["phase"] == phase)
@@ -298,7 +306,7 @@ def test_real_search_follows_the_count_formula_and_keeps_the_rule():
 def test_kill_and_resume_gives_the_same_masks(tmp_path, killed_then_resumed):
     model = tiny_bert(layers=3, heads=4, hidden=32, seed=5, init=0.1)
     split = self_labelled(model, synthetic_split(n=40, seed=2))
-    kwargs = dict(batch_size=8, threshold=0.95, amount=0.2, progress=False)
+    kwargs = dict(settings=s_settings(batch_size=8, threshold=0.95, amount=0.2), progress=False)
     reference = S.find_s_mask(model, RTE, split, **kwargs)
     assert len(reference.trace) >= 5 and not all(r["accepted"] for r in reference.trace)
 
@@ -317,7 +325,7 @@ def test_kill_and_resume_gives_the_same_masks(tmp_path, killed_then_resumed):
     assert again == []
     other = []
     S.find_s_mask(model, RTE, split, state_dir=state_dir, on_iteration=other.append,
-                  **(kwargs | {"threshold": 0.5}))
+                  **(kwargs | {"settings": s_settings(batch_size=8, threshold=0.5, amount=0.2)}))
     assert other[0] == 0
     S.clear_state(state_dir)
     assert not state_dir.exists()
@@ -363,7 +371,7 @@ def test_bert_base_shaped_joint_search_runs_on_cpu():
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(num_labels=2)).eval()  # real bert-base sizes
     split = self_labelled(model, synthetic_split(n=8, vocab=30522, max_len=10))
-    result = S.find_s_mask(model, RTE, split, batch_size=64, progress=False)
+    result = S.find_s_mask(model, RTE, split, s_settings(batch_size=64), progress=False)
     assert result.mask.heads.shape == (12, 12) and result.s0 == 1.0
     assert all((r["score"] >= 0.9) == r["accepted"] for r in result.trace)
     last = max(i for i, r in enumerate(result.trace) if r["accepted"])

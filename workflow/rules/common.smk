@@ -187,7 +187,7 @@ def figure_stem(wc, output):
 
 # -- retraining variants
 def variant_mask(wc):
-    """The mask file a retraining variant starts from (bad_6ep: the bad mask, ...)."""
+    """The mask file a retraining variant starts from (its mask kind in bertlottery.families.VARIANTS)."""
     return LAYOUT.mask_file(wc.family, wc.task, wc.seed, variant(wc.variant).mask_kind)
 
 

@@ -13,10 +13,11 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
 from bertlottery.analysis.stability import _std
+from bertlottery.families import BAD, BAD_6EP, GOOD, RANDOM
 
 # --- paired tests across seeds ---------------------------------------------------------------------
 
-COMPARISONS = [("good", "random"), ("good", "bad"), ("random", "bad"), ("bad", "bad_6ep")]
+COMPARISONS = [(GOOD, RANDOM), (GOOD, BAD), (RANDOM, BAD), (BAD, BAD_6EP)]
 
 
 def paired_test(a: np.ndarray, b: np.ndarray, n_boot: int = 10000, seed: int = 0) -> dict:

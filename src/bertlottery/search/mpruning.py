@@ -195,24 +195,23 @@ def find_m_mask(
     model: torch.nn.Module,
     spec: TaskSpec,
     dev_split: TokenizedSplit,
+    settings: MPruningSettings | None = None,
     *,
     seed: int,
-    threshold: float = 0.9,
-    amount: float = 0.1,
-    max_iterations: int = 10,
-    cap_quirk: bool = True,
-    batch_size: int = 64,
-    bad_mode: str = "code",
     state_dir: str | Path | None = None,
     progress: bool = True,
     padding_free: bool = True,
     on_iteration: Callable[[int], None] | None = None,
 ) -> MSearchResult:
-    """Good, random and bad weight masks of (task, seed) (see the module docstring).
+    """Good, random and bad weight masks of (task, seed) (see the module docstring), with the config's
+    `m_pruning` section (default: the schema's defaults).
 
     With `state_dir`, the state after every dev evaluation is saved there (no tensors: the masks follow
     from the step count by replaying the deterministic pruning steps); a rerun with the same
     settings, model and data resumes from it. `clear_state(state_dir)` removes it."""
+    settings = settings or MPruningSettings.from_dict({}, where="m_pruning")
+    threshold, amount, max_iterations = settings.threshold, settings.amount, settings.max_iterations
+    cap_quirk, batch_size, bad_mode = settings.cap_quirk, settings.batch_size, settings.bad_mode
     if bad_mode not in BAD_MODES:
         raise BertLotteryError(f"m_pruning.bad_mode {bad_mode!r}: expected one of {', '.join(BAD_MODES)}")
     if len(dev_split) == 0:
@@ -321,7 +320,7 @@ def clear_state(state_dir: str | Path | None) -> None:
 
 def write_outputs(result: MSearchResult, out_dir: str | Path, *, spec: TaskSpec, seed: int, settings: MPruningSettings,
                   model_config, started: float | None = None, device: str = "cpu") -> None:
-    """good/random/bad.safetensors, trace.json (per-step scores) and search.json (summary, sizes)."""
+    """The good, random and bad masks, the trace (per-step scores) and the search record (summary, sizes)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     masks = {"good": result.good, "random": result.random, "bad": result.bad}
@@ -348,10 +347,8 @@ def main_find_m_mask(argv: list[str]) -> None:
     inputs = load_search_inputs(args, "m_pruning")
     spec, settings, state_dir, started = inputs.spec, inputs.settings, inputs.state_dir, inputs.started
     model, split, device = inputs.model, inputs.dev_split, inputs.device
-    result = find_m_mask(model, spec, split, seed=args.seed, threshold=settings.threshold,
-                         amount=settings.amount, max_iterations=settings.max_iterations,
-                         cap_quirk=settings.cap_quirk, batch_size=settings.batch_size,
-                         bad_mode=settings.bad_mode, state_dir=state_dir, padding_free=args.padding_free)
+    result = find_m_mask(model, spec, split, settings, seed=args.seed, state_dir=state_dir,
+                         padding_free=args.padding_free)
     write_outputs(result, args.out_dir, spec=spec, seed=args.seed, settings=settings, model_config=model.config,
                   started=started, device=device_name(device))
     clear_state(state_dir)

@@ -266,20 +266,16 @@ def find_s_mask(
     model: torch.nn.Module,
     spec: TaskSpec,
     dev_split: TokenizedSplit,
+    settings: SPruningSettings | None = None,
     *,
     mode: str = "joint",
-    threshold: float = 0.9,
-    amount: float = 0.1,
-    batch_size: int = 64,
-    accumulation: str = "cumulative",
     state_dir: str | Path | None = None,
     progress: bool = True,
-    empty_layer_bias: bool = True,
-    heads_only_empty_layers: bool = False,
     padding_free: bool = True,
     on_iteration: Callable[[int], None] | None = None,
 ) -> SearchResult:
-    """The s-pruning search (docs/protocol.md §s-pruning) on a fine-tuned model (see the module docstring).
+    """The s-pruning search (docs/protocol.md §s-pruning) on a fine-tuned model (see the module docstring),
+    with the config's `s_pruning` section (default: the schema's defaults).
 
     With `state_dir`, the state after every finished importance pass is saved there and a rerun with
     the same settings, model and data resumes from it; `clear_state(state_dir)` removes it once the
@@ -289,18 +285,22 @@ def find_s_mask(
     `heads_only_empty_layers=False` keeps one head per layer in mode "heads", as the original's masks
     (True: a heads-only step may remove a layer's last head); the other modes ignore it.
     """
+    settings = settings or SPruningSettings.from_dict({}, where="s_pruning")
+    threshold, amount, batch_size = settings.threshold, settings.amount, settings.batch_size
+    accumulation, empty_layer_bias = settings.gradient_accumulation, settings.empty_layer_bias
+    heads_only_empty_layers = settings.heads_only_empty_layers
     if len(dev_split) == 0:
         raise BertLotteryError("s-pruning: the dev split is empty; expected the task's prepared dev examples")
     n_layers, n_heads = model.config.num_hidden_layers, model.config.num_attention_heads
     phases = phases_for(mode, n_layers, n_heads, amount, heads_only_empty_layers)
     if accumulation not in ACCUMULATIONS:
         raise BertLotteryError(f"gradient_accumulation {accumulation!r}: expected one of {ACCUMULATIONS}")
-    settings = {"mode": mode, "threshold": threshold, "amount": amount, "batch_size": batch_size,
+    identity = {"mode": mode, "threshold": threshold, "amount": amount, "batch_size": batch_size,
                 "accumulation": accumulation, "empty_layer_bias": empty_layer_bias, "task": spec.name,
                 "fingerprint": model_fingerprint(model, dev_split)}
     if mode == "heads":  # only there does it change the search (other modes' saved states stay valid)
-        settings["heads_only_empty_layers"] = heads_only_empty_layers
-    store = StateStore(None if state_dir is None else Path(state_dir), STATE_FILE, config_hash(settings), "s-pruning")
+        identity["heads_only_empty_layers"] = heads_only_empty_layers
+    store = StateStore(None if state_dir is None else Path(state_dir), STATE_FILE, config_hash(identity), "s-pruning")
     soft = attach_soft_masks(model, empty_layer_bias=empty_layer_bias)
     run = partial(importance_pass, model, soft, spec, dev_split, batch_size=batch_size,
                   accumulation=accumulation, padding_free=padding_free,
@@ -367,7 +367,7 @@ def _search(state: SearchState, phases: list[Phase], limit: float, run, store: S
 def write_outputs(result: SearchResult, out_dir: str | Path, *, spec: TaskSpec, seed: int, mode: str,
                   settings: SPruningSettings, model_config, save_iterations: bool = True, started: float | None = None,
                   device: str = "cpu") -> None:
-    """good.safetensors (masks + final importances), trace.json, trace.safetensors, search.json."""
+    """The good mask (with its final importances), the trace (JSON and tensors) and the search record."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     family = family_of_mode(mode)
@@ -400,11 +400,8 @@ def main_find_s_mask(argv: list[str]) -> None:
     inputs = load_search_inputs(args, "s_pruning")
     spec, settings, state_dir, started = inputs.spec, inputs.settings, inputs.state_dir, inputs.started
     model, split, device = inputs.model, inputs.dev_split, inputs.device
-    result = find_s_mask(model, spec, split, mode=args.mode, threshold=settings.threshold,
-                         amount=settings.amount, batch_size=settings.batch_size,
-                         accumulation=settings.gradient_accumulation, state_dir=state_dir,
-                         empty_layer_bias=settings.empty_layer_bias,
-                         heads_only_empty_layers=settings.heads_only_empty_layers, padding_free=args.padding_free)
+    result = find_s_mask(model, spec, split, settings, mode=args.mode, state_dir=state_dir,
+                         padding_free=args.padding_free)
     write_outputs(result, args.out_dir, spec=spec, seed=args.seed, mode=args.mode, settings=settings,
                   model_config=model.config, save_iterations=settings.save_iterations, started=started,
                   device=device_name(device))

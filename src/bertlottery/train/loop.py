@@ -200,7 +200,7 @@ def train(
     progress: bool = True,
     job: dict | None = None,
 ) -> dict:
-    """Fine-tune `model` in place; writes train_log.csv and resumes from `<out_dir>/.resume` if present
+    """Fine-tune `model` in place; writes the training log (TRAIN_LOG) and resumes from `<out_dir>/.resume` if present
     and made by the same job (see `job_fingerprint`; `job` adds the caller's identity of the inputs)."""
     plan = Plan.for_split(len(train_split), settings.batch_size, settings.epochs)
     fingerprint = job_fingerprint(model, train_split, settings, seed, **(job or {}))
@@ -286,7 +286,7 @@ def build_model(args: argparse.Namespace, spec, settings: TrainingSettings, devi
     model = load_classifier(
         args.model, spec.num_labels, random_init=args.random_init, attn_implementation=settings.attention
     )
-    # a mask checked against the job: the variant's mask kind (bad_6ep reads a bad mask, ...)
+    # a mask checked against the job: the mask kind the variant reads (bertlottery.families)
     kind = variant(args.variant).mask_kind if args.variant else None
     mask = load_mask_for(args.mask, task=get_task(args.task).name, seed=args.seed,
                          family=None if args.family == "full" else args.family, kind=kind) if args.mask else None
