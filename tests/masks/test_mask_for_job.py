@@ -86,12 +86,11 @@ def test_evaluate_pruned_and_retrain_refuse_a_wrong_mask(masks, tiny_model_dir, 
                               str(masks["m"]), "--family", "s", "--kind", "good", "--data-dir", str(tmp_path),
                               "--training", training, "--output", str(tmp_path / "m.json")])
     assert not (tmp_path / "m.json").exists()
-    from argparse import Namespace
-
     from bertlottery.glue.tasks import get_task
     from bertlottery.settings import TrainingSettings
+    from bertlottery.train.loop import FinetuneJob
 
-    args = Namespace(task="RTE", seed=1337, model=str(tiny_model_dir), random_init=False,
-                     mask=str(masks["s"] / "random.safetensors"), family="s", variant="random")
+    job = FinetuneJob(get_task("RTE"), 1337, str(tiny_model_dir), tmp_path, TrainingSettings.from_dict({}, where="test"),
+                      tmp_path / "out", mask=str(masks["s"] / "random.safetensors"), family="s", variant="random")
     with pytest.raises(BertLotteryError, match="seed='42' where the job has seed='1337'"):
-        build_model(args, get_task("RTE"), TrainingSettings.from_dict({}, where="test"), torch.device("cpu"))
+        build_model(job, torch.device("cpu"))

@@ -22,7 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
-from bertlottery.glue.tasks import get_task
+from bertlottery.glue.tasks import TaskSpec, get_task
 from bertlottery.io import atomic_directory, atomic_path, file_sha256, write_json
 from bertlottery.families import VARIANTS, variant
 from bertlottery.layout import DATA_CARD, MODEL_DIR, TRAIN_LOG, TRAIN_SUMMARY
@@ -280,45 +280,72 @@ def write_log(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def build_model(args: argparse.Namespace, spec, settings: TrainingSettings, device: torch.device):
+@dataclass(frozen=True)
+class FinetuneJob:
+    """One `finetune` command: a full fine-tune, or (with `mask`) a retraining of the pre-trained model."""
+
+    task: TaskSpec
+    seed: int
+    model: str                  # hub id or local folder of the pre-trained encoder
+    data_dir: Path
+    settings: TrainingSettings
+    out_dir: Path
+    mask: str | None = None
+    family: str = "full"
+    variant: str | None = None  # a retraining's variant (bertlottery.families.VARIANTS)
+    random_init: bool = False
+    eval_output: str | None = None
+    save: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FinetuneJob:
+        settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
+        return cls(get_task(args.task), args.seed, args.model, Path(args.data_dir), settings, Path(args.out_dir),
+                   mask=args.mask, family=args.family, variant=args.variant, random_init=args.random_init,
+                   eval_output=args.eval_output, save=not args.no_save)
+
+    @property
+    def mask_kind(self) -> str | None:
+        """The mask kind the variant reads (bad_6ep: bad, ...)."""
+        return variant(self.variant).mask_kind if self.variant else None
+
+
+def build_model(job: FinetuneJob, device: torch.device):
     """Pre-trained (or random) encoder + seeded classifier, with the mask applied if one is given."""
-    set_seed(args.seed)  # the classifier's init comes from this seed, as in the original
+    set_seed(job.seed)  # the classifier's init comes from this seed, as in the original
     model = load_classifier(
-        args.model, spec.num_labels, random_init=args.random_init, attn_implementation=settings.attention
+        job.model, job.task.num_labels, random_init=job.random_init, attn_implementation=job.settings.attention
     )
     # a mask checked against the job: the mask kind the variant reads (bertlottery.families)
-    kind = variant(args.variant).mask_kind if args.variant else None
-    mask = load_mask_for(args.mask, task=get_task(args.task).name, seed=args.seed,
-                         family=None if args.family == "full" else args.family, kind=kind) if args.mask else None
+    mask = load_mask_for(job.mask, task=job.task.name, seed=job.seed,
+                         family=None if job.family == "full" else job.family, kind=job.mask_kind) if job.mask else None
     size = apply_mask(model, mask)
     return model.to(device), mask, size
 
 
-def run_job(args: argparse.Namespace) -> None:
-    spec = get_task(args.task)
-    settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
+def run_job(job: FinetuneJob) -> None:
+    spec, settings = job.task, job.settings
     configure_torch(settings.tf32)
-    out_dir = Path(args.out_dir)
     started = time.time()
     device = pick_device()
-    train_split = load_split(args.data_dir, "train")
-    model, mask, size = build_model(args, spec, settings, device)
-    job = {"task": spec.name, "model_path": str(args.model), "random_init": args.random_init, "family": args.family,
-           "variant": args.variant, "data_card": _sha256_or_none(Path(args.data_dir) / DATA_CARD),
-           "mask": _sha256_or_none(args.mask)}
-    summary = train(model, train_split, settings, args.seed, out_dir=out_dir, device=device, job=job)
-    summary |= {"task": spec.name, "seed": args.seed, "family": args.family, "variant": args.variant,
-                "mask": args.mask, "mask_size": size, "device": str(device)}
-    if args.eval_output:
+    train_split = load_split(job.data_dir, "train")
+    model, mask, size = build_model(job, device)
+    identity = {"task": spec.name, "model_path": str(job.model), "random_init": job.random_init,
+                "family": job.family, "variant": job.variant, "data_card": _sha256_or_none(job.data_dir / DATA_CARD),
+                "mask": _sha256_or_none(job.mask)}
+    summary = train(model, train_split, settings, job.seed, out_dir=job.out_dir, device=device, job=identity)
+    summary |= {"task": spec.name, "seed": job.seed, "family": job.family, "variant": job.variant,
+                "mask": job.mask, "mask_size": size, "device": str(device)}
+    if job.eval_output:
         record = evaluate_and_write(
-            model, spec, args.data_dir, args.eval_output, seed=args.seed, settings=settings, family=args.family,
-            kind=variant(args.variant).mask_kind if args.variant else None, variant=args.variant,
-            evaluated="retrained", mask_size=size, started=started, device=device, extra={"train": summary},
+            model, spec, job.data_dir, job.eval_output, seed=job.seed, settings=settings, family=job.family,
+            kind=job.mask_kind, variant=job.variant, evaluated="retrained", mask_size=size, started=started,
+            device=device, extra={"train": summary},
         )
-        print(f"{spec.name} seed {args.seed} {args.family}/{args.variant}: {spec.reported_metric} = {record['reported']:.4f}")
-    if not args.no_save:
-        save_model(model, mask, args.model, out_dir / MODEL_DIR)
-    write_json(out_dir / TRAIN_SUMMARY, summary)
+        print(f"{spec.name} seed {job.seed} {job.family}/{job.variant}: {spec.reported_metric} = {record['reported']:.4f}")
+    if job.save:
+        save_model(model, mask, job.model, job.out_dir / MODEL_DIR)
+    write_json(job.out_dir / TRAIN_SUMMARY, summary)
 
 
 def _sha256_or_none(path) -> str | None:
@@ -351,6 +378,5 @@ def main_finetune(argv: list[str]) -> None:
     parser.add_argument("--family", default="full")
     parser.add_argument("--variant", choices=list(VARIANTS),
                         help="the retraining (bertlottery.families.VARIANTS): the metrics' `variant`")
-    args = parser.parse_args(argv)
-    run_job(args)
+    run_job(FinetuneJob.from_args(parser.parse_args(argv)))
 
