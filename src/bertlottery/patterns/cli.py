@@ -40,9 +40,9 @@ from __future__ import annotations
 import argparse
 
 from bertlottery.patterns.attention import KINDS
-from bertlottery.patterns.cnn import train_cnn_command
-from bertlottery.patterns.extract import MODEL_CONFIGS, extract
-from bertlottery.patterns.summary import summarize
+from bertlottery.patterns.cnn import CnnJob, train_cnn_command
+from bertlottery.patterns.extract import MODEL_CONFIGS, ExtractJob, extract
+from bertlottery.patterns.summary import SummaryJob, summarize
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,5 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main_patterns(argv: list[str]) -> None:
-    args = _parser().parse_args(argv)
-    {"extract": extract, "train-cnn": train_cnn_command, "summarize": summarize}[args.action](args)
+    options = vars(_parser().parse_args(argv))
+    run, job = {"extract": (extract, ExtractJob), "train-cnn": (train_cnn_command, CnnJob),
+                "summarize": (summarize, SummaryJob)}[options.pop("action")]
+    run(job(**options))  # the options typed at the edge: the commands never see a Namespace

@@ -11,9 +11,9 @@ queries); `label` one of PATTERN_TYPES or the original's names (LABEL_ALIASES).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -208,10 +208,21 @@ def load_cnn(folder: str | Path) -> CnnClassifier:
 # the train-cnn command
 
 
-def train_cnn_command(args: argparse.Namespace) -> None:
-    maps, labels = load_labelled(Path(args.labelled_dir) / args.kind)
-    model, card = train_cnn(maps, labels, epochs=args.epochs, seed=args.seed, device=pick_device(), progress=True)
-    card |= {"kind": args.kind, "labelled_dir": str(args.labelled_dir)}
-    save_cnn(model, card, args.out_dir)
-    print(f"patterns train-cnn {args.kind}: val accuracy {card['val_accuracy']:.3f}, "
+@dataclass(frozen=True)
+class CnnJob:
+    """One `patterns train-cnn` command (its options, typed)."""
+
+    labelled_dir: str
+    kind: str
+    out_dir: str
+    epochs: int = 200
+    seed: int = 13
+
+
+def train_cnn_command(job: CnnJob) -> None:
+    maps, labels = load_labelled(Path(job.labelled_dir) / job.kind)
+    model, card = train_cnn(maps, labels, epochs=job.epochs, seed=job.seed, device=pick_device(), progress=True)
+    card |= {"kind": job.kind, "labelled_dir": str(job.labelled_dir)}
+    save_cnn(model, card, job.out_dir)
+    print(f"patterns train-cnn {job.kind}: val accuracy {card['val_accuracy']:.3f}, "
           f"weighted F1 {card['val_f1_weighted']:.3f} (paper: raw 0.81, normed 0.74)")

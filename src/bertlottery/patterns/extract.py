@@ -12,9 +12,9 @@ classifiers, network and examples.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -115,40 +115,59 @@ def _classifiers(cnn_dir: str | None, device: torch.device) -> dict[str, Classif
     return chosen
 
 
-def extract(args: argparse.Namespace) -> None:
+@dataclass(frozen=True)
+class ExtractJob:
+    """One `patterns extract` command (its options, typed)."""
+
+    task: str
+    seed: int
+    config: str               # MODEL_CONFIGS: fine-tuned or pre-trained
+    model: str
+    data_dir: str
+    output: str
+    n_examples: int = 100
+    min_tokens: int = 16
+    sample_seed: int = 1337
+    super_mask: str | None = None
+    super_network: str = "pruned"
+    cnn_dir: str | None = None
+    batch_size: int = 8
+
+
+def extract(job: ExtractJob) -> None:
     started = time.time()
     configure_torch()
     device = pick_device()
-    spec = get_task(args.task)
-    split = load_split(args.data_dir, "dev")
-    chosen = sample_examples(split.lengths.numpy(), args.n_examples, args.min_tokens, args.sample_seed, args.seed)
+    spec = get_task(job.task)
+    split = load_split(job.data_dir, "dev")
+    chosen = sample_examples(split.lengths.numpy(), job.n_examples, job.min_tokens, job.sample_seed, job.seed)
     if len(chosen) == 0:
-        raise BertLotteryError(f"{args.data_dir}: no dev example has >= {args.min_tokens} tokens (--min-tokens)")
-    model = load_classifier(args.model, spec.num_labels, attn_implementation="eager").to(device).eval()
-    classifiers = _classifiers(args.cnn_dir, device)
+        raise BertLotteryError(f"{job.data_dir}: no dev example has >= {job.min_tokens} tokens (--min-tokens)")
+    model = load_classifier(job.model, spec.num_labels, attn_implementation="eager").to(device).eval()
+    classifiers = _classifiers(job.cnn_dir, device)
 
     def batches():
-        for start in range(0, len(chosen), args.batch_size):
-            batch = split.collate(chosen[start:start + args.batch_size])
+        for start in range(0, len(chosen), job.batch_size):
+            batch = split.collate(chosen[start:start + job.batch_size])
             yield {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
 
-    total = -(-len(chosen) // args.batch_size)
+    total = -(-len(chosen) // job.batch_size)
     full = count_patterns(model, batches(), classifiers, progress=True, total=total)
     tensors = {f"all/{k}": v for k, v in full.items()}
-    meta = {"task": args.task, "seed": str(args.seed), "config": args.config, "model": args.model,
-            "types": list(PATTERN_TYPES), "n_examples": str(len(chosen)), "min_tokens": str(args.min_tokens),
+    meta = {"task": job.task, "seed": str(job.seed), "config": job.config, "model": job.model,
+            "types": list(PATTERN_TYPES), "n_examples": str(len(chosen)), "min_tokens": str(job.min_tokens),
             "classifier_raw": classifiers["raw"].name, "classifier_normed": classifiers["normed"].name}
-    if args.super_mask:
-        mask = HeadMlpMask.load(args.super_mask)
+    if job.super_mask:
+        mask = HeadMlpMask.load(job.super_mask)
         mask.check_fits(model)
-        if args.super_network == "pruned" and mask.heads_kept:
+        if job.super_network == "pruned" and mask.heads_kept:
             attach_soft_masks(model, mask)
             sub = count_patterns(model, batches(), classifiers, heads=mask.heads, progress=True, total=total)
             detach_soft_masks(model)
         else:
             sub = {k: v * mask.heads[:, :, None] for k, v in full.items()}
         tensors |= {f"super/{k}": v for k, v in sub.items()} | {"super/heads": mask.heads.to(torch.uint8)}
-        meta |= {"super_mask": args.super_mask, "super_network": args.super_network}
+        meta |= {"super_mask": job.super_mask, "super_network": job.super_network}
     meta["wall_time_s"] = f"{time.time() - started:.1f}"
-    save_counts(args.output, {k: v.contiguous() for k, v in tensors.items()}, meta)
-    print(f"patterns extract: {args.task} seed {args.seed} {args.config}: {len(chosen)} examples -> {args.output}")
+    save_counts(job.output, {k: v.contiguous() for k, v in tensors.items()}, meta)
+    print(f"patterns extract: {job.task} seed {job.seed} {job.config}: {len(chosen)} examples -> {job.output}")

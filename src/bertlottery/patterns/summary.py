@@ -4,7 +4,7 @@ Figure 4 and the super-survivor / heterogeneous correlation.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import SUPER
 from bertlottery.io import write_json
 from bertlottery.patterns.attention import KINDS
 from bertlottery.patterns.extract import MODEL_CONFIGS, SELECTIONS, load_counts
@@ -234,11 +235,22 @@ def super_heterogeneous_correlation(records: Sequence[tuple[dict[str, torch.Tens
                           "over example x layer x head maps of the fine-tuned full models"}
 
 
-def summarize(args: argparse.Namespace) -> None:
-    records = [load_counts(path) for path in args.counts]
+@dataclass(frozen=True)
+class SummaryJob:
+    """One `patterns summarize` command (its options, typed)."""
+
+    counts: list[str]
+    tables_dir: str
+    figures_dir: str
+    correlation: str
+    paper: str | None = None
+
+
+def summarize(job: SummaryJob) -> None:
+    records = [load_counts(path) for path in job.counts]
     dist = distributions(records)
-    paper = paper_patterns(args.paper)
-    tables_dir, figures_dir = Path(args.tables_dir), Path(args.figures_dir)
+    paper = paper_patterns(job.paper)
+    tables_dir, figures_dir = Path(job.tables_dir), Path(job.figures_dir)
     tables_dir.mkdir(parents=True, exist_ok=True)
     dist.to_csv(tables_dir / "patterns_distribution.csv", index=False)
     for config in MODEL_CONFIGS:
@@ -246,13 +258,13 @@ def summarize(args: argparse.Namespace) -> None:
             table = pattern_table(dist, paper, config, selection)
             stem = tables_dir / f"patterns_{config}_{selection}"
             table.to_csv(stem.with_suffix(".csv"), index=False)
-            title = f"{config}, {'super-survivor heads' if selection == 'super' else 'all heads'}"
+            title = f"{config}, {'super-survivor heads' if selection == SUPER else 'all heads'}"
             stem.with_suffix(".md").write_text(table_markdown(table, title) + "\n")
         figure4(dist, config, figures_dir / f"figure4_{config}")
     figure4a(figures_dir / "figure4a_types")
     classifiers = sorted({f"{m['classifier_raw']}/{m['classifier_normed']}" for _, m in records})
     correlation = super_heterogeneous_correlation(records) | {"classifiers_raw_normed": classifiers}
-    correlation["paper"] = _paper_yaml(args.paper).get("pattern_correlation")  # 8.4: raw 0.015, normed 0.025
-    write_json(args.correlation, correlation)
+    correlation["paper"] = _paper_yaml(job.paper).get("pattern_correlation")  # 8.4: raw 0.015, normed 0.025
+    write_json(job.correlation, correlation)
     if not paper:
-        print(f"patterns summarize: no `patterns` key in {args.paper}; tables carry no paper columns")
+        print(f"patterns summarize: no `patterns` key in {job.paper}; tables carry no paper columns")

@@ -39,7 +39,7 @@ from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
 from bertlottery.runtime import device_name
-from bertlottery.search.inputs import load_search_inputs, search_parser
+from bertlottery.search.inputs import SearchJob, load_search_inputs, search_parser
 from bertlottery.search.spruning import task_loss
 from bertlottery.settings import config_hash, library_versions
 from bertlottery.train.evaluation import iterate_batches, to_device
@@ -121,7 +121,7 @@ def main_find_f_mask(argv: list[str]) -> None:
                         help="the s-good mask of the same task and seed: how many heads and MLPs to keep")
     args = parser.parse_args(argv)
     reference = load_mask_for(args.reference, task=args.task, seed=args.seed, family="s", kind="good")
-    inputs = load_search_inputs(args, "f_pruning")
+    inputs = load_search_inputs(SearchJob.from_args(args, "f_pruning"))
     spec, settings, model = inputs.spec, inputs.settings, inputs.model
     reference.check_fits(model)
     train = load_split(args.data_dir, "train")

@@ -34,6 +34,25 @@ def search_parser(prog: str, description: str, section: str) -> argparse.Argumen
     return parser
 
 
+@dataclass(frozen=True)
+class SearchJob:
+    """The options every search command shares, typed at the CLI edge."""
+
+    task: str
+    seed: int
+    model_dir: str
+    data_dir: str
+    settings: Section  # the command's config section (SPruningSettings, MPruningSettings, FPruningSettings)
+    state_dir: Path
+    padding_free: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, section: str) -> SearchJob:
+        settings = resolve_section(section, parse_json_arg(args.settings, "settings"), f"--settings ({section})")
+        state_dir = Path(args.state_dir) if args.state_dir else Path(args.out_dir) / "search_state"
+        return cls(args.task, args.seed, args.model_dir, args.data_dir, settings, state_dir, args.padding_free)
+
+
 @dataclass
 class SearchInputs:
     spec: TaskSpec
@@ -45,14 +64,12 @@ class SearchInputs:
     dev_split: object
 
 
-def load_search_inputs(args: argparse.Namespace, section: str) -> SearchInputs:
+def load_search_inputs(job: SearchJob) -> SearchInputs:
     """The fine-tuned model (eval device) and its dev split (MNLI: matched only, as the original)."""
-    spec = get_task(args.task)
-    settings = resolve_section(section, parse_json_arg(args.settings, "settings"), f"--settings ({section})")
-    state_dir = Path(args.state_dir) if args.state_dir else Path(args.out_dir) / "search_state"
+    spec = get_task(job.task)
     started = time.time()
     configure_torch()  # fp32 matmuls as the paper; BERTLOTTERY_THREADS caps CPU threads
     device = pick_device()
-    set_seed(args.seed)  # as the original; matters only for weights missing from the checkpoint
-    model = load_classifier(args.model_dir, spec.num_labels).to(device)
-    return SearchInputs(spec, settings, state_dir, started, device, model, load_split(args.data_dir, "dev"))
+    set_seed(job.seed)  # as the original; matters only for weights missing from the checkpoint
+    model = load_classifier(job.model_dir, spec.num_labels).to(device)
+    return SearchInputs(spec, job.settings, job.state_dir, started, device, model, load_split(job.data_dir, "dev"))

@@ -47,7 +47,7 @@ from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.structure import prunable_parameters, prunable_roles
 from bertlottery.modeling.weight_masks import apply_weight_mask
 from bertlottery.runtime import device_name
-from bertlottery.search.inputs import load_search_inputs, search_parser
+from bertlottery.search.inputs import SearchJob, load_search_inputs, search_parser
 from bertlottery.search.state import StateStore, split_fingerprint
 from bertlottery.search.state import clear_state as clear_search_state
 from bertlottery.settings import MPruningSettings, config_hash, library_versions
@@ -344,7 +344,7 @@ def write_outputs(result: MSearchResult, out_dir: str | Path, *, spec: TaskSpec,
 def main_find_m_mask(argv: list[str]) -> None:
     parser = search_parser("bertlottery find-m-mask", __doc__.split("\n")[0], "m_pruning")
     args = parser.parse_args(argv)
-    inputs = load_search_inputs(args, "m_pruning")
+    inputs = load_search_inputs(SearchJob.from_args(args, "m_pruning"))
     spec, settings, state_dir, started = inputs.spec, inputs.settings, inputs.state_dir, inputs.started
     model, split, device = inputs.model, inputs.dev_split, inputs.device
     result = find_m_mask(model, spec, split, settings, seed=args.seed, state_dir=state_dir,

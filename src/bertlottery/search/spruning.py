@@ -51,7 +51,7 @@ from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
 from bertlottery.runtime import device_name
-from bertlottery.search.inputs import load_search_inputs, search_parser
+from bertlottery.search.inputs import SearchJob, load_search_inputs, search_parser
 from bertlottery.search.selection import MODES, Phase, phases_for, propose
 from bertlottery.search.state import StateStore, model_fingerprint
 from bertlottery.search.state import clear_state as clear_search_state
@@ -397,7 +397,7 @@ def main_find_s_mask(argv: list[str]) -> None:
     parser = search_parser("bertlottery find-s-mask", __doc__.split("\n")[0], "s_pruning")
     parser.add_argument("--mode", choices=MODES, default="joint")
     args = parser.parse_args(argv)
-    inputs = load_search_inputs(args, "s_pruning")
+    inputs = load_search_inputs(SearchJob.from_args(args, "s_pruning"))
     spec, settings, state_dir, started = inputs.spec, inputs.settings, inputs.state_dir, inputs.started
     model, split, device = inputs.model, inputs.dev_split, inputs.device
     result = find_s_mask(model, spec, split, settings, mode=args.mode, state_dir=state_dir,
