@@ -11,9 +11,8 @@ from torch import nn
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import check_model_source
-from bertlottery.masks.types import PRUNED_CONFIG_KEYS
 from bertlottery.modeling.pruning import load_pruned
-from bertlottery.modeling.structure import encoder_layers
+from bertlottery.modeling.structure import PRUNED_CONFIG_KEYS, encoder_layers
 
 
 def _is_pruned_dir(name: str) -> bool:

@@ -30,6 +30,7 @@ from bertlottery.glue.tasks import get_task
 from bertlottery.families import SUPER
 from bertlottery.io import save_tensors
 from bertlottery.masks.types import HeadMlpMask
+from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.patterns.attention import KINDS, attention_maps, strip_padding
@@ -140,12 +141,12 @@ def extract(args: argparse.Namespace) -> None:
             "classifier_raw": classifiers["raw"].name, "classifier_normed": classifiers["normed"].name}
     if args.super_mask:
         mask = HeadMlpMask.load(args.super_mask)
-        mask.check_fits(model)
         if args.super_network == "pruned" and mask.heads_kept:
-            attach_soft_masks(model, mask)
+            attach_soft_masks(model, mask)  # checks that the mask fits the model
             sub = count_patterns(model, batches(), classifiers, heads=mask.heads, progress=True, total=total)
             detach_soft_masks(model)
         else:
+            check_fits(mask, model)
             sub = {k: v * mask.heads[:, :, None] for k, v in full.items()}
         tensors |= {f"super/{k}": v for k, v in sub.items()} | {"super/heads": mask.heads.to(torch.uint8)}
         meta |= {"super_mask": args.super_mask, "super_network": args.super_network}

@@ -35,6 +35,7 @@ from bertlottery.io import write_json
 from bertlottery.layout import SEARCH_RECORD, mask_name
 from bertlottery.masks.seeds import S_MASKS, derive_seed
 from bertlottery.masks.types import HeadMlpMask, load_mask_for
+from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
@@ -123,7 +124,7 @@ def main_find_f_mask(argv: list[str]) -> None:
     reference = load_mask_for(args.reference, task=args.task, seed=args.seed, family="s", kind="good")
     inputs = load_search_inputs(args, "f_pruning")
     spec, settings, model = inputs.spec, inputs.settings, inputs.model
-    reference.check_fits(model)
+    check_fits(reference, model)
     train = load_split(args.data_dir, "train")
     sample_seed = derive_seed(spec.name, args.seed, SAMPLE_KIND, recipe=S_MASKS)
     order = sample_examples(len(train), settings.n_examples, replacement=settings.replacement, seed=sample_seed)

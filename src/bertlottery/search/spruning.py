@@ -47,6 +47,7 @@ from bertlottery.families import family_of_mode
 from bertlottery.io import save_tensors, write_json
 from bertlottery.layout import SEARCH_RECORD, SEARCH_TRACE, SEARCH_TRACE_TENSORS, mask_name
 from bertlottery.masks.types import HeadMlpMask
+from bertlottery.modeling.fit import full_head_mlp_mask
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
@@ -308,8 +309,8 @@ def find_s_mask(
     try:
         state = load_state(store)
         if state is None:
-            heads = torch.ones(n_layers, n_heads, dtype=torch.bool)
-            mlps = torch.ones(n_layers, dtype=torch.bool)
+            full = full_head_mlp_mask(model)
+            heads, mlps = full.heads, full.mlps
             first = run(heads, mlps)
             state = SearchState(0, heads, mlps, first.head_importance, first.mlp_importance, first.score,
                                 first.score, [trace_row(0, "initial", heads, mlps, first, True)])
