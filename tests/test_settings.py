@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import bertlottery
+from bertlottery.bundle.config import bundle_info
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.tasks import get_task
 from bertlottery.settings import (
@@ -20,6 +21,8 @@ from bertlottery.settings import (
     MPruningSettings,
     SPruningSettings,
     TrainingSettings,
+    RETIRED_KEYS,
+    check_config,
     config_hash,
     resolve_data,
     resolve_training,
@@ -99,8 +102,8 @@ def test_config_hash_of_the_defaults_is_pinned(section):
     typed = SECTIONS[section].from_dict({}, where="test")
     assert config_hash(typed) == PINNED_HASHES[section]
     assert config_hash(typed.to_dict()) == PINNED_HASHES[section]
-    if section == "training":
-        assert config_hash(training_defaults()) == PINNED_HASHES[section]
+    if section == "training":  # the rules' JSON: the schema's defaults and the retired keep_weights
+        assert config_hash(training_defaults() | RETIRED_KEYS["training"]) == PINNED_HASHES[section]
         assert config_hash(resolve_training({}, "RTE")) == PINNED_HASHES[section]
     else:
         assert config_hash(section_defaults(section)) == PINNED_HASHES[section]
@@ -116,13 +119,52 @@ def test_typed_training_hashes_as_the_json_the_rule_passes(paper_config):
     assert typed.to_dict() == resolved
 
 
+def test_retired_keep_weights_is_read_by_no_job_and_hashed_as_before(paper_config):
+    """training.keep_weights left the schema and the typed settings; the rules' JSON and every hash still
+    hold it as true, and a config or command that sets it to that value is accepted (dropped)."""
+    assert "keep_weights" not in training_defaults()
+    assert not hasattr(TrainingSettings.from_dict({}, where="test"), "keep_weights")
+    assert resolve_training({}, "RTE")["keep_weights"] is True
+    typed = TrainingSettings.from_dict({"keep_weights": True}, where="--training")
+    assert config_hash(typed) == PINNED_HASHES["training"]
+    with pytest.raises(BertLotteryError, match=r"--training: \['keep_weights'\] removed"):
+        TrainingSettings.from_dict({"keep_weights": False}, where="--training")
+    paper_config["training"] = {**paper_config.get("training", {}), "keep_weights": True}
+    paper_config["overrides"] = {"RTE": {"keep_weights": True, "epochs": 4}}
+    check_config(paper_config)  # dropped where it holds the hashed value
+    assert "keep_weights" not in paper_config["training"] and paper_config["overrides"]["RTE"] == {"epochs": 4}
+    paper_config["overrides"]["RTE"]["keep_weights"] = False
+    with pytest.raises(BertLotteryError, match="config key overrides.RTE.keep_weights: removed"):
+        check_config(paper_config)
+
+
+def test_committed_bundles_config_hashes_are_what_the_code_computes(repo_dir):
+    """Every metrics record of the committed MiniLM study holds the config hash the code computes from its
+    bundle's recorded config (which still has training.keep_weights): no finished job reruns."""
+    bundles = sorted((repo_dir / "docs/results/minilm/bundles").iterdir())
+    assert bundles
+    checked = 0
+    for bundle in bundles:
+        info = bundle_info(str(bundle))
+        assert "keep_weights" in json.loads((bundle / "bundle.json").read_text())["config"]["training"]
+        for record_path in bundle.rglob("metrics.json"):
+            record = json.loads(record_path.read_text())
+            training = resolve_training(info["config"], record["task"])
+            if record.get("variant", record.get("kind")) == "bad_6ep":
+                training["epochs"] = 6
+            typed = TrainingSettings.from_dict(training, where=str(record_path))
+            assert record["config_hash"] == config_hash(typed), record_path
+            checked += 1
+    assert checked >= 90  # 3 bundles: fine-tuned, evaluated and retrained runs
+
+
 @pytest.mark.parametrize("section", sorted(SECTIONS))
 def test_sections_follow_the_schema_in_its_order(section):
     cls = SECTIONS[section]
     defaults = cls.defaults()  # raises if the dataclass fields and the schema keys differ
     typed = cls.from_dict({}, where="test")
-    assert list(typed.to_dict()) == list(defaults) == [f.name for f in dataclasses.fields(cls)]
-    assert typed.to_dict() == defaults
+    assert list(defaults) == [f.name for f in dataclasses.fields(cls)]
+    assert typed.to_dict() == defaults | cls.RETIRED and list(typed.to_dict()) == list(defaults) + list(cls.RETIRED)
 
 
 def test_given_values_override_defaults_and_keep_their_type():
