@@ -55,7 +55,7 @@ from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
 from bertlottery.search.selection import MODES, Phase, phases_for, propose
 from bertlottery.search.state import StateStore, model_fingerprint
-from bertlottery.search.state import clear_state as clear_search_state
+from bertlottery.search.state import clear_state
 from bertlottery.settings import SPruningSettings, config_hash, library_versions
 from bertlottery.train.evaluation import iterate_batches, to_device
 
@@ -243,11 +243,6 @@ def load_state(store: StateStore) -> SearchState | None:
                        tensors["head_importance"], tensors["mlp_importance"], meta["s0"], meta["score"], trace)
 
 
-def clear_state(state_dir: str | Path | None) -> None:
-    """Remove a finished search's state (call after the final outputs are written)."""
-    clear_search_state(state_dir, STATE_FILE)
-
-
 @dataclass
 class SearchResult:
     mask: "HeadMlpMask"  # noqa: F821  the last accepted masks
@@ -279,7 +274,7 @@ def find_s_mask(
     with the config's `s_pruning` section (default: the schema's defaults).
 
     With `state_dir`, the state after every finished importance pass is saved there and a rerun with
-    the same settings, model and data resumes from it; `clear_state(state_dir)` removes it once the
+    the same settings, model and data resumes from it; `clear_state(state_dir, STATE_FILE)` removes it once the
     caller has written its outputs. `on_iteration(i)` is called after pass i is saved (tests use it).
     `empty_layer_bias=True` keeps a layer's attention output bias when all its heads are masked, as the
     original's soft head mask did during its search (False: as physical pruning, LayerNorm(input)).
@@ -406,7 +401,7 @@ def main_find_s_mask(argv: list[str]) -> None:
     write_outputs(result, args.out_dir, spec=spec, seed=args.seed, mode=args.mode, settings=settings,
                   model_config=model.config, save_iterations=settings.save_iterations, started=started,
                   device=device_name(device))
-    clear_state(state_dir)
+    clear_state(state_dir, STATE_FILE)
     print(f"{spec.name} seed {args.seed} s-{args.mode}: heads {int(result.mask.heads.sum())}, "
           f"MLPs {int(result.mask.mlps.sum())}, {spec.stop_metric} {result.score:.4f} "
           f"(S0 {result.s0:.4f}, limit {result.threshold:.4f})")
