@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ from bertlottery.settings import (
     RETIRED_KEYS,
     check_config,
     config_hash,
+    library_versions,
+    provenance,
     resolve_data,
     resolve_training,
     section_defaults,
@@ -209,3 +212,15 @@ def test_a_tasks_data_override_changes_only_its_data_settings(paper_config):
     bad = {**config, "overrides": {"CoLA": {"max_train_examples": 0}}}
     with pytest.raises(BertLotteryError, match=r"overrides\.CoLA\.max_train_examples"):
         resolve_data(bad, "CoLA")
+
+
+def test_provenance_fields_in_the_order_every_job_writes_them():
+    settings = TrainingSettings.from_dict({}, where="test")
+    fields = provenance(time.time() - 2.0, settings, "cpu")
+    assert list(fields) == ["wall_time_s", "device", "versions", "config_hash"]
+    assert 2.0 <= fields["wall_time_s"] < 60 and fields["device"] == "cpu"
+    assert fields["versions"] == library_versions() and fields["config_hash"] == PINNED_HASHES["training"]
+    untimed = provenance(None, {"a": 1})  # no device given: the record keeps it elsewhere (speed's machine)
+    assert list(untimed) == ["wall_time_s", "versions", "config_hash"] and untimed["wall_time_s"] is None
+    assert untimed["config_hash"] == config_hash({"a": 1})
+    assert provenance(None, {}, None)["device"] is None  # an unknown device is recorded as such

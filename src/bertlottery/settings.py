@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import time
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from importlib import resources
@@ -197,6 +198,12 @@ class Section:
             raise BertLotteryError(cls.UNKNOWN.format(where=where, unknown=unknown, expected=sorted(defaults)))
         return cls(**(defaults | dict(given)))
 
+    @classmethod
+    def from_arg(cls: type[S], text: str, name: str, *, where: str | None = None) -> S:
+        """The section from a command's JSON argument `--<name>` (what the rule passes): parsed, defaults
+        filled in, unknown keys an error naming `where` (default `--<name>`)."""
+        return cls.from_dict(parse_json_arg(text, name), where=where or f"--{name}")
+
     def to_dict(self) -> dict[str, Any]:
         """The section as rules pass it and hashes hold it (retired keys included)."""
         return {f.name: getattr(self, f.name) for f in fields(self)} | self.RETIRED
@@ -321,6 +328,19 @@ def parse_json_arg(text: str, name: str) -> dict:
     if not isinstance(value, dict):
         raise BertLotteryError(f"--{name}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+# provenance(device=NOT_RECORDED): the record keeps the device elsewhere (the speed record's `machine`).
+NOT_RECORDED: Any = object()
+
+
+def provenance(started: float | None, settings: Any, device: str | None = NOT_RECORDED) -> dict[str, Any]:
+    """The provenance fields every job's JSON ends with, in this order: wall time since `started` (None:
+    not timed), the device it ran on, the library versions and the config hash of its settings."""
+    fields: dict[str, Any] = {"wall_time_s": None if started is None else round(time.time() - started, 3)}
+    if device is not NOT_RECORDED:
+        fields["device"] = device
+    return fields | {"versions": library_versions(), "config_hash": config_hash(settings)}
 
 
 def library_versions() -> dict[str, str]:

@@ -282,10 +282,10 @@ def test_command_writes_three_masks_and_summary(tmp_path):
 
 def test_unknown_settings_are_errors():
     from bertlottery.errors import BertLotteryError
-    from bertlottery.search.inputs import resolve_section
+    from bertlottery.settings import MPruningSettings
 
     with pytest.raises(BertLotteryError, match="max_iteration"):
-        resolve_section("m_pruning", {"max_iteration": 3}, "--settings")
+        MPruningSettings.from_arg('{"max_iteration": 3}', "settings")
     with pytest.raises(BertLotteryError, match="bad_mode"):
         MP.find_m_mask(tiny_bert(), RTE, self_labelled_split(tiny_bert(), n=4),
                        dataclasses.replace(m_settings(), bad_mode="worst"), seed=1)

@@ -20,7 +20,6 @@ The pass costs about one epoch of `n_examples` forward+backward passes: it is no
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ from bertlottery.modeling.unpadded import PackedBatch, classify
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
 from bertlottery.search.spruning import task_loss
-from bertlottery.settings import config_hash, library_versions
+from bertlottery.settings import provenance
 from bertlottery.train.evaluation import iterate_batches, to_device
 
 SAMPLE_KIND = "fisher-sample"  # the (task, seed, kind) of the example draw's seed (masks.seeds)
@@ -143,8 +142,7 @@ def main_find_f_mask(argv: list[str]) -> None:
         "train_rows": len(train), "sample_seed": sample_seed, "reference": str(args.reference),
         "heads_kept": mask.heads_kept, "mlps_kept": mask.mlps_kept,
         "mask_size": size_of(model.config, mask), "settings": settings.to_dict(),
-        "wall_time_s": round(time.time() - inputs.started, 3), "device": device_name(inputs.device),
-        "versions": library_versions(), "config_hash": config_hash(settings),
+        **provenance(inputs.started, settings, device_name(inputs.device)),
     })
     print(f"{spec.name} seed {args.seed} f: heads {mask.heads_kept}, MLPs {mask.mlps_kept} "
           f"(Fisher over {len(order)} training examples, batches of {settings.batch_size})")

@@ -26,7 +26,6 @@ float32 fraction, which can be off by a few values):
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -50,7 +49,7 @@ from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
 from bertlottery.search.state import StateStore, split_fingerprint
 from bertlottery.search.state import clear_state
-from bertlottery.settings import MPruningSettings, config_hash, library_versions
+from bertlottery.settings import MPruningSettings, config_hash, provenance
 from bertlottery.train.evaluation import split_metrics
 
 BAD_MODES = ("code", "paper")
@@ -331,8 +330,7 @@ def write_outputs(result: MSearchResult, out_dir: str | Path, *, spec: TaskSpec,
         "pruned_fraction": 1 - result.good.fraction,
         "mask_size": {kind: size_of(model_config, mask) for kind, mask in masks.items()},
         "settings": settings.to_dict(), "random_seed": derive_seed(spec.name, seed, "random", recipe=M_MASKS),
-        "wall_time_s": None if started is None else round(time.time() - started, 3),
-        "device": device, "versions": library_versions(), "config_hash": config_hash(settings),
+        **provenance(started, settings, device),
     })
 
 

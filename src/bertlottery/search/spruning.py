@@ -28,7 +28,6 @@ everything is pruned, as in the paper's masks.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -56,7 +55,7 @@ from bertlottery.search.inputs import load_search_inputs, search_parser
 from bertlottery.search.selection import MODES, Phase, phases_for, propose
 from bertlottery.search.state import StateStore, model_fingerprint
 from bertlottery.search.state import clear_state
-from bertlottery.settings import SPruningSettings, config_hash, library_versions
+from bertlottery.settings import SPruningSettings, config_hash, provenance
 from bertlottery.train.evaluation import iterate_batches, to_device
 
 ACCUMULATIONS = ("cumulative", "per_batch")
@@ -384,8 +383,7 @@ def write_outputs(result: SearchResult, out_dir: str | Path, *, spec: TaskSpec, 
         "accepted_steps": sum(bool(r["accepted"]) for r in rows[1:]),
         "heads_kept": int(result.mask.heads.sum()), "mlps_kept": int(result.mask.mlps.sum()),
         "mask_size": size_of(model_config, result.mask), "settings": settings.to_dict(),
-        "wall_time_s": None if started is None else round(time.time() - started, 3),
-        "device": device, "versions": library_versions(), "config_hash": config_hash(settings),
+        **provenance(started, settings, device),
     })
 
 

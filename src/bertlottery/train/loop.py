@@ -32,7 +32,7 @@ from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.modeling.weight_masks import remove_weight_mask
 from bertlottery.runtime import autocast, configure_torch, pick_device, set_seed
-from bertlottery.settings import TrainingSettings, config_hash, parse_json_arg
+from bertlottery.settings import TrainingSettings, config_hash
 from bertlottery.train.evaluation import evaluate_and_write, to_device
 
 LOG_FIELDS = ["step", "epoch", "loss", "learning_rate", "examples_per_s", "tokens_per_s", "elapsed_s"]
@@ -296,7 +296,7 @@ def build_model(args: argparse.Namespace, spec, settings: TrainingSettings, devi
 
 def run_job(args: argparse.Namespace) -> None:
     spec = get_task(args.task)
-    settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
+    settings = TrainingSettings.from_arg(args.training, "training")
     configure_torch(settings.tf32)
     out_dir = Path(args.out_dir)
     started = time.time()
