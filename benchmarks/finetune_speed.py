@@ -41,6 +41,7 @@ from bertlottery.glue.tasks import get_task
 from bertlottery.io import write_json
 from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.apply import apply_mask
+from bertlottery.modeling.fit import full_head_mlp_mask
 from bertlottery.runtime import configure_torch, device_name, pick_device, set_seed
 from bertlottery.settings import (
     TrainingSettings,
@@ -312,7 +313,7 @@ def model_config(args: argparse.Namespace):
 
 def half_heads_mask(model_or_config, seed: int) -> HeadMlpMask:
     """A seeded random mask keeping exactly half of all heads (anywhere in the model) and every MLP."""
-    mask = HeadMlpMask.for_model(model_or_config)
+    mask = full_head_mlp_mask(model_or_config)
     flat = torch.zeros(mask.heads.numel(), dtype=torch.bool)
     keep = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(seed))[: flat.numel() // 2]
     flat[keep] = True

@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import bertlottery
+from bertlottery.bundle.config import bundle_info
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import VARIANTS
 from bertlottery.glue.tasks import get_task
 from bertlottery.settings import (
     SCHEMA_PATH,
@@ -20,7 +23,11 @@ from bertlottery.settings import (
     MPruningSettings,
     SPruningSettings,
     TrainingSettings,
+    RETIRED_KEYS,
+    check_config,
     config_hash,
+    library_versions,
+    provenance,
     resolve_data,
     resolve_training,
     section_defaults,
@@ -99,8 +106,8 @@ def test_config_hash_of_the_defaults_is_pinned(section):
     typed = SECTIONS[section].from_dict({}, where="test")
     assert config_hash(typed) == PINNED_HASHES[section]
     assert config_hash(typed.to_dict()) == PINNED_HASHES[section]
-    if section == "training":
-        assert config_hash(training_defaults()) == PINNED_HASHES[section]
+    if section == "training":  # the rules' JSON: the schema's defaults and the retired keep_weights
+        assert config_hash(training_defaults() | RETIRED_KEYS["training"]) == PINNED_HASHES[section]
         assert config_hash(resolve_training({}, "RTE")) == PINNED_HASHES[section]
     else:
         assert config_hash(section_defaults(section)) == PINNED_HASHES[section]
@@ -116,13 +123,53 @@ def test_typed_training_hashes_as_the_json_the_rule_passes(paper_config):
     assert typed.to_dict() == resolved
 
 
+def test_retired_keep_weights_is_read_by_no_job_and_hashed_as_before(paper_config):
+    """training.keep_weights left the schema and the typed settings; the rules' JSON and every hash still
+    hold it as true, and a config or command that sets it to that value is accepted (dropped)."""
+    assert "keep_weights" not in training_defaults()
+    assert not hasattr(TrainingSettings.from_dict({}, where="test"), "keep_weights")
+    assert resolve_training({}, "RTE")["keep_weights"] is True
+    typed = TrainingSettings.from_dict({"keep_weights": True}, where="--training")
+    assert config_hash(typed) == PINNED_HASHES["training"]
+    with pytest.raises(BertLotteryError, match=r"--training: \['keep_weights'\] removed"):
+        TrainingSettings.from_dict({"keep_weights": False}, where="--training")
+    paper_config["training"] = {**paper_config.get("training", {}), "keep_weights": True}
+    paper_config["overrides"] = {"RTE": {"keep_weights": True, "epochs": 4}}
+    check_config(paper_config)  # dropped where it holds the hashed value
+    assert "keep_weights" not in paper_config["training"] and paper_config["overrides"]["RTE"] == {"epochs": 4}
+    paper_config["overrides"]["RTE"]["keep_weights"] = False
+    with pytest.raises(BertLotteryError, match="config key overrides.RTE.keep_weights: removed"):
+        check_config(paper_config)
+
+
+def test_committed_bundles_config_hashes_are_what_the_code_computes(repo_dir):
+    """Every metrics record of the committed MiniLM study holds the config hash the code computes from its
+    bundle's recorded config (which still has training.keep_weights): no finished job reruns."""
+    bundles = sorted((repo_dir / "docs/results/minilm/bundles").iterdir())
+    assert bundles
+    checked = 0
+    for bundle in bundles:
+        info = bundle_info(str(bundle))
+        assert "keep_weights" in json.loads((bundle / "bundle.json").read_text())["config"]["training"]
+        for record_path in bundle.rglob("metrics.json"):
+            record = json.loads(record_path.read_text())
+            training = resolve_training(info["config"], record["task"])
+            retraining = VARIANTS.get(record.get("variant", record.get("kind")))  # old records: kind
+            if retraining is not None and retraining.epochs is not None:
+                training["epochs"] = retraining.epochs
+            typed = TrainingSettings.from_dict(training, where=str(record_path))
+            assert record["config_hash"] == config_hash(typed), record_path
+            checked += 1
+    assert checked >= 90  # 3 bundles: fine-tuned, evaluated and retrained runs
+
+
 @pytest.mark.parametrize("section", sorted(SECTIONS))
 def test_sections_follow_the_schema_in_its_order(section):
     cls = SECTIONS[section]
     defaults = cls.defaults()  # raises if the dataclass fields and the schema keys differ
     typed = cls.from_dict({}, where="test")
-    assert list(typed.to_dict()) == list(defaults) == [f.name for f in dataclasses.fields(cls)]
-    assert typed.to_dict() == defaults
+    assert list(defaults) == [f.name for f in dataclasses.fields(cls)]
+    assert typed.to_dict() == defaults | cls.RETIRED and list(typed.to_dict()) == list(defaults) + list(cls.RETIRED)
 
 
 def test_given_values_override_defaults_and_keep_their_type():
@@ -167,3 +214,15 @@ def test_a_tasks_data_override_changes_only_its_data_settings(paper_config):
     bad = {**config, "overrides": {"CoLA": {"max_train_examples": 0}}}
     with pytest.raises(BertLotteryError, match=r"overrides\.CoLA\.max_train_examples"):
         resolve_data(bad, "CoLA")
+
+
+def test_provenance_fields_in_the_order_every_job_writes_them():
+    settings = TrainingSettings.from_dict({}, where="test")
+    fields = provenance(time.time() - 2.0, settings, "cpu")
+    assert list(fields) == ["wall_time_s", "device", "versions", "config_hash"]
+    assert 2.0 <= fields["wall_time_s"] < 60 and fields["device"] == "cpu"
+    assert fields["versions"] == library_versions() and fields["config_hash"] == PINNED_HASHES["training"]
+    untimed = provenance(None, {"a": 1})  # no device given: the record keeps it elsewhere (speed's machine)
+    assert list(untimed) == ["wall_time_s", "versions", "config_hash"] and untimed["wall_time_s"] is None
+    assert untimed["config_hash"] == config_hash({"a": 1})
+    assert provenance(None, {}, None)["device"] is None  # an unknown device is recorded as such

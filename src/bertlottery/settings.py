@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import time
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from importlib import resources
@@ -42,6 +43,28 @@ def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+# Keys removed from the schema, per section, with the value every result made before their removal hashed.
+# training.keep_weights (default true) was hashed into every training job although no job read it; it is
+# still passed and hashed as true, so config hashes, job fingerprints and the rules' params of existing
+# results stay the same and no finished job reruns. A config or bundle may still set it to that value.
+RETIRED_KEYS: dict[str, dict[str, Any]] = {"training": {"keep_weights": True}}
+
+
+def drop_retired_keys(config: dict, where: str = "config") -> None:
+    """Remove retired keys (RETIRED_KEYS) from a workflow config in place, in their sections and in every
+    task's overrides; one set to another value than the one hashed is an error naming it."""
+    for section, retired in RETIRED_KEYS.items():
+        places = [(f"{section}", config.get(section))]
+        places += [(f"overrides.{task}", given) for task, given in (config.get("overrides") or {}).items()]
+        for name, given in places:
+            for key, value in retired.items():
+                if isinstance(given, dict) and key in given:
+                    if given[key] != value:
+                        raise BertLotteryError(f"{where} key {name}.{key}: removed (no job read it); its results "
+                                               f"were hashed with {json.dumps(value)}: delete the key")
+                    del given[key]
+
+
 def training_defaults() -> dict[str, Any]:
     return TrainingSettings.defaults()
 
@@ -54,8 +77,10 @@ def section_defaults(section: str) -> dict[str, Any]:
 
 def check_config(config: dict) -> None:
     """Check a workflow config before any job runs (Snakemake's `config`, changed in place only to read
-    command-line lists: `--config seeds=[42]` arrives as ['42']). One line per problem, naming the key,
-    the value and the rule broken; a local `model` or `glue_dir` must exist (a hub id passes)."""
+    command-line lists: `--config seeds=[42]` arrives as ['42'], and to drop retired keys). One line per
+    problem, naming the key, the value and the rule broken; a local `model` or `glue_dir` must exist (a hub
+    id passes)."""
+    drop_retired_keys(config)
     for key, convert in (("seeds", _int_if_digits), ("tasks", str)):
         value = config.get(key)
         if isinstance(value, (str, int)) and not isinstance(value, bool):
@@ -117,8 +142,10 @@ def _resolve(config: dict, task: str, section: str, defaults: dict[str, Any], sc
 
 
 def resolve_training(config: dict, task: str) -> dict[str, Any]:
-    """`training` (with schema defaults) merged with the training keys of `overrides[task]`, validated."""
-    return _resolve(config, task, "training", training_defaults(), load_schema()["definitions"]["training"])
+    """`training` (with schema defaults) merged with the training keys of `overrides[task]`, validated; with
+    the retired keys' values, as rules passed them before (RETIRED_KEYS)."""
+    merged = _resolve(config, task, "training", training_defaults(), load_schema()["definitions"]["training"])
+    return merged | RETIRED_KEYS["training"]
 
 
 def resolve_data(config: dict, task: str) -> dict[str, Any]:
@@ -141,6 +168,7 @@ class Section:
     Values are kept as given (no type coercion), so hashes of the resolved section are unchanged."""
 
     SCHEMA: ClassVar[tuple[str, ...]]  # path of the section's object in the schema
+    RETIRED: ClassVar[dict[str, Any]] = {}  # keys removed from the schema: the value earlier results hashed
     UNKNOWN: ClassVar[str] = "{where}: unknown key(s) {unknown}; expected some of {expected}"
 
     @classmethod
@@ -158,15 +186,27 @@ class Section:
 
     @classmethod
     def from_dict(cls: type[S], given: Mapping[str, Any], *, where: str) -> S:
-        """`given` over the schema defaults; unknown keys are an error naming `where`."""
+        """`given` over the schema defaults; unknown keys are an error naming `where`. Retired keys are
+        accepted with the value earlier results hashed (and dropped)."""
         defaults = cls.defaults()
+        changed = sorted(k for k, v in cls.RETIRED.items() if k in given and given[k] != v)
+        if changed:
+            raise BertLotteryError(f"{where}: {changed} removed (no job read them); expected them absent")
+        given = {k: v for k, v in given.items() if k not in cls.RETIRED}
         unknown = sorted(set(given) - set(defaults))
         if unknown:
             raise BertLotteryError(cls.UNKNOWN.format(where=where, unknown=unknown, expected=sorted(defaults)))
         return cls(**(defaults | dict(given)))
 
+    @classmethod
+    def from_arg(cls: type[S], text: str, name: str, *, where: str | None = None) -> S:
+        """The section from a command's JSON argument `--<name>` (what the rule passes): parsed, defaults
+        filled in, unknown keys an error naming `where` (default `--<name>`)."""
+        return cls.from_dict(parse_json_arg(text, name), where=where or f"--{name}")
+
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The section as rules pass it and hashes hold it (retired keys included)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)} | self.RETIRED
 
 
 @dataclass(frozen=True)
@@ -174,6 +214,7 @@ class TrainingSettings(Section):
     """`training` merged with a task's overrides (resolve_training): fine-tuning and evaluation."""
 
     SCHEMA = ("definitions", "training")
+    RETIRED = RETIRED_KEYS["training"]
 
     learning_rate: float
     batch_size: int
@@ -196,7 +237,6 @@ class TrainingSettings(Section):
     compile: bool
     log_every: int
     checkpoint_every_steps: int
-    keep_weights: bool
 
 
 @dataclass(frozen=True)
@@ -288,6 +328,19 @@ def parse_json_arg(text: str, name: str) -> dict:
     if not isinstance(value, dict):
         raise BertLotteryError(f"--{name}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+# provenance(device=NOT_RECORDED): the record keeps the device elsewhere (the speed record's `machine`).
+NOT_RECORDED: Any = object()
+
+
+def provenance(started: float | None, settings: Any, device: str | None = NOT_RECORDED) -> dict[str, Any]:
+    """The provenance fields every job's JSON ends with, in this order: wall time since `started` (None:
+    not timed), the device it ran on, the library versions and the config hash of its settings."""
+    fields: dict[str, Any] = {"wall_time_s": None if started is None else round(time.time() - started, 3)}
+    if device is not NOT_RECORDED:
+        fields["device"] = device
+    return fields | {"versions": library_versions(), "config_hash": config_hash(settings)}
 
 
 def library_versions() -> dict[str, str]:

@@ -24,7 +24,7 @@ def analysed(tmp_path_factory):
     main_aggregate(["--inputs", *map(str, metrics), "--out-dir", str(a)])
     main_stats(["masks", "--s-masks", *map(str, sorted(root.glob("masks/s/*/*/good.safetensors"))), "--out-dir", str(a)])
     main_stats(["m-blocks", "--m-masks", *map(str, sorted(root.glob("masks/m/*/*/good.safetensors"))),
-                "--num-heads", "2", "--output", str(a / "m_blocks.csv")])
+                "--model-config", str(root / "model/config.json"), "--output", str(a / "m_blocks.csv")])
     return root
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from statsmodels.stats.multitest import multipletests
+from transformers import BertConfig
 
 from bertlottery.analysis import claims as C
 from bertlottery.analysis import claims_report as CR
@@ -25,7 +26,9 @@ from bertlottery.analysis import stability as STB
 from bertlottery.analysis import stats as S
 from bertlottery.analysis.aggregate import collect, load_paper, summarize
 from bertlottery.analysis.claims_report import main_claims
+from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import HeadMlpMask, WeightMask
+from bertlottery.modeling.loading import model_of_config_file
 
 # 4 units x 3 raters. Fleiss by hand: n_i1 = 3,2,0,1; P_i = 1, 1/3, 1, 1/3 -> P_bar = 2/3;
 # p_1 = p_0 = 6/12 -> P_e = 1/2; kappa = (2/3 - 1/2) / (1/2) = 1/3.
@@ -183,8 +186,21 @@ def weight_mask_one_layer(query_rows_kept: int, out_cols_kept: int) -> WeightMas
     return WeightMask(m)
 
 
-def test_block_fractions_by_hand():
-    hk, ht, mk, mt = MB.block_fractions(weight_mask_one_layer(query_rows_kept=2, out_cols_kept=1), num_heads=2)
+def tiny_bert_config(layers: int = 1) -> BertConfig:
+    """The architecture of weight_mask_one_layer's masks: hidden 4, 2 heads of size 2, intermediate 3."""
+    return BertConfig(vocab_size=10, hidden_size=4, num_hidden_layers=layers, num_attention_heads=2,
+                      intermediate_size=3, max_position_embeddings=8)
+
+
+def write_model_config(path: Path, layers: int = 1) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tiny_bert_config(layers).to_json_file(path)
+    return path
+
+
+def test_block_fractions_by_hand(tmp_path):
+    model = model_of_config_file(write_model_config(tmp_path / "config.json"))
+    hk, ht, mk, mt = MB.block_fractions(weight_mask_one_layer(query_rows_kept=2, out_cols_kept=1), model)
     # per head: Q/K/V weight rows 3 x (2 x 4) = 24, biases 3 x 2 = 6, output columns 4 x 2 = 8 -> 38
     np.testing.assert_array_equal(ht, [[38, 38]])
     # head 0: Q rows 8 + Q bias 2 + K 8 + V 8 + V bias 2 + 1 output column (4) = 32; head 1: 0+2+8+8+2+0 = 20
@@ -197,16 +213,19 @@ def test_m_block_table_reads_files_and_heads_from_config(tmp_path):
     for seed in (1, 2):
         weight_mask_one_layer(2 * seed - 2, seed).save(tmp_path / f"RTE/seed{seed}/good.safetensors",
                                                        task="RTE", seed=seed)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"num_attention_heads": 2}))
+    config = write_model_config(tmp_path / "config.json")
     table = MB.m_block_table(sorted(tmp_path.rglob("good.safetensors")), model_config=str(config))
     head0 = table[(table["block"] == "head") & (table["head"] == 0)].set_index("seed")["fraction"]
     assert head0[1] == pytest.approx((0 + 2 + 8 + 8 + 2 + 4) / 38)
     hm, hs, mm, ms = MB.block_grid(table, "RTE")
     assert hm.shape == (1, 2) and mm.shape == (1,)
     assert hm[0, 0] == pytest.approx(np.mean([24 / 38, 36 / 38]))  # seed 2: 8+2+8+0+8+2+8
-    with pytest.raises(Exception, match="number of heads unknown"):
-        MB.m_block_table(sorted(tmp_path.rglob("good.safetensors")))
+    config.write_text(json.dumps({"num_attention_heads": 2}))
+    with pytest.raises(BertLotteryError, match="config.json: model_type None is not a transformers model type"):
+        MB.m_block_table(sorted(tmp_path.rglob("good.safetensors")), model_config=str(config))
+    write_model_config(config, layers=2)  # masks of another architecture
+    with pytest.raises(BertLotteryError, match="no entry for prunable parameter 'bert.encoder.layer.1"):
+        MB.m_block_table(sorted(tmp_path.rglob("good.safetensors")), model_config=str(config))
 
 
 def test_paired_test_known_values():
@@ -303,6 +322,7 @@ def make_mask_tree(root: Path, tasks=("MRPC", "RTE"), seeds=(1337, 42), layers=2
                 for name, t in weight_mask_one_layer(int(rng.integers(0, 5)), int(rng.integers(0, 5))).masks.items():
                     weights[name.replace("layer.0.", f"layer.{layer}.")] = t
             WeightMask(weights).save(root / f"masks/m/{task}/seed{seed}/good.safetensors", task=task, seed=seed)
+    write_model_config(root / "model/config.json", layers)  # the m-masks' architecture
 
 
 def test_importance_summary(tmp_path):
@@ -324,7 +344,7 @@ def test_stats_cli_end_to_end(tmp_path):
     S.main_stats(["masks", "--s-masks", *map(str, sorted(tmp_path.glob("masks/s/*/*/good.safetensors"))),
                   "--out-dir", str(a)])
     S.main_stats(["m-blocks", "--m-masks", *map(str, sorted(tmp_path.glob("masks/m/*/*/good.safetensors"))),
-                  "--num-heads", "2", "--output", str(a / "m_blocks.csv")])
+                  "--model-config", str(tmp_path / "model/config.json"), "--output", str(a / "m_blocks.csv")])
     S.main_stats(["tests", "--metrics", str(a / "metrics.parquet"), "--bootstrap", "200",
                   "--output", str(a / "paired_tests.csv")])
     main_claims(["--summary", str(a / "summary.parquet"), "--tests", str(a / "paired_tests.parquet"),

@@ -10,6 +10,7 @@ from transformers import AutoModelForSequenceClassification, BertConfig
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import HeadMlpMask, WeightMask
+from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.sizes import PAPER_EMBEDDING_SHARE, size_of
 from bertlottery.modeling.structure import prunable_parameters
 from bertlottery.modeling.weight_masks import check_weight_mask
@@ -54,17 +55,6 @@ def test_head_mlp_mask_basics_and_algebra():
 def test_head_mlp_mask_rejects_bad_input(heads, mlps, message):
     with pytest.raises(BertLotteryError, match=message):
         HeadMlpMask(heads, mlps)
-
-
-def test_head_mlp_mask_check_fits_names_shapes():
-    HeadMlpMask.full(12, 12).check_fits(BERT_BASE)
-    HeadMlpMask.full(3, 4).check_fits(tiny_model())  # a model works too
-    with pytest.raises(BertLotteryError) as err:
-        HeadMlpMask.full(12, 12).check_fits(TINY)
-    text = str(err.value)
-    assert "heads [12, 12]" in text and "num_hidden_layers=3" in text and "num_attention_heads=4" in text
-    with pytest.raises(BertLotteryError, match="num_hidden_layers"):
-        HeadMlpMask.full(3, 4).check_fits(object())
 
 
 def test_head_mlp_mask_save_load_round_trip(tmp_path):
@@ -115,9 +105,9 @@ def test_from_original_npy(tmp_path):
     assert torch.equal(mask.heads, torch.from_numpy(heads != 0))
     assert mask.meta["task"] == "CoLA" and mask.meta["seed"] == "1337"
     assert mask.head_importance.shape == (12, 12) and mask.mlp_importance is None
-    mask.check_fits(BERT_BASE)
+    check_fits(mask, BERT_BASE)
     with pytest.raises(BertLotteryError, match="num_hidden_layers=3"):
-        mask.check_fits(TINY)  # a bert-base mask on another architecture
+        check_fits(mask, TINY)  # a bert-base mask on another architecture
 
 
 @pytest.mark.parametrize("heads, mlps, message", [

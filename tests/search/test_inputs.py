@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.search.inputs import resolve_section, search_parser
+from bertlottery.search.inputs import search_parser
+from bertlottery.settings import SECTIONS
 
 REQUIRED = ["--task", "RTE", "--seed", "42", "--model-dir", "m", "--data-dir", "d", "--out-dir", "o"]
 
@@ -25,7 +26,9 @@ def test_state_dir_defaults_to_none_and_missing_arguments_stop_the_parser():
 
 
 def test_section_fills_defaults_and_rejects_unknown_keys():
-    settings = resolve_section("m_pruning", {"threshold": 0.8}, "--settings (m_pruning)")
+    settings = SECTIONS["m_pruning"].from_arg('{"threshold": 0.8}', "settings", where="--settings (m_pruning)")
     assert settings.threshold == 0.8 and settings.amount == 0.1
     with pytest.raises(BertLotteryError, match=r"--settings \(s_pruning\): unknown key\(s\) \['treshold'\]"):
-        resolve_section("s_pruning", {"treshold": 0.8}, "--settings (s_pruning)")
+        SECTIONS["s_pruning"].from_arg('{"treshold": 0.8}', "settings", where="--settings (s_pruning)")
+    with pytest.raises(BertLotteryError, match=r"--speed: expected a JSON object, got list"):
+        SECTIONS["speed"].from_arg("[1]", "speed")

@@ -20,6 +20,7 @@ from bertlottery.masks.types import WeightMask
 from bertlottery.modeling.structure import prunable_parameters
 from bertlottery.modeling.weight_masks import check_weight_mask
 from bertlottery.search import mpruning as MP
+from bertlottery.search.state import clear_state
 from bertlottery.settings import MPruningSettings
 
 RTE = get_task("RTE")
@@ -251,7 +252,7 @@ def test_kill_and_resume_gives_the_same_masks(tmp_path, killed_then_resumed):
     assert resumed.good == reference.good and resumed.random == reference.random and resumed.bad == reference.bad
     assert [r["score"] for r in resumed.trace] == [r["score"] for r in reference.trace]
     assert resumed.steps == reference.steps
-    MP.clear_state(state_dir)
+    clear_state(state_dir, MP.STATE_FILE)
     assert not state_dir.exists()
 
 
@@ -281,10 +282,10 @@ def test_command_writes_three_masks_and_summary(tmp_path):
 
 def test_unknown_settings_are_errors():
     from bertlottery.errors import BertLotteryError
-    from bertlottery.search.inputs import resolve_section
+    from bertlottery.settings import MPruningSettings
 
     with pytest.raises(BertLotteryError, match="max_iteration"):
-        resolve_section("m_pruning", {"max_iteration": 3}, "--settings")
+        MPruningSettings.from_arg('{"max_iteration": 3}', "settings")
     with pytest.raises(BertLotteryError, match="bad_mode"):
         MP.find_m_mask(tiny_bert(), RTE, self_labelled_split(tiny_bert(), n=4),
                        dataclasses.replace(m_settings(), bad_mode="worst"), seed=1)

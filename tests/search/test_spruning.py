@@ -18,6 +18,7 @@ from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.search import spruning as S
 from bertlottery.search.selection import lowest_unmasked
+from bertlottery.search.state import clear_state
 from bertlottery.settings import SPruningSettings
 
 RTE, STSB = get_task("RTE"), get_task("STS-B")
@@ -327,7 +328,7 @@ def test_kill_and_resume_gives_the_same_masks(tmp_path, killed_then_resumed):
     S.find_s_mask(model, RTE, split, state_dir=state_dir, on_iteration=other.append,
                   **(kwargs | {"settings": s_settings(batch_size=8, threshold=0.5, amount=0.2)}))
     assert other[0] == 0
-    S.clear_state(state_dir)
+    clear_state(state_dir, S.STATE_FILE)
     assert not state_dir.exists()
 
 

@@ -1,83 +1,72 @@
-"""Surviving fraction per head and MLP of m-pruning weight masks, by parameter name (Figure 1a, and the
-paper §4.1 claims)."""
+"""Surviving fraction per head and MLP of m-pruning weight masks, by model role (Figure 1a, and the
+paper §4.1 claims). Which slice of which parameter belongs to which head or MLP is read off the model's
+structure (`modeling.structure.prunable_roles`), so every supported encoder family works."""
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from bertlottery.analysis.masksets import _task_seed
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import WeightMask
+from bertlottery.modeling.fit import check_fits
+from bertlottery.modeling.loading import model_of_config_file
+from bertlottery.modeling.structure import encoder_layers, layer_parts, prunable_roles
 
 # --- m-pruning block fractions (Figure 1a, paper §4.1) ---------------------------------------------
 
-_LAYER = re.compile(r"layer\.(\d+)\.(.+)$")
-_QKV = ("attention.self.query.weight", "attention.self.query.bias", "attention.self.key.weight",
-        "attention.self.key.bias", "attention.self.value.weight", "attention.self.value.bias")
-_MLP = ("intermediate.dense.weight", "intermediate.dense.bias", "output.dense.weight")
+# The roles a head owns (rows of its slice; the attention output projection: columns) and an MLP owns.
+_HEAD_ROWS = ("query.weight", "query.bias", "key.weight", "key.bias", "value.weight", "value.bias")
+_HEAD_COLUMNS = "attn_out.weight"
+_MLP = ("mlp_in.weight", "mlp_in.bias", "mlp_out.weight")
 
 
-def block_fractions(mask: "WeightMask", num_heads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Kept and total prunable values per head ([L, H]) and per MLP ([L]) of a weight mask.
-
-    A head owns its Q/K/V rows [h*d, (h+1)*d) with their biases and the same columns of the attention
-    output dense weight; an MLP owns the intermediate dense (weight, bias) and the output dense weight.
-    """
+def _masks_by_layer_role(mask: WeightMask, model: nn.Module) -> dict[int, dict[str, np.ndarray]]:
+    """{layer index: {"<role>.<weight|bias>": kept array}} of a weight mask that fits the model."""
+    check_fits(mask, model)  # exactly the model's prunable parameters, with their shapes
     layers: dict[int, dict[str, np.ndarray]] = {}
-    for name, tensor in mask.masks.items():
-        match = _LAYER.search(name)
-        if match:
-            layers.setdefault(int(match.group(1)), {})[match.group(2)] = tensor.numpy().astype(bool)
-    if not layers:
-        raise BertLotteryError(f"{mask.source}: no encoder 'layer.<i>.' parameters in the weight mask")
-    n_layers = max(layers) + 1
-    head_kept, head_total = np.zeros((n_layers, num_heads)), np.zeros((n_layers, num_heads))
-    mlp_kept, mlp_total = np.zeros(n_layers), np.zeros(n_layers)
-    for i, parts in layers.items():
-        missing = [p for p in (*_QKV, "attention.output.dense.weight", *_MLP) if p not in parts]
-        if missing:
-            raise BertLotteryError(f"{mask.source}: layer {i} lacks prunable parameter(s) {missing}")
-        rows = parts["attention.self.query.weight"].shape[0]
-        if rows % num_heads:
-            raise BertLotteryError(f"{mask.source}: {rows} attention rows do not split into {num_heads} heads")
-        d = rows // num_heads
-        for h in range(num_heads):
-            pieces = [parts[p][h * d:(h + 1) * d] for p in _QKV]
-            pieces.append(parts["attention.output.dense.weight"][:, h * d:(h + 1) * d])
+    for name, (layer, role) in prunable_roles(model).items():
+        layers.setdefault(layer, {})[role] = mask.masks[name].numpy().astype(bool)
+    return layers
+
+
+def block_fractions(mask: WeightMask, model: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Kept and total prunable values per head ([L, H]) and per MLP ([L]) of a weight mask found on
+    `model`'s architecture (a meta-device model is enough: only names and shapes are read).
+
+    A head owns its query/key/value rows [h*d, (h+1)*d) with their biases and the same columns of the
+    attention output projection; an MLP owns its first dense layer (weight, bias) and the second's weight.
+    """
+    parts_of = [layer_parts(layer) for layer in encoder_layers(model)]
+    num_heads = max(parts.num_heads for parts in parts_of)
+    head_kept, head_total = np.zeros((len(parts_of), num_heads)), np.zeros((len(parts_of), num_heads))
+    mlp_kept, mlp_total = np.zeros(len(parts_of)), np.zeros(len(parts_of))
+    for i, roles in sorted(_masks_by_layer_role(mask, model).items()):
+        d = parts_of[i].head_size
+        for h in range(parts_of[i].num_heads):
+            pieces = [roles[role][h * d:(h + 1) * d] for role in _HEAD_ROWS if role in roles]
+            pieces.append(roles[_HEAD_COLUMNS][:, h * d:(h + 1) * d])
             head_kept[i, h] = sum(int(p.sum()) for p in pieces)
             head_total[i, h] = sum(p.size for p in pieces)
-        mlp_kept[i] = sum(int(parts[p].sum()) for p in _MLP)
-        mlp_total[i] = sum(parts[p].size for p in _MLP)
+        mlp = [roles[role] for role in _MLP if role in roles]
+        mlp_kept[i] = sum(int(p.sum()) for p in mlp)
+        mlp_total[i] = sum(p.size for p in mlp)
     return head_kept, head_total, mlp_kept, mlp_total
 
 
-def num_heads_for(mask: "WeightMask", num_heads: int | None, model_config: str | None) -> int:
-    """Heads per layer: the mask's metadata, else --num-heads, else the model's config.json."""
-    for key in ("num_heads", "num_attention_heads"):
-        if key in mask.meta:
-            return int(mask.meta[key])
-    if num_heads:
-        return int(num_heads)
-    if model_config:
-        try:
-            return int(json.loads(Path(model_config).read_text())["num_attention_heads"])
-        except (OSError, KeyError, ValueError) as exc:
-            raise BertLotteryError(f"{model_config}: no num_attention_heads ({exc})") from None
-    raise BertLotteryError(f"{mask.source}: number of heads unknown; pass --num-heads or --model-config")
-
-
-def m_block_table(paths, num_heads: int | None = None, model_config: str | None = None) -> pd.DataFrame:
-    """Long table of surviving fractions per (task, seed, layer, block) of m-pruning weight masks."""
+def m_block_table(paths, model_config: str | Path) -> pd.DataFrame:
+    """Long table of surviving fractions per (task, seed, layer, block) of m-pruning weight masks, found on
+    the model whose config.json is `model_config` (a bundle's copy is enough: no weights are read)."""
+    model = model_of_config_file(model_config)
     rows = []
     for path in map(Path, paths):
         mask = WeightMask.load(path)
         task, seed = _task_seed(path, mask.meta)
-        hk, ht, mk, mt = block_fractions(mask, num_heads_for(mask, num_heads, model_config))
+        hk, ht, mk, mt = block_fractions(mask, model)
         for (layer, head), kept in np.ndenumerate(hk):
             rows.append({"task": task, "seed": seed, "layer": layer, "block": "head", "head": head,
                          "kept": int(kept), "total": int(ht[layer, head]), "fraction": kept / ht[layer, head]})

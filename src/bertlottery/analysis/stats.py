@@ -51,7 +51,7 @@ def _cmd_masks(args) -> None:
 
 
 def _cmd_m_blocks(args) -> None:
-    table = m_block_table(args.m_masks, args.num_heads, args.model_config)
+    table = m_block_table(args.m_masks, args.model_config)
     write_frame(table, Path(args.output).with_suffix(""))
     print(f"{table[['task', 'seed']].drop_duplicates().shape[0]} m-masks -> {args.output}")
 
@@ -78,8 +78,8 @@ def main_stats(argv: list[str]) -> None:
 
     p = sub.add_parser("m-blocks", help="surviving fraction per head and MLP of m-pruning weight masks")
     p.add_argument("--m-masks", nargs="+", required=True)
-    p.add_argument("--num-heads", type=int, help="heads per layer (else the masks' metadata or --model-config)")
-    p.add_argument("--model-config", help="a model config.json with num_attention_heads")
+    p.add_argument("--model-config", required=True,
+                   help="config.json of the model the masks were found on (its layers, heads and parameter roles)")
     p.add_argument("--output", default=RESULTS.analysis_file("m_blocks", "csv"), help="CSV (a .parquet copy is written too)")
     p.set_defaults(func=_cmd_m_blocks)
 

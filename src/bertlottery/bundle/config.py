@@ -21,7 +21,7 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.families import EVALUATED_KINDS, RETRAINABLE, S, S_MODES, SEPARATE_S_FAMILIES, VARIANTS
 from bertlottery.io import read_json
 from bertlottery.layout import Layout
-from bertlottery.settings import load_schema
+from bertlottery.settings import drop_retired_keys, load_schema
 
 # Keys that may differ between the bundles of one study: paths of the machine each chunk ran on, and
 # the per-chunk lists merged below.
@@ -121,13 +121,15 @@ def _card_settings(card: dict) -> dict:
 
 
 def bundle_info(directory: str) -> dict:
-    """bundle.json of a bundle, after checking the bundle against its manifest."""
+    """bundle.json of a bundle, after checking the bundle against its manifest; its config without the keys
+    retired since it was written (bertlottery.settings.RETIRED_KEYS)."""
     verify(directory)
     info = read_json(Path(directory) / BUNDLE_INFO)
     for key in ("config", "tasks", "seeds"):
         if key not in info:
             raise BertLotteryError(f"{Path(directory) / BUNDLE_INFO}: no {key!r}; expected a bundle.json "
                                    "written by `bertlottery bundle export`")
+    drop_retired_keys(info["config"], where=str(Path(directory) / BUNDLE_INFO))
     return info
 
 

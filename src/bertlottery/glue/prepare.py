@@ -21,7 +21,7 @@ from bertlottery.glue.reading import HUB_DATASET, Example, SplitSource, read_spl
 from bertlottery.glue.tasks import TaskSpec, get_task
 from bertlottery.io import atomic_path, check_model_source, write_json
 from bertlottery.layout import DATA_CARD, SPLITS_DIR
-from bertlottery.settings import DataSettings, parse_json_arg
+from bertlottery.settings import DataSettings
 
 MAJORITY_STSB_SEED = 1337  # protocol.md §Data and metrics: predictions ~ N(mean, sd of dev labels), numpy seed 1337
 
@@ -288,7 +288,7 @@ def main_prepare_data(argv: list[str]) -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
-    data = DataSettings.from_dict(parse_json_arg(args.data, "data"), where="--data")
+    data = DataSettings.from_arg(args.data, "data")
     card = prepare_data(args.task, args.model, args.out_dir, glue_dir=args.glue_dir or None,
                         max_seq_length=args.max_seq_length, max_train_examples=data.max_train_examples,
                         max_dev_examples=data.max_dev_examples, subsample_seed=data.subsample_seed)

@@ -27,11 +27,6 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.io import check_safetensors, damaged_file_error, save_tensors
 from bertlottery.layout import seed_of_dir
 
-# "% surviving weights" in the paper subtracts this from kept/total to discount the embeddings (the Figure 2 subplot titles).
-PAPER_EMBEDDING_SHARE = 0.21
-# config attributes written by model.prune_heads_and_mlps; stripped when building the full-size model
-PRUNED_CONFIG_KEYS = ("bertlottery_head_mask", "bertlottery_mlp_mask")
-
 
 def _as_bool(tensor: Any, what: str, where: str) -> torch.Tensor:
     """A 0/1 (or bool) array as a bool CPU tensor; anything else is an error naming `where`."""
@@ -65,16 +60,6 @@ def _read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
     except (SafetensorError, OSError, ValueError) as exc:
         raise damaged_file_error(path, exc) from None
     return tensors, meta
-
-
-def _config_of(model_or_config: Any) -> Any:
-    """Accept a model (anything with .config) or a transformers config."""
-    config = getattr(model_or_config, "config", model_or_config)
-    if not hasattr(config, "num_hidden_layers") or not hasattr(config, "num_attention_heads"):
-        raise BertLotteryError(
-            f"{type(model_or_config).__name__}: expected a BERT-style model or config with "
-            "num_hidden_layers and num_attention_heads")
-    return config
 
 
 # --------------------------------------------------------------------------------------------------
@@ -116,12 +101,6 @@ class HeadMlpMask:
     def full(cls, num_layers: int, num_heads: int, **meta: Any) -> HeadMlpMask:
         return cls(torch.ones(num_layers, num_heads, dtype=torch.bool),
                    torch.ones(num_layers, dtype=torch.bool), _meta_str(meta))
-
-    @classmethod
-    def for_model(cls, model_or_config: Any) -> HeadMlpMask:
-        """The all-kept mask for a model's architecture."""
-        config = _config_of(model_or_config)
-        return cls.full(config.num_hidden_layers, config.num_attention_heads)
 
     # -- sizes
     @property
@@ -167,18 +146,6 @@ class HeadMlpMask:
     def __repr__(self) -> str:
         return (f"HeadMlpMask(layers={self.num_layers}, heads={self.num_heads}, "
                 f"heads_kept={self.heads_kept}, mlps_kept={self.mlps_kept}, meta={self.meta})")
-
-    # -- checks
-    def check_fits(self, model_or_config: Any) -> None:
-        """Raise BertLotteryError unless the mask's shape is the model's (layers x heads)."""
-        config = _config_of(model_or_config)
-        layers, heads = config.num_hidden_layers, config.num_attention_heads
-        if (self.num_layers, self.num_heads) != (layers, heads):
-            where = f"{self.source}: " if self.source else ""
-            raise BertLotteryError(
-                f"{where}head/MLP mask with heads {list(self.heads.shape)} and mlps {list(self.mlps.shape)} "
-                f"does not fit the model ({getattr(config, 'model_type', '?')}: num_hidden_layers={layers}, "
-                f"num_attention_heads={heads}); expected heads [{layers}, {heads}] and mlps [{layers}]")
 
     # -- files
     def save(self, path: str | os.PathLike, *, head_importance: torch.Tensor | None = None,
@@ -347,7 +314,7 @@ def load_mask_for(path: str | os.PathLike, *, task: str, seed: int | str, family
     """The mask file of a job (evaluate-pruned, retraining), checked against the job: a mask made for
     another task, seed, family or kind (e.g. an m-mask where an s-mask belongs) is an error naming both.
     Metadata a file does not have (the original study's masks) is not checked; the model's shape is
-    checked when the mask is applied (`check_fits`, `apply_weight_mask`)."""
+    checked when the mask is applied (`modeling.fit.check_fits`)."""
     mask = load_any_mask(path)
     expected_type = None if family is None else WeightMask if family == "m" else HeadMlpMask
     problems = []

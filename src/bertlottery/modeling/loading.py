@@ -11,9 +11,8 @@ from torch import nn
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import check_model_source
-from bertlottery.masks.types import PRUNED_CONFIG_KEYS
 from bertlottery.modeling.pruning import load_pruned
-from bertlottery.modeling.structure import encoder_layers
+from bertlottery.modeling.structure import PRUNED_CONFIG_KEYS, encoder_layers, meta_model
 
 
 def _is_pruned_dir(name: str) -> bool:
@@ -61,5 +60,24 @@ def load_classifier(name_or_path: str | os.PathLike, num_labels: int, *, random_
         raise BertLotteryError(f"{name}: cannot load a sequence-classification model with "
                                f"num_labels={num_labels} ({exc})") from exc
     model = model.float()
+    encoder_layers(model)  # fail early on a non-BERT-style architecture
+    return model
+
+
+def model_of_config_file(path: str | os.PathLike) -> nn.Module:
+    """The full-size sequence-classification model a config.json describes, on the meta device: its module
+    names, shapes and roles without weights (what m-blocks needs from a study bundle's copy of config.json)."""
+    from transformers import CONFIG_MAPPING
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BertLotteryError(f"{path}: not a readable model config.json ({exc})") from None
+    model_type = data.get("model_type") if isinstance(data, dict) else None
+    if model_type not in CONFIG_MAPPING:
+        raise BertLotteryError(f"{path}: model_type {model_type!r} is not a transformers model type; expected "
+                               "a model's config.json (model_type 'bert', 'roberta', 'distilbert', ...)")
+    model = meta_model(CONFIG_MAPPING[model_type].from_dict(data))
     encoder_layers(model)  # fail early on a non-BERT-style architecture
     return model

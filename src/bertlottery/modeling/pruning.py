@@ -16,10 +16,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.masks.types import PRUNED_CONFIG_KEYS, HeadMlpMask
+from bertlottery.masks.types import HeadMlpMask
+from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.soft_masks import SOFT_MASKS_ATTR
 from bertlottery.modeling.structure import (
     DISTILBERT,
+    PRUNED_CONFIG_KEYS,
     LayerParts,
     encoder_layers,
     is_pruned,
@@ -128,14 +130,16 @@ def _prune_layer_heads(layer: nn.Module, keep: torch.Tensor) -> None:
                                f"!= query rows per head {head_dim}")
 
 
-def prune_heads_and_mlps(model: nn.Module, mask: HeadMlpMask) -> nn.Module:
+def prune_heads_and_mlps(model: nn.Module, mask: HeadMlpMask, *, fits_checked: bool = False) -> nn.Module:
     """Physically remove the heads and MLPs that `mask` drops, in place (docs/protocol.md §Evaluation and retraining).
 
     Q/K/V lose the heads' rows (with biases), the attention output dense the matching columns; a layer
     with no head left returns LayerNorm(input) from its attention sub-layer, one with no MLP returns
     LayerNorm(input) from its feed-forward sub-layer. The mask is recorded in model.config
-    (bertlottery_head_mask, bertlottery_mlp_mask) so `load_pruned` can rebuild a saved pruned model."""
-    mask.check_fits(model)
+    (bertlottery_head_mask, bertlottery_mlp_mask) so `load_pruned` can rebuild a saved pruned model.
+    `fits_checked`: the caller has run `check_fits(mask, model)` already."""
+    if not fits_checked:
+        check_fits(mask, model)
     if is_pruned(model):
         raise BertLotteryError("this model is already physically pruned; prune the unpruned model with the "
                                "combined mask (mask_a & mask_b) instead")

@@ -7,15 +7,17 @@ from typing import Any
 from torch import nn
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.masks.types import HeadMlpMask, WeightMask, _config_of
+from bertlottery.masks.types import HeadMlpMask, WeightMask
+from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.structure import (
+    config_of,
     encoder_layers,
     layer_parts,
     meta_model,
     prunable_parameters,
 )
-from bertlottery.modeling.weight_masks import check_weight_mask
 
+# "% surviving weights" in the paper subtracts this from kept/total to discount the embeddings (the Figure 2 subplot titles).
 PAPER_EMBEDDING_SHARE = 0.21
 
 
@@ -36,19 +38,22 @@ def _structure_costs(model: nn.Module) -> list[dict[str, int]]:
     return costs
 
 
-def size_of(model_or_config: Any, mask: HeadMlpMask | WeightMask | None) -> dict[str, Any]:
+def size_of(model_or_config: Any, mask: HeadMlpMask | WeightMask | None, *,
+            fits_checked: bool = False) -> dict[str, Any]:
     """Subnetwork size as plain counts and the paper's way ('% surviving weights'). Totals count the whole
-    sequence-classification model of the config (embeddings, pooler, classifier included)."""
+    sequence-classification model of the config (embeddings, pooler, classifier included).
+    `fits_checked`: the caller has run `check_fits(mask, ...)` already."""
     model = meta_model(model_or_config)
-    config = _config_of(model_or_config)
+    config = config_of(model_or_config)
     layers, heads = config.num_hidden_layers, config.num_attention_heads
     params_total = sum(p.numel() for p in model.parameters())
     prunable_total = sum(p.numel() for p in prunable_parameters(model).values())
     size = {"heads_kept": layers * heads, "heads_total": layers * heads, "mlps_kept": layers,
             "mlps_total": layers, "params_kept": params_total, "params_total": params_total,
             "prunable_kept": prunable_total, "prunable_total": prunable_total}
+    if isinstance(mask, (HeadMlpMask, WeightMask)) and not fits_checked:
+        check_fits(mask, model)
     if isinstance(mask, HeadMlpMask):
-        mask.check_fits(config)
         removed = removed_prunable = 0
         for cost, head_row, mlp_kept in zip(_structure_costs(model), mask.heads, mask.mlps):
             gone = heads - int(head_row.sum())
@@ -61,7 +66,6 @@ def size_of(model_or_config: Any, mask: HeadMlpMask | WeightMask | None) -> dict
         size.update(heads_kept=mask.heads_kept, mlps_kept=mask.mlps_kept,
                     params_kept=params_total - removed, prunable_kept=prunable_total - removed_prunable)
     elif isinstance(mask, WeightMask):
-        check_weight_mask(mask, model)
         # A weight mask removes no head or MLP as a unit; heads/mlps_kept stay at their totals.
         size.update(prunable_kept=mask.kept, params_kept=params_total - prunable_total + mask.kept)
     elif mask is not None:

@@ -11,6 +11,7 @@ from torch import nn
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import HeadMlpMask
+from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.structure import (
     encoder_layers,
     head_counts,
@@ -105,7 +106,7 @@ def attach_soft_masks(model: nn.Module, mask: HeadMlpMask | None = None, *,
     if is_pruned(model):
         raise BertLotteryError("soft masks need the unpruned model; this one has physically pruned heads/MLPs")
     if mask is not None:
-        mask.check_fits(model)
+        check_fits(mask, model)
     soft = SoftMasks(model, empty_layer_bias=empty_layer_bias)
     if mask is not None:
         soft.set(mask)

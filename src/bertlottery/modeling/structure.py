@@ -28,8 +28,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.masks.types import PRUNED_CONFIG_KEYS, _config_of
 
+# config attributes written by pruning.prune_heads_and_mlps; stripped when building the full-size model
+PRUNED_CONFIG_KEYS = ("bertlottery_head_mask", "bertlottery_mlp_mask")
 # Set (True) on the stand-ins physical pruning puts where a whole attention sub-layer or MLP was removed.
 REMOVED_ATTR = "bertlottery_removed"
 # The prunable roles of a layer (m-pruning's pool), in the order prunable_parameters lists them.
@@ -254,9 +255,19 @@ def _meta_model_cached(config_json: str, config_class: type) -> torch.nn.Module:
         return AutoModelForSequenceClassification.from_config(config)
 
 
+def config_of(model_or_config: Any) -> Any:
+    """Accept a model (anything with .config) or a transformers config."""
+    config = getattr(model_or_config, "config", model_or_config)
+    if not hasattr(config, "num_hidden_layers") or not hasattr(config, "num_attention_heads"):
+        raise BertLotteryError(
+            f"{type(model_or_config).__name__}: expected a BERT-style model or config with "
+            "num_hidden_layers and num_attention_heads")
+    return config
+
+
 def meta_model(model_or_config: Any) -> torch.nn.Module:
     """A full-size (unpruned) sequence-classification model of this config on the meta device."""
-    config = _config_of(model_or_config)
+    config = config_of(model_or_config)
     data = config.to_dict()
     for key in PRUNED_CONFIG_KEYS:
         data.pop(key, None)

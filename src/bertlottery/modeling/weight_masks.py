@@ -33,10 +33,12 @@ def _named_targets(model: nn.Module):
         yield name, model.get_submodule(module_name), attr
 
 
-def apply_weight_mask(model: nn.Module, mask: WeightMask) -> nn.Module:
+def apply_weight_mask(model: nn.Module, mask: WeightMask, *, fits_checked: bool = False) -> nn.Module:
     """Mask prunable parameters in place. Apply before building the optimizer; applying another mask
-    later replaces the previous one (the stored originals are kept, so a mask can also be widened)."""
-    check_weight_mask(mask, model)
+    later replaces the previous one (the stored originals are kept, so a mask can also be widened).
+    `fits_checked`: the caller has run `check_weight_mask(mask, model)` already."""
+    if not fits_checked:
+        check_weight_mask(mask, model)
     for name, module, attr in _named_targets(model):
         keep = mask.masks[name].to(_param(module, attr).device)
         if parametrize.is_parametrized(module, attr):

@@ -30,6 +30,7 @@ from bertlottery.glue.tasks import get_task
 from bertlottery.families import SUPER
 from bertlottery.io import save_tensors
 from bertlottery.masks.types import HeadMlpMask
+from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.patterns.attention import KINDS, attention_maps, strip_padding
@@ -159,12 +160,12 @@ def extract(job: ExtractJob) -> None:
             "classifier_raw": classifiers["raw"].name, "classifier_normed": classifiers["normed"].name}
     if job.super_mask:
         mask = HeadMlpMask.load(job.super_mask)
-        mask.check_fits(model)
         if job.super_network == "pruned" and mask.heads_kept:
-            attach_soft_masks(model, mask)
+            attach_soft_masks(model, mask)  # checks that the mask fits the model
             sub = count_patterns(model, batches(), classifiers, heads=mask.heads, progress=True, total=total)
             detach_soft_masks(model)
         else:
+            check_fits(mask, model)
             sub = {k: v * mask.heads[:, :, None] for k, v in full.items()}
         tensors |= {f"super/{k}": v for k, v in sub.items()} | {"super/heads": mask.heads.to(torch.uint8)}
         meta |= {"super_mask": job.super_mask, "super_network": job.super_network}

@@ -20,7 +20,6 @@ The pass costs about one epoch of `n_examples` forward+backward passes: it is no
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +34,14 @@ from bertlottery.io import write_json
 from bertlottery.layout import SEARCH_RECORD, mask_name
 from bertlottery.masks.seeds import S_MASKS, derive_seed
 from bertlottery.masks.types import HeadMlpMask, load_mask_for
+from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import SearchJob, load_search_inputs, search_parser
 from bertlottery.search.spruning import task_loss
-from bertlottery.settings import config_hash, library_versions
+from bertlottery.settings import provenance
 from bertlottery.train.evaluation import iterate_batches, to_device
 
 SAMPLE_KIND = "fisher-sample"  # the (task, seed, kind) of the example draw's seed (masks.seeds)
@@ -123,7 +123,7 @@ def main_find_f_mask(argv: list[str]) -> None:
     reference = load_mask_for(args.reference, task=args.task, seed=args.seed, family="s", kind="good")
     inputs = load_search_inputs(SearchJob.from_args(args, "f_pruning"))
     spec, settings, model = inputs.spec, inputs.settings, inputs.model
-    reference.check_fits(model)
+    check_fits(reference, model)
     train = load_split(args.data_dir, "train")
     sample_seed = derive_seed(spec.name, args.seed, SAMPLE_KIND, recipe=S_MASKS)
     order = sample_examples(len(train), settings.n_examples, replacement=settings.replacement, seed=sample_seed)
@@ -142,8 +142,7 @@ def main_find_f_mask(argv: list[str]) -> None:
         "train_rows": len(train), "sample_seed": sample_seed, "reference": str(args.reference),
         "heads_kept": mask.heads_kept, "mlps_kept": mask.mlps_kept,
         "mask_size": size_of(model.config, mask), "settings": settings.to_dict(),
-        "wall_time_s": round(time.time() - inputs.started, 3), "device": device_name(inputs.device),
-        "versions": library_versions(), "config_hash": config_hash(settings),
+        **provenance(inputs.started, settings, device_name(inputs.device)),
     })
     print(f"{spec.name} seed {args.seed} f: heads {mask.heads_kept}, MLPs {mask.mlps_kept} "
           f"(Fisher over {len(order)} training examples, batches of {settings.batch_size})")

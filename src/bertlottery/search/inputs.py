@@ -11,12 +11,7 @@ from bertlottery.glue.splits import load_split
 from bertlottery.glue.tasks import TaskSpec, get_task
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.runtime import configure_torch, pick_device, set_seed
-from bertlottery.settings import SECTIONS, Section, parse_json_arg
-
-
-def resolve_section(section: str, given: dict, where: str) -> Section:
-    """A config section (JSON from the rule) over the schema's defaults, typed; unknown keys are an error."""
-    return SECTIONS[section].from_dict(given, where=where)
+from bertlottery.settings import SECTIONS, Section
 
 
 def search_parser(prog: str, description: str, section: str) -> argparse.ArgumentParser:
@@ -48,7 +43,7 @@ class SearchJob:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, section: str) -> SearchJob:
-        settings = resolve_section(section, parse_json_arg(args.settings, "settings"), f"--settings ({section})")
+        settings = SECTIONS[section].from_arg(args.settings, "settings", where=f"--settings ({section})")
         state_dir = Path(args.state_dir) if args.state_dir else Path(args.out_dir) / "search_state"
         return cls(args.task, args.seed, args.model_dir, args.data_dir, settings, state_dir, args.padding_free)
 

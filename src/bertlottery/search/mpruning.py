@@ -26,7 +26,6 @@ float32 fraction, which can be off by a few values):
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -49,8 +48,8 @@ from bertlottery.modeling.weight_masks import apply_weight_mask
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import SearchJob, load_search_inputs, search_parser
 from bertlottery.search.state import StateStore, split_fingerprint
-from bertlottery.search.state import clear_state as clear_search_state
-from bertlottery.settings import MPruningSettings, config_hash, library_versions
+from bertlottery.search.state import clear_state
+from bertlottery.settings import MPruningSettings, config_hash, provenance
 from bertlottery.train.evaluation import split_metrics
 
 BAD_MODES = ("code", "paper")
@@ -208,7 +207,7 @@ def find_m_mask(
 
     With `state_dir`, the state after every dev evaluation is saved there (no tensors: the masks follow
     from the step count by replaying the deterministic pruning steps); a rerun with the same
-    settings, model and data resumes from it. `clear_state(state_dir)` removes it."""
+    settings, model and data resumes from it. `clear_state(state_dir, STATE_FILE)` removes it."""
     settings = settings or MPruningSettings.from_dict({}, where="m_pruning")
     threshold, amount, max_iterations = settings.threshold, settings.amount, settings.max_iterations
     cap_quirk, batch_size, bad_mode = settings.cap_quirk, settings.batch_size, settings.bad_mode
@@ -309,11 +308,6 @@ def _load_state(store: StateStore) -> dict | None:
     return None if saved is None else {k: saved[0][k] for k in ("s0", "trace", "done")}
 
 
-def clear_state(state_dir: str | Path | None) -> None:
-    """Remove a finished search's state (call after the final outputs are written)."""
-    clear_search_state(state_dir, STATE_FILE)
-
-
 # ----------------------------------------------------------------------------------------------
 # Outputs and command line
 
@@ -336,8 +330,7 @@ def write_outputs(result: MSearchResult, out_dir: str | Path, *, spec: TaskSpec,
         "pruned_fraction": 1 - result.good.fraction,
         "mask_size": {kind: size_of(model_config, mask) for kind, mask in masks.items()},
         "settings": settings.to_dict(), "random_seed": derive_seed(spec.name, seed, "random", recipe=M_MASKS),
-        "wall_time_s": None if started is None else round(time.time() - started, 3),
-        "device": device, "versions": library_versions(), "config_hash": config_hash(settings),
+        **provenance(started, settings, device),
     })
 
 
@@ -351,7 +344,7 @@ def main_find_m_mask(argv: list[str]) -> None:
                          padding_free=args.padding_free)
     write_outputs(result, args.out_dir, spec=spec, seed=args.seed, settings=settings, model_config=model.config,
                   started=started, device=device_name(device))
-    clear_state(state_dir)
+    clear_state(state_dir, STATE_FILE)
     print(f"{spec.name} seed {args.seed} m-pruning: kept {result.good.fraction:.4f} of the prunable weights "
           f"after {result.steps} steps, {spec.stop_metric} {result.score:.4f} "
           f"(S0 {result.s0:.4f}, limit {result.threshold:.4f})")

@@ -28,7 +28,6 @@ everything is pruned, as in the paper's masks.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -47,6 +46,7 @@ from bertlottery.families import family_of_mode
 from bertlottery.io import save_tensors, write_json
 from bertlottery.layout import SEARCH_RECORD, SEARCH_TRACE, SEARCH_TRACE_TENSORS, mask_name
 from bertlottery.masks.types import HeadMlpMask
+from bertlottery.modeling.fit import full_head_mlp_mask
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
@@ -54,8 +54,8 @@ from bertlottery.runtime import device_name
 from bertlottery.search.inputs import SearchJob, load_search_inputs, search_parser
 from bertlottery.search.selection import MODES, Phase, phases_for, propose
 from bertlottery.search.state import StateStore, model_fingerprint
-from bertlottery.search.state import clear_state as clear_search_state
-from bertlottery.settings import SPruningSettings, config_hash, library_versions
+from bertlottery.search.state import clear_state
+from bertlottery.settings import SPruningSettings, config_hash, provenance
 from bertlottery.train.evaluation import iterate_batches, to_device
 
 ACCUMULATIONS = ("cumulative", "per_batch")
@@ -242,11 +242,6 @@ def load_state(store: StateStore) -> SearchState | None:
                        tensors["head_importance"], tensors["mlp_importance"], meta["s0"], meta["score"], trace)
 
 
-def clear_state(state_dir: str | Path | None) -> None:
-    """Remove a finished search's state (call after the final outputs are written)."""
-    clear_search_state(state_dir, STATE_FILE)
-
-
 @dataclass
 class SearchResult:
     mask: "HeadMlpMask"  # noqa: F821  the last accepted masks
@@ -278,7 +273,7 @@ def find_s_mask(
     with the config's `s_pruning` section (default: the schema's defaults).
 
     With `state_dir`, the state after every finished importance pass is saved there and a rerun with
-    the same settings, model and data resumes from it; `clear_state(state_dir)` removes it once the
+    the same settings, model and data resumes from it; `clear_state(state_dir, STATE_FILE)` removes it once the
     caller has written its outputs. `on_iteration(i)` is called after pass i is saved (tests use it).
     `empty_layer_bias=True` keeps a layer's attention output bias when all its heads are masked, as the
     original's soft head mask did during its search (False: as physical pruning, LayerNorm(input)).
@@ -308,8 +303,8 @@ def find_s_mask(
     try:
         state = load_state(store)
         if state is None:
-            heads = torch.ones(n_layers, n_heads, dtype=torch.bool)
-            mlps = torch.ones(n_layers, dtype=torch.bool)
+            full = full_head_mlp_mask(model)
+            heads, mlps = full.heads, full.mlps
             first = run(heads, mlps)
             state = SearchState(0, heads, mlps, first.head_importance, first.mlp_importance, first.score,
                                 first.score, [trace_row(0, "initial", heads, mlps, first, True)])
@@ -388,8 +383,7 @@ def write_outputs(result: SearchResult, out_dir: str | Path, *, spec: TaskSpec, 
         "accepted_steps": sum(bool(r["accepted"]) for r in rows[1:]),
         "heads_kept": int(result.mask.heads.sum()), "mlps_kept": int(result.mask.mlps.sum()),
         "mask_size": size_of(model_config, result.mask), "settings": settings.to_dict(),
-        "wall_time_s": None if started is None else round(time.time() - started, 3),
-        "device": device, "versions": library_versions(), "config_hash": config_hash(settings),
+        **provenance(started, settings, device),
     })
 
 
@@ -405,7 +399,7 @@ def main_find_s_mask(argv: list[str]) -> None:
     write_outputs(result, args.out_dir, spec=spec, seed=args.seed, mode=args.mode, settings=settings,
                   model_config=model.config, save_iterations=settings.save_iterations, started=started,
                   device=device_name(device))
-    clear_state(state_dir)
+    clear_state(state_dir, STATE_FILE)
     print(f"{spec.name} seed {args.seed} s-{args.mode}: heads {int(result.mask.heads.sum())}, "
           f"MLPs {int(result.mask.mlps.sum())}, {spec.stop_metric} {result.score:.4f} "
           f"(S0 {result.s0:.4f}, limit {result.threshold:.4f})")

@@ -24,12 +24,7 @@ from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.runtime import autocast, device_name, pick_device
-from bertlottery.settings import (
-    TrainingSettings,
-    config_hash,
-    library_versions,
-    parse_json_arg,
-)
+from bertlottery.settings import TrainingSettings, provenance
 
 
 @dataclass
@@ -156,10 +151,7 @@ def metrics_record(
         "stop": M.stop_score(spec, values),
         "n_examples": n_examples,
         "mask_size": mask_size,
-        "wall_time_s": round(time.time() - started, 3),
-        "device": device_name(device),
-        "versions": library_versions(),
-        "config_hash": config_hash(settings),
+        **provenance(started, settings, device_name(device)),
     }
 
 
@@ -231,7 +223,7 @@ def main_evaluate_full(argv: list[str]) -> None:
     parser.add_argument("--model-dir", required=True)
     args = parser.parse_args(argv)
     spec = get_task(args.task)
-    settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
+    settings = TrainingSettings.from_arg(args.training, "training")
     started = time.time()
     device = pick_device()
     model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
@@ -278,7 +270,7 @@ def main_evaluate_pruned(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     runs = pruned_runs(args)
     spec = get_task(args.task)
-    settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
+    settings = TrainingSettings.from_arg(args.training, "training")
     started = time.time()
     device = pick_device()
     missing = [run.mask for run in runs if not Path(run.mask).is_file()]

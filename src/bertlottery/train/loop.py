@@ -32,7 +32,7 @@ from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.modeling.weight_masks import remove_weight_mask
 from bertlottery.runtime import autocast, configure_torch, pick_device, set_seed
-from bertlottery.settings import TrainingSettings, config_hash, parse_json_arg
+from bertlottery.settings import TrainingSettings, config_hash
 from bertlottery.train.evaluation import evaluate_and_write, to_device
 
 LOG_FIELDS = ["step", "epoch", "loss", "learning_rate", "examples_per_s", "tokens_per_s", "elapsed_s"]
@@ -299,7 +299,7 @@ class FinetuneJob:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> FinetuneJob:
-        settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
+        settings = TrainingSettings.from_arg(args.training, "training")
         return cls(get_task(args.task), args.seed, args.model, Path(args.data_dir), settings, Path(args.out_dir),
                    mask=args.mask, family=args.family, variant=args.variant, random_init=args.random_init,
                    eval_output=args.eval_output, save=not args.no_save)

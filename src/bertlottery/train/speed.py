@@ -52,9 +52,7 @@ from bertlottery.runtime import (
 from bertlottery.settings import (
     SpeedSettings,
     TrainingSettings,
-    config_hash,
-    library_versions,
-    parse_json_arg,
+    provenance,
 )
 from bertlottery.train.loop import (
     build_optimizer,
@@ -250,8 +248,8 @@ def main_speed(argv: list[str]) -> None:
         raise BertLotteryError(f"speed: expected one --family and --kind per --mask; got --mask x{len(args.mask)}, "
                                f"--family x{len(args.family)}, --kind x{len(args.kind)}")
     spec = get_task(args.task)
-    settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
-    speed = SpeedSettings.from_dict(parse_json_arg(args.speed, "speed"), where="--speed")
+    settings = TrainingSettings.from_arg(args.training, "training")
+    speed = SpeedSettings.from_arg(args.speed, "speed")
     configure_torch(settings.tf32)
     missing = [path for path in args.mask if not Path(path).is_file()]
     if missing:
@@ -266,8 +264,7 @@ def main_speed(argv: list[str]) -> None:
     record = {"task": spec.name, "seed": args.seed, "machine": machine_facts(device), "speed": speed.to_dict(),
               "training": {key: getattr(settings, key) for key in (
                   "batch_size", "eval_batch_size", "precision", "padding_free", "attention", "max_grad_norm")},
-              **result, "wall_time_s": round(time.time() - started, 3), "versions": library_versions(),
-              "config_hash": config_hash(speed)}
+              **result, **provenance(started, speed)}  # the device is in `machine`
     write_json(args.output, record)
     for row in result["rows"]:
         if row["structured"] and "infer_speedup" in row:
