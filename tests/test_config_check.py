@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -58,3 +59,16 @@ def test_snakemake_reads_command_line_lists_and_stops_on_a_missing_model(tmp_pat
     bad = subprocess.run(base + [f"model={tmp_path / 'nope'}"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode != 0 and "config key model:" in bad.stdout + bad.stderr
     assert "model folder not found" in bad.stdout + bad.stderr and not (tmp_path / "results").exists()
+
+
+def test_snakemake_stops_on_a_glue_folder_lacking_a_configured_task(tmp_path):
+    """A GLUE folder with SST-2 only (as the shared data lacks QQP and MNLI): asking for RTE stops planning."""
+    shutil.copytree(REPO / "tests/data/glue/SST-2", tmp_path / "glue/SST-2")
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--cores", "1", "--dry-run", "--configfile", str(REPO / "config" / "smoke.yaml"), "--config",
+         f"glue_dir={tmp_path / 'glue'}", "tasks=[SST-2,RTE]"],
+        cwd=REPO, capture_output=True, text=True)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "config key glue_dir:" in out and "lacks RTE/train.tsv, RTE/dev.tsv" in out
+    assert "SST-2" not in out.split("lacks", 1)[1].split("(", 1)[0] and not (tmp_path / "results").exists()

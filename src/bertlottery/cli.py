@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bundle": ("bertlottery.bundle.cli", "study bundles: export a chunk's small artifacts, verify, unpack"),
     "patterns": ("bertlottery.patterns.cli", "self-attention pattern extraction and classification"),
     "job-failed": ("bertlottery.cli", "a failed rule's shell: the error line of its log on stderr, its exit status"),
+    "doctor": ("bertlottery.doctor", "what a model job here would use (device, GPUs, threads, model, data) and why"),
     "with-gpu": ("bertlottery.devices", "run a command on its own free GPU (CUDA_VISIBLE_DEVICES; CPU without GPUs)"),
 }
 

@@ -108,11 +108,11 @@ def lock_dir(env: dict[str, str] | None = None) -> Path:
     return Path(env.get(ENV_LOCK_DIR) or DEFAULT_LOCK_DIR)
 
 
-def _lock_path(directory: Path, device: str, slot: int = 0) -> Path:
+def lock_path(directory: Path, device: str, slot: int = 0) -> Path:
     return directory / f"{socket.gethostname()}.gpu{device.replace('/', '_')}.slot{slot}.lock"
 
 
-def _try_lock(path: Path) -> int | None:
+def try_lock(path: Path) -> int | None:
     """An open descriptor holding an exclusive flock on `path`, or None if another process holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -133,7 +133,7 @@ def _try_take(devices: list[str], count: int, directory: Path, per_gpu: int = 1)
     for dev, slot in slots(devices, per_gpu):
         if dev in held:
             continue
-        fd = _try_lock(_lock_path(directory, dev, slot))
+        fd = try_lock(lock_path(directory, dev, slot))
         if fd is not None:
             held[dev] = fd
             if len(held) == count:

@@ -11,6 +11,7 @@ from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.bundle.config import study_config
 from bertlottery.bundle.unpack import restored_files
 from bertlottery.errors import BertLotteryError
+from bertlottery.glue.reading import check_glue_dir
 from bertlottery.layout import MASK_KINDS, Layout
 from bertlottery.settings import SCHEMA_PATH, check_config, resolve_data, resolve_training
 from bertlottery.analysis.tables import FAMILY_TITLES
@@ -55,6 +56,8 @@ if os.path.isfile(os.path.join(workflow.basedir, "pyproject.toml")):
 MODEL_THREADS = 1
 
 try:
+    if config.get("glue_dir") and not BUNDLES:  # a task the folder lacks fails now, not in prepare_data
+        check_glue_dir(config["glue_dir"], TASKS)
     # Resolve every task now, so a bad override stops the run before any job, naming the key.
     TRAINING = {task: resolve_training(config, task) for task in TASKS}
     DATA = {task: resolve_data(config, task) for task in TASKS}
