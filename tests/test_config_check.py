@@ -72,3 +72,15 @@ def test_snakemake_stops_on_a_glue_folder_lacking_a_configured_task(tmp_path):
     out = run.stdout + run.stderr
     assert run.returncode != 0 and "config key glue_dir:" in out and "lacks RTE/train.tsv, RTE/dev.tsv" in out
     assert "SST-2" not in out.split("lacks", 1)[1].split("(", 1)[0] and not (tmp_path / "results").exists()
+
+
+def test_numbers_inside_nested_command_line_values_read_as_numbers():
+    """Snakemake passes `--config 'training={epochs: 2, learning_rate: 1e-4}'` with the numbers as strings."""
+    config = _config(training={"epochs": "2", "learning_rate": "1e-4", "tf32": "true"}, seeds=["-1"])
+    with pytest.raises(BertLotteryError, match=r"config key seeds\[0\]: -1 is less than the minimum of 0"):
+        check_config(config)
+    config = _config(training={"epochs": "2", "learning_rate": "1e-4", "tf32": "true"})
+    check_config(config)
+    assert config["training"] == {"epochs": 2, "learning_rate": 1e-4, "tf32": True}
+    with pytest.raises(BertLotteryError, match="config key training.epochs: 'abc' is not of type 'number'"):
+        check_config(_config(training={"epochs": "abc"}))
