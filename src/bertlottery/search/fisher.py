@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
@@ -36,6 +35,7 @@ from bertlottery.masks.types import HeadMlpMask, load_mask_for
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
+from bertlottery.progress import tqdm
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
 from bertlottery.search.spruning import task_loss

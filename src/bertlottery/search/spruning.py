@@ -37,7 +37,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
@@ -48,6 +47,7 @@ from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
+from bertlottery.progress import tqdm
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import load_search_inputs, search_parser
 from bertlottery.search.selection import MODES, Phase, phases_for, propose

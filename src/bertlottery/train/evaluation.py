@@ -11,7 +11,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
@@ -22,6 +21,7 @@ from bertlottery.masks.types import load_mask_for
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
+from bertlottery.progress import tqdm
 from bertlottery.runtime import autocast, device_name, pick_device
 from bertlottery.settings import (
     TrainingSettings,

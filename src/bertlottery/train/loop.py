@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from bertlottery.errors import BertLotteryError
@@ -30,6 +29,7 @@ from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.modeling.weight_masks import remove_weight_mask
+from bertlottery.progress import tqdm
 from bertlottery.runtime import autocast, configure_torch, pick_device, set_seed
 from bertlottery.settings import TrainingSettings, config_hash, parse_json_arg
 from bertlottery.train.evaluation import evaluate_and_write, to_device

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
@@ -41,6 +40,7 @@ from bertlottery.modeling.flops import model_cost
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
+from bertlottery.progress import tqdm
 from bertlottery.runtime import (
     autocast,
     configure_torch,
