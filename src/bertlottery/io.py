@@ -54,6 +54,25 @@ def write_error(path: Path, exc: BaseException) -> BertLotteryError | None:
     return None
 
 
+def check_writable_folder(folder: str | os.PathLike, probe_bytes: int = 1 << 16) -> None:
+    """Create `folder` if needed and write, sync and remove a small probe file there: a read-only or full
+    results folder is then one named error before any job (under Snakemake, which would otherwise fail
+    creating the jobs' output folders with a long traceback)."""
+    path = Path(folder)
+    probe = path / f".write-check.{os.getpid()}.{secrets.token_hex(4)}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(bytes(probe_bytes))
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            probe.unlink(missing_ok=True)
+    except OSError as exc:
+        raise (write_error(path, exc) or BertLotteryError(f"{path}: cannot write there ({exc})")) from None
+
+
 def _free_bytes(path: Path) -> int:
     for folder in (path.parent, *path.parents):
         try:

@@ -12,7 +12,8 @@ from bertlottery.bundle.config import study_config
 from bertlottery.bundle.unpack import restored_files
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.reading import check_glue_dir
-from bertlottery.layout import MASK_KINDS, Layout
+from bertlottery.io import check_writable_folder
+from bertlottery.layout import MASK_KINDS, RESULTS_ROOT, Layout
 from bertlottery.settings import SCHEMA_PATH, check_config, resolve_data, resolve_training
 from bertlottery.analysis.tables import FAMILY_TITLES
 
@@ -35,6 +36,8 @@ try:
         config.update(bundle_config)
     else:
         check_config(config)
+    if workflow.is_main_process and not workflow.dryrun:  # read-only or full: one line, not a traceback
+        check_writable_folder(RESULTS_ROOT)
 except BertLotteryError as exc:
     raise WorkflowError(str(exc)) from None
 validate(config, schema=str(SCHEMA_PATH), set_default=True)  # fills in the defaults of the schema
