@@ -22,7 +22,7 @@ from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.progress import tqdm
-from bertlottery.runtime import autocast, device_name, pick_device
+from bertlottery.runtime import autocast, configure_torch, device_name, pick_device
 from bertlottery.settings import (
     TrainingSettings,
     config_hash,
@@ -208,6 +208,7 @@ def main_evaluate_full(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     spec = get_task(args.task)
     settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
+    configure_torch(settings.tf32)
     started = time.time()
     device = pick_device()
     model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
@@ -255,6 +256,7 @@ def main_evaluate_pruned(argv: list[str]) -> None:
     runs = pruned_runs(args)
     spec = get_task(args.task)
     settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
+    configure_torch(settings.tf32)
     started = time.time()
     device = pick_device()
     missing = [run.mask for run in runs if not Path(run.mask).is_file()]

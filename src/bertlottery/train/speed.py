@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bertlottery.devices import jobs_per_gpu
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import get_task
@@ -73,6 +74,8 @@ def machine_facts(device: torch.device) -> dict:
              "device": device_name(device), "device_type": device.type, "platform": platform.platform()}
     if device.type == "cuda":
         facts["cuda"] = torch.version.cuda
+        # with-gpu slots: up to this many jobs ran on the GPU at once, so timings may include their load
+        facts["jobs_per_gpu"] = jobs_per_gpu()
     return facts
 
 
