@@ -89,10 +89,17 @@ def set_seed(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
-def configure_torch(tf32: bool = False) -> None:
-    """Process-wide math settings. TF32 is off by default: the paper ran in fp32."""
+def configure_torch(tf32: bool = False, deterministic: bool = False) -> None:
+    """Process-wide math settings. TF32 is off by default: the paper ran in fp32. `deterministic`: the
+    GPU's deterministic algorithms (an op without one raises), cuDNN without autotuning, and the cuBLAS
+    workspace setting CUDA needs for repeatable matmuls (read when CUDA starts: set before any CUDA call)."""
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False
 
 
 def autocast(device: torch.device, precision: str):

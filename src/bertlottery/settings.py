@@ -225,6 +225,7 @@ class TrainingSettings(Section):
     max_grad_norm: float
     precision: str
     tf32: bool
+    deterministic: bool
     eval_batch_size: int
     dynamic_padding: bool
     padding_free: bool
@@ -308,11 +309,22 @@ SECTIONS: dict[str, type[Section]] = {"training": TrainingSettings, "data": Data
                                       "speed": SpeedSettings, "f_pruning": FPruningSettings}
 
 
+# Keys added after results were published, at the value that changes nothing: left out of the rules'
+# params and of config hashes, so existing results are neither rerun nor mistaken for another run's.
+NEUTRAL_DEFAULTS = {"deterministic": False}
+
+
+def without_neutral_defaults(section: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if not (k in NEUTRAL_DEFAULTS and v is NEUTRAL_DEFAULTS[k])}
+
+
 def config_hash(section: Any) -> str:
     """A short stable hash of a config section (sorted JSON), stored in every output JSON. A typed
     section hashes as its dict, so the hash is the same as of the JSON the rule passed (with defaults)."""
     if isinstance(section, Section):
         section = section.to_dict()
+    if isinstance(section, Mapping):
+        section = without_neutral_defaults(section)
     blob = json.dumps(section, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -14,7 +14,7 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.glue.reading import check_glue_dir
 from bertlottery.io import check_writable_folder
 from bertlottery.layout import MASK_KINDS, RESULTS_ROOT, Layout
-from bertlottery.settings import SCHEMA_PATH, check_config, resolve_data, resolve_training
+from bertlottery.settings import SCHEMA_PATH, check_config, resolve_data, resolve_training, without_neutral_defaults
 from bertlottery.analysis.tables import FAMILY_TITLES
 
 
@@ -125,7 +125,7 @@ wildcard_constraints:
 # -- settings as rule params (a task's own settings only, so only that task reruns on a change)
 def training_json(task):
     """One task's resolved training settings: a rule's params, so only that task reruns on a change."""
-    return json.dumps(TRAINING[task], sort_keys=True)
+    return json.dumps(without_neutral_defaults(TRAINING[task]), sort_keys=True)
 
 
 def padding_free_flag(wc):

@@ -208,7 +208,7 @@ def main_evaluate_full(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     spec = get_task(args.task)
     settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
-    configure_torch(settings.tf32)
+    configure_torch(settings.tf32, settings.deterministic)
     started = time.time()
     device = pick_device()
     model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
@@ -256,7 +256,7 @@ def main_evaluate_pruned(argv: list[str]) -> None:
     runs = pruned_runs(args)
     spec = get_task(args.task)
     settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
-    configure_torch(settings.tf32)
+    configure_torch(settings.tf32, settings.deterministic)
     started = time.time()
     device = pick_device()
     missing = [run.mask for run in runs if not Path(run.mask).is_file()]

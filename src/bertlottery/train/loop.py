@@ -308,7 +308,7 @@ def build_model(args: argparse.Namespace, spec, settings: TrainingSettings, devi
 def run_job(args: argparse.Namespace) -> None:
     spec = get_task(args.task)
     settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
-    configure_torch(settings.tf32)
+    configure_torch(settings.tf32, settings.deterministic)
     out_dir = Path(args.out_dir)
     started = time.time()
     device = pick_device()

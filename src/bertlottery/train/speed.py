@@ -255,7 +255,7 @@ def main_speed(argv: list[str]) -> None:
     spec = get_task(args.task)
     settings = TrainingSettings.from_dict(parse_json_arg(args.training, "training"), where="--training")
     speed = SpeedSettings.from_dict(parse_json_arg(args.speed, "speed"), where="--speed")
-    configure_torch(settings.tf32)
+    configure_torch(settings.tf32, settings.deterministic)
     missing = [path for path in args.mask if not Path(path).is_file()]
     if missing:
         raise BertLotteryError(f"speed: mask file(s) not found: {', '.join(missing)}")
