@@ -55,13 +55,14 @@ def write_error(path: Path, exc: BaseException) -> BertLotteryError | None:
 
 
 def check_writable_folder(folder: str | os.PathLike, probe_bytes: int = 1 << 16) -> None:
-    """Create `folder` if needed and write, sync and remove a small probe file there: a read-only or full
-    results folder is then one named error before any job (under Snakemake, which would otherwise fail
-    creating the jobs' output folders with a long traceback)."""
+    """Write, sync and remove a small probe file in `folder` (or, while it does not exist, in the nearest
+    folder above it; nothing is created): a read-only or full results folder is then one named error
+    before any job (under Snakemake, which would otherwise fail creating the jobs' output folders with a
+    long traceback)."""
     path = Path(folder)
-    probe = path / f".write-check.{os.getpid()}.{secrets.token_hex(4)}"
+    existing = next((p for p in (path, *path.absolute().parents) if p.is_dir()), Path("."))
+    probe = existing / f".write-check.{os.getpid()}.{secrets.token_hex(4)}"
     try:
-        path.mkdir(parents=True, exist_ok=True)
         try:
             with open(probe, "wb") as handle:
                 handle.write(bytes(probe_bytes))

@@ -36,7 +36,7 @@ try:
         config.update(bundle_config)
     else:
         check_config(config)
-    if workflow.is_main_process and not workflow.dryrun:  # read-only or full: one line, not a traceback
+    if workflow.is_main_process:  # a read-only or full results folder: one line, not a traceback
         check_writable_folder(RESULTS_ROOT)
 except BertLotteryError as exc:
     raise WorkflowError(str(exc)) from None
