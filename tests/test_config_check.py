@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -58,3 +59,28 @@ def test_snakemake_reads_command_line_lists_and_stops_on_a_missing_model(tmp_pat
     bad = subprocess.run(base + [f"model={tmp_path / 'nope'}"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode != 0 and "config key model:" in bad.stdout + bad.stderr
     assert "model folder not found" in bad.stdout + bad.stderr and not (tmp_path / "results").exists()
+
+
+def test_snakemake_stops_on_a_glue_folder_lacking_a_configured_task(tmp_path):
+    """A GLUE folder with SST-2 only (as the shared data lacks QQP and MNLI): asking for RTE stops planning."""
+    shutil.copytree(REPO / "tests/data/glue/SST-2", tmp_path / "glue/SST-2")
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--cores", "1", "--dry-run", "--configfile", str(REPO / "config" / "smoke.yaml"), "--config",
+         f"glue_dir={tmp_path / 'glue'}", "tasks=[SST-2,RTE]"],
+        cwd=REPO, capture_output=True, text=True)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "config key glue_dir:" in out and "lacks RTE/train.tsv, RTE/dev.tsv" in out
+    assert "SST-2" not in out.split("lacks", 1)[1].split("(", 1)[0] and not (tmp_path / "results").exists()
+
+
+def test_numbers_inside_nested_command_line_values_read_as_numbers():
+    """Snakemake passes `--config 'training={epochs: 2, learning_rate: 1e-4}'` with the numbers as strings."""
+    config = _config(training={"epochs": "2", "learning_rate": "1e-4", "tf32": "true"}, seeds=["-1"])
+    with pytest.raises(BertLotteryError, match=r"config key seeds\[0\]: -1 is less than the minimum of 0"):
+        check_config(config)
+    config = _config(training={"epochs": "2", "learning_rate": "1e-4", "tf32": "true"})
+    check_config(config)
+    assert config["training"] == {"epochs": 2, "learning_rate": 1e-4, "tf32": True}
+    with pytest.raises(BertLotteryError, match="config key training.epochs: 'abc' is not of type 'number'"):
+        check_config(_config(training={"epochs": "abc"}))

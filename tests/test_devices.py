@@ -202,14 +202,14 @@ def test_acquire_gpu_slot_in_process(tmp_path, monkeypatch):
         assert got == ["3"]
     with pytest.raises(BertLotteryError, match="asked for 3 GPU slot"):
         devices.take_slots(["3", "5"], 3, tmp_path)
-    monkeypatch.setenv("BERTLOTTERY_GPUS", "")
-    with devices.acquire_gpu_slot(directory=tmp_path) as got:  # no GPU: CPU, nothing set
+    monkeypatch.setenv("BERTLOTTERY_DEVICE", "cpu")
+    with devices.acquire_gpu_slot(directory=tmp_path) as got:  # the CPU on purpose: nothing set
         assert got == [] and "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
 def test_with_gpu_cpu_fallback_and_scheduler_value(tmp_path):
     show = [sys.executable, "-c", "import os, sys; print(os.environ.get('CUDA_VISIBLE_DEVICES')); sys.exit(3)"]
-    cpu = _with_gpu(_env(tmp_path, ""), *show)
+    cpu = _with_gpu(_env(tmp_path, None) | {"BERTLOTTERY_DEVICE": "cpu"}, *show)
     out, err = cpu.communicate(timeout=60)
     assert (cpu.returncode, out.strip()) == (3, "None")  # exit status passes through
     assert "running on CPU" in err
@@ -238,3 +238,81 @@ def test_local_profile_runs_gpu_jobs_on_distinct_slots(tmp_path):
     # Each job's log says which slot it got; one of the 3 jobs Snakemake started had to wait.
     logs = "".join(p.read_text() for p in (tmp_path / "wd/probe/logs/gpu_probe").glob("*.log"))
     assert logs.count("slot lock in") == 4 and "busy; waiting" in logs
+
+
+def _fake_nvidia_smi(folder: Path, script: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    fake = folder / "nvidia-smi"
+    fake.write_text("#!/bin/sh\n" + script)
+    fake.chmod(0o755)
+    return folder
+
+
+def test_a_preset_multi_gpu_visible_list_is_the_slot_pool(tmp_path):
+    """A workstation with CUDA_VISIBLE_DEVICES=0,1 exported: two jobs get one GPU each, not both GPU 0."""
+    assert devices.slot_devices({"CUDA_VISIBLE_DEVICES": "0,1"}) == ["0", "1"]
+    assert devices.slot_devices({"CUDA_VISIBLE_DEVICES": "0,1", "SLURM_JOB_ID": "7"}) is None  # a scheduler's
+    assert devices.slot_devices({"CUDA_VISIBLE_DEVICES": "3"}) is None
+    assert devices.slot_devices({"CUDA_VISIBLE_DEVICES": "-1"}) is None
+    env = _env(tmp_path, None) | {"CUDA_VISIBLE_DEVICES": "2,5"}
+    env.pop("SLURM_JOB_ID", None)
+    out = tmp_path / "runs.jsonl"
+    jobs = [_with_gpu(env, sys.executable, "-c", JOB, str(out), "2") for _ in range(2)]
+    for job in jobs:
+        job.communicate(timeout=120)
+    assert sorted(json.loads(line)["dev"] for line in out.read_text().splitlines()) == ["2", "5"]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("", "BERTLOTTERY_GPUS='': empty, which would hide every GPU"),
+    ("5", "BERTLOTTERY_GPUS='5': no GPU 5 here (nvidia-smi lists 0, 1)"),
+])
+def test_bertlottery_gpus_empty_or_naming_a_missing_gpu_is_an_error(tmp_path, monkeypatch, value, message):
+    monkeypatch.setenv("PATH", str(_fake_nvidia_smi(tmp_path / "bin", "echo 'GPU 0: A (UUID: GPU-a)'\n"
+                                                                      "echo 'GPU 1: A (UUID: GPU-b)'\n")))
+    with pytest.raises(BertLotteryError, match=re.escape(message)):
+        devices.slot_devices({"BERTLOTTERY_GPUS": value})
+    assert devices.slot_devices({"BERTLOTTERY_GPUS": "1"}) == ["1"]
+
+
+def test_nvidia_smi_failing_on_a_machine_with_nvidia_devices_is_an_error(tmp_path, monkeypatch):
+    """Before: an empty slot list, "running on CPU", while torch still saw and used GPU 0."""
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "nvidia0").write_text("")
+    monkeypatch.setattr(devices, "NVIDIA_DEVICE_FILES", str(tmp_path / "dev" / "nvidia[0-9]*"))
+    monkeypatch.setenv("PATH", str(_fake_nvidia_smi(tmp_path / "bin", "echo 'Failed to initialize NVML' >&2\nexit 9\n")))
+    with pytest.raises(BertLotteryError, match=r"nvidia-smi failed .* on a machine with NVIDIA GPUs \(.*nvidia0\)"):
+        devices.slot_devices({})
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))  # missing altogether: the same
+    with pytest.raises(BertLotteryError, match="nvidia-smi not found on PATH"):
+        devices.slot_devices({})
+    monkeypatch.setattr(devices, "NVIDIA_DEVICE_FILES", str(tmp_path / "none" / "nvidia[0-9]*"))
+    assert devices.slot_devices({}) == []  # no NVIDIA device: the CPU
+
+
+def test_lock_folder_errors_name_the_variable(tmp_path, monkeypatch):
+    def no_flock(fd, op):
+        raise OSError(38, "Function not implemented")  # Lustre without the flock mount option
+
+    monkeypatch.setattr(devices.fcntl, "flock", no_flock)
+    with pytest.raises(BertLotteryError, match="does not support file locks; point BERTLOTTERY_GPU_LOCK_DIR"):
+        devices.take_slots(["0"], 1, tmp_path / "locks", per_gpu=1)
+
+
+def test_an_unwritable_lock_folder_names_the_variable(tmp_path):
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    if os.access(tmp_path / "ro", os.W_OK):
+        pytest.skip("root writes into a read-only folder")
+    with pytest.raises(BertLotteryError, match="cannot create the GPU lock folder .*BERTLOTTERY_GPU_LOCK_DIR"):
+        devices.take_slots(["0"], 1, tmp_path / "ro" / "locks", per_gpu=1)
+
+
+def test_a_job_private_tmpdir_as_lock_folder_is_refused(tmp_path, monkeypatch):
+    private = tmp_path / "job123"
+    private.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private))
+    with pytest.raises(BertLotteryError, match="inside this job's private TMPDIR"):
+        devices.take_slots(["0"], 1, private / "locks", per_gpu=1)
+    held = devices.take_slots(["0"], 1, tmp_path / "shared", per_gpu=1)  # a shared folder is fine
+    os.close(held["0"])

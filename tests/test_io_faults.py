@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from conftest import tiny_command
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import (
@@ -142,3 +143,22 @@ def test_model_folder_errors(tmp_path):
         check_model_source(str(tmp_path / "notes"))
     check_model_source("bert-base-uncased")  # hub ids pass
     check_model_source("google/bert_uncased_L-2_H-128_A-2")
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_snakemake_on_a_read_only_or_full_results_folder_says_so_in_one_line(tmp_path, tiny_model_dir, fault):
+    """Before: Snakemake created the jobs' output folders before the package's own check, a 60-line traceback."""
+    results = tmp_path / "wd" / "results"
+    results.parent.mkdir()
+    _mount_tmpfs(results, "ro,size=64k" if fault == "read-only" else "size=64k")
+    try:
+        if fault == "full":
+            (results / "filler").write_bytes(bytes(60_000))
+        run = subprocess.run(tiny_command(tmp_path / "wd", tiny_model_dir, "results/data/SST-2/data_card.json"),
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run(["umount", "--lazy", str(results)], check=False)
+    message = "results is read-only (cannot write there)" if fault == "read-only" else \
+        "no space left on device while writing results; free some space and rerun"
+    assert run.returncode != 0 and message in run.stderr, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and len(run.stderr.splitlines()) < 8, run.stderr

@@ -1,8 +1,8 @@
 """A real one-node SLURM on localhost (tests/slurm/*.sh): the slurm and generic profiles end to end.
 
 The cluster is Debian's slurm-wlm with accounting off and four fake GPUs (character devices), so
-SLURM hands each GPU job its own CUDA_VISIBLE_DEVICES. Needs root (daemons, mknod, apt); CI runs as
-root. Accounting off means no `sacct`: the slurm plugin is told to poll with `squeue`.
+SLURM hands each GPU job its own CUDA_VISIBLE_DEVICES. Needs root (daemons, mknod, apt) and the opt-in
+BERTLOTTERY_TEST_SLURM=1; CI runs as root and sets it. Accounting off means no `sacct`: the slurm plugin is told to poll with `squeue`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ SLURM_TEST_OPTS = ["--slurm-status-command", "squeue", "--slurm-init-seconds-bef
 
 @pytest.fixture(scope="module")
 def cluster_env():
+    if os.environ.get("BERTLOTTERY_TEST_SLURM") != "1":  # never install packages or start daemons unasked
+        pytest.skip("installs slurm-wlm and munge with apt and starts SLURM daemons: opt in with "
+                    "BERTLOTTERY_TEST_SLURM=1 (CI does; root needed)")
     if os.geteuid() != 0:
         pytest.skip("needs root: installs slurm-wlm/munge, starts the daemons, makes device nodes")
     install = subprocess.run(["bash", str(SCRIPTS / "install.sh")], capture_output=True, text=True, timeout=1800)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 
 from bertlottery.errors import BertLotteryError
@@ -33,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bundle": ("bertlottery.bundle.cli", "study bundles: export a chunk's small artifacts, verify, unpack"),
     "patterns": ("bertlottery.patterns.cli", "self-attention pattern extraction and classification"),
     "job-failed": ("bertlottery.cli", "a failed rule's shell: the error line of its log on stderr, its exit status"),
+    "doctor": ("bertlottery.doctor", "what a model job here would use (device, GPUs, threads, model, data) and why"),
     "with-gpu": ("bertlottery.devices", "run a command on its own free GPU (CUDA_VISIBLE_DEVICES; CPU without GPUs)"),
 }
 
@@ -67,6 +69,9 @@ def _limit_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
+ERROR_LINE = re.compile(r"bertlottery [a-z][\w-]*: error: .*")
+
+
 def failure_summary(log_text: str, status: int) -> list[str]:
     """What the console shows for a failed job: the signal that killed it, and its log's error line (the
     one-line `bertlottery <command>: error: ...`, else a traceback's last line, else the log's last lines)."""
@@ -81,13 +86,14 @@ def failure_summary(log_text: str, status: int) -> list[str]:
             name = f"signal {status - 128}"
         hint = " (out of memory, or a scheduler's time limit?)" if name == "SIGKILL" else ""
         out.append(f"job killed by {name} (exit status {status}){hint}")
-    errors = [line for line in lines if line.startswith("bertlottery ") and ": error: " in line]
+    # anywhere in a line: a progress bar without a final newline glues the next line to its end
+    errors = [match.group(0) for match in map(ERROR_LINE.search, lines) if match]
     if errors:
         out.append(errors[-1])
     elif any(line.startswith("Traceback") for line in lines):
         out.append(lines[-1])
     else:
-        out += lines[-5:]
+        out += [line if len(line) <= 300 else line[:297] + "..." for line in lines[-5:]]
     return out
 
 

@@ -17,14 +17,19 @@ command itself holds the lock (no wrapper process in between: signals, exit code
 benchmarks see the real job).
 
 Which devices are slots:
-- `CUDA_VISIBLE_DEVICES` already set (a scheduler such as SLURM assigned the job its GPUs, or the
-  user chose them): left as it is, no locking.
-- else `BERTLOTTERY_GPUS` (comma-separated device ids; empty = none) when set: for restricting a
-  run to some GPUs, and for tests with fake devices;
-- else the GPUs that `nvidia-smi -L` lists (no CUDA initialisation in this process);
+- `BERTLOTTERY_DEVICE=cpu`: none, the job runs on the CPU on purpose.
+- `CUDA_VISIBLE_DEVICES` already set by a scheduler (SLURM_JOB_ID, PBS_JOBID, LSB_JOBID or JOB_ID set),
+  or naming one device: left as it is, no locking. Naming several devices without a scheduler (a
+  workstation's exported `CUDA_VISIBLE_DEVICES=0,1,2,3`): those devices are the slot pool, so jobs do
+  not all land on the first.
+- else `BERTLOTTERY_GPUS` (comma-separated device ids) when set: for restricting a run to some GPUs,
+  and for tests with fake devices. Empty, or naming a GPU that `nvidia-smi` does not list, is an error.
+- else the GPUs that `nvidia-smi -L` lists (no CUDA initialisation in this process); `nvidia-smi`
+  missing or failing on a machine with NVIDIA device files (/dev/nvidia0, ...) is an error, not the CPU;
 - no GPU at all: the command runs unchanged, on CPU.
 Lock files live in `BERTLOTTERY_GPU_LOCK_DIR` (default `results/.gpu_locks`); the host name in their
-names keeps machines that share a file system apart.
+names keeps machines that share a file system apart. The folder must be shared by the jobs: a
+scheduler's job-private `$TMPDIR` is refused (every job would take slot 0 of its own folder).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import glob
 import os
 import re
 import shutil
@@ -50,6 +56,8 @@ ENV_LOCK_DIR = "BERTLOTTERY_GPU_LOCK_DIR"
 ENV_JOBS_PER_GPU = "BERTLOTTERY_JOBS_PER_GPU"
 DEFAULT_LOCK_DIR = "results/.gpu_locks"
 POLL_S = 0.5
+SCHEDULER_JOB_VARS = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "JOB_ID")
+NVIDIA_DEVICE_FILES = "/dev/nvidia[0-9]*"  # the driver's device nodes, one per GPU
 
 
 def parse_device_list(text: str, source: str) -> list[str]:
@@ -64,13 +72,20 @@ def parse_device_list(text: str, source: str) -> list[str]:
 
 
 def nvidia_smi_devices() -> list[str]:
-    """Indices of the GPUs `nvidia-smi -L` lists ([] without the tool or a driver)."""
+    """Indices of the GPUs `nvidia-smi -L` lists; [] on a machine without NVIDIA devices. On a machine
+    with NVIDIA device files, a missing or failing nvidia-smi is an error: jobs would otherwise be told
+    "CPU" while torch still sees and uses GPU 0."""
     exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
     try:
+        if exe is None:
+            raise OSError("nvidia-smi not found on PATH")
         out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=60, check=True).stdout
-    except (subprocess.SubprocessError, OSError):
+    except (subprocess.SubprocessError, OSError) as exc:
+        nodes = sorted(glob.glob(NVIDIA_DEVICE_FILES))
+        if nodes:
+            raise BertLotteryError(f"nvidia-smi failed ({exc}) on a machine with NVIDIA GPUs ({', '.join(nodes)}); "
+                                   f"fix the driver tools, or name the GPUs in {ENV_GPUS} (e.g. 0,1), or set "
+                                   "BERTLOTTERY_DEVICE=cpu") from None
         return []
     # "GPU 0: NVIDIA H100 ... (UUID: GPU-...)"; MIG instances are indented lines below their GPU.
     return re.findall(r"^GPU (\d+):", out, flags=re.MULTILINE)
@@ -79,11 +94,31 @@ def nvidia_smi_devices() -> list[str]:
 def slot_devices(env: dict[str, str] | None = None) -> list[str] | None:
     """The devices to share out, or None when CUDA_VISIBLE_DEVICES is already decided."""
     env = os.environ if env is None else env
+    if env.get("BERTLOTTERY_DEVICE", "").strip().lower() == "cpu":
+        return []
     if ENV_VISIBLE in env:
-        return None
+        hidden = env[ENV_VISIBLE].strip() in {"", "-1"}
+        preset = [] if hidden else parse_device_list(env[ENV_VISIBLE], ENV_VISIBLE)
+        scheduled = any(env.get(var) for var in SCHEDULER_JOB_VARS)
+        return preset if len(preset) > 1 and not scheduled else None
     if ENV_GPUS in env:
-        return parse_device_list(env[ENV_GPUS], ENV_GPUS)
+        return checked_gpu_list(env[ENV_GPUS])
     return nvidia_smi_devices()
+
+
+def checked_gpu_list(text: str) -> list[str]:
+    """BERTLOTTERY_GPUS: not empty, and every index among the GPUs nvidia-smi lists (where it lists any;
+    fake devices for tests pass on a machine without GPUs)."""
+    ids = parse_device_list(text, ENV_GPUS)
+    if not ids:
+        raise BertLotteryError(f"{ENV_GPUS}={text!r}: empty, which would hide every GPU; unset it to use every "
+                               "GPU, or set BERTLOTTERY_DEVICE=cpu to run on the CPU on purpose")
+    present = nvidia_smi_devices()
+    missing = [dev for dev in ids if present and dev.isdigit() and dev not in present]
+    if missing:
+        raise BertLotteryError(f"{ENV_GPUS}={text!r}: no GPU {', '.join(missing)} here (nvidia-smi lists "
+                               f"{', '.join(present)})")
+    return ids
 
 
 def jobs_per_gpu(env: dict[str, str] | None = None) -> int:
@@ -108,18 +143,38 @@ def lock_dir(env: dict[str, str] | None = None) -> Path:
     return Path(env.get(ENV_LOCK_DIR) or DEFAULT_LOCK_DIR)
 
 
-def _lock_path(directory: Path, device: str, slot: int = 0) -> Path:
+def check_lock_dir(directory: Path, env: dict[str, str] | None = None) -> None:
+    """The lock folder must be one the jobs share: under a scheduler, its job-private $TMPDIR is not."""
+    env = os.environ if env is None else env
+    private = env.get("TMPDIR", "")
+    if private and Path(private).resolve() not in {Path("/tmp"), Path("/var/tmp")} and \
+            directory.resolve().is_relative_to(Path(private).resolve()):
+        raise BertLotteryError(f"{ENV_LOCK_DIR}={directory} is inside this job's private TMPDIR ({private}): other "
+                               "jobs do not see its lock files, so every job would take the same GPU; use a "
+                               "folder the jobs share (default results/.gpu_locks)")
+
+
+def lock_path(directory: Path, device: str, slot: int = 0) -> Path:
     return directory / f"{socket.gethostname()}.gpu{device.replace('/', '_')}.slot{slot}.lock"
 
 
-def _try_lock(path: Path) -> int | None:
+def try_lock(path: Path) -> int | None:
     """An open descriptor holding an exclusive flock on `path`, or None if another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise BertLotteryError(f"cannot open the GPU slot lock {path} ({exc.strerror}); set {ENV_LOCK_DIR} to a "
+                               "writable folder the jobs share") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
+    except OSError as exc:  # e.g. Lustre mounted without flock: ENOSYS / EINVAL
+        os.close(fd)
+        raise BertLotteryError(f"flock on {path} failed ({exc.strerror}): the file system of {ENV_LOCK_DIR}="
+                               f"{path.parent} does not support file locks; point {ENV_LOCK_DIR} at a local or "
+                               "flock-capable folder the jobs share") from None
     # Record the holder for people inspecting a busy machine (the lock itself is the flock).
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
@@ -133,7 +188,7 @@ def _try_take(devices: list[str], count: int, directory: Path, per_gpu: int = 1)
     for dev, slot in slots(devices, per_gpu):
         if dev in held:
             continue
-        fd = _try_lock(_lock_path(directory, dev, slot))
+        fd = try_lock(lock_path(directory, dev, slot))
         if fd is not None:
             held[dev] = fd
             if len(held) == count:
@@ -154,7 +209,12 @@ def take_slots(
     if count < 1 or count > len(devices):
         raise BertLotteryError(f"asked for {count} GPU slot(s); {len(devices)} device(s) available: {devices}")
     directory = lock_dir() if directory is None else Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    check_lock_dir(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BertLotteryError(f"cannot create the GPU lock folder {directory} ({exc.strerror}); set {ENV_LOCK_DIR} "
+                               "to a writable folder the jobs share") from None
     start, announced = time.monotonic(), False
     while True:
         held = _try_take(devices, count, directory, per_gpu)
@@ -185,11 +245,15 @@ def acquire_gpu_slot(
         yield devices
         return
     held = take_slots(devices, count, directory, timeout_s)
+    before = os.environ.get(ENV_VISIBLE)  # a preset pool is restored after the block
     os.environ[ENV_VISIBLE] = ",".join(held)
     try:
         yield list(held)
     finally:
-        del os.environ[ENV_VISIBLE]
+        if before is None:
+            del os.environ[ENV_VISIBLE]
+        else:
+            os.environ[ENV_VISIBLE] = before
         for fd in held.values():
             os.close(fd)
 
@@ -201,7 +265,8 @@ def exec_with_gpu(command: list[str], count: int = 1, directory: Path | None = N
     if devices is None:
         note = f"{ENV_VISIBLE}={os.environ[ENV_VISIBLE]} (already set; left as is)"
     elif not devices:
-        note = "no GPU found; running on CPU"
+        on_purpose = os.environ.get("BERTLOTTERY_DEVICE", "").strip().lower() == "cpu"
+        note = "BERTLOTTERY_DEVICE=cpu; running on CPU" if on_purpose else "no GPU found; running on CPU"
     else:
         held = take_slots(devices, count, directory, per_gpu=per_gpu)
         for fd in held.values():

@@ -54,6 +54,26 @@ def write_error(path: Path, exc: BaseException) -> BertLotteryError | None:
     return None
 
 
+def check_writable_folder(folder: str | os.PathLike, probe_bytes: int = 1 << 16) -> None:
+    """Write, sync and remove a small probe file in `folder` (or, while it does not exist, in the nearest
+    folder above it; nothing is created): a read-only or full results folder is then one named error
+    before any job (under Snakemake, which would otherwise fail creating the jobs' output folders with a
+    long traceback)."""
+    path = Path(folder)
+    existing = next((p for p in (path, *path.absolute().parents) if p.is_dir()), Path("."))
+    probe = existing / f".write-check.{os.getpid()}.{secrets.token_hex(4)}"
+    try:
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(bytes(probe_bytes))
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            probe.unlink(missing_ok=True)
+    except OSError as exc:
+        raise (write_error(path, exc) or BertLotteryError(f"{path}: cannot write there ({exc})")) from None
+
+
 def _free_bytes(path: Path) -> int:
     for folder in (path.parent, *path.parents):
         try:

@@ -77,29 +77,9 @@ def section_defaults(section: str) -> dict[str, Any]:
 
 def check_config(config: dict) -> None:
     """Check a workflow config before any job runs (Snakemake's `config`, changed in place only to read
-    command-line lists: `--config seeds=[42]` arrives as ['42'], and to drop retired keys). One line per
-    problem, naming the key, the value and the rule broken; a local `model` or `glue_dir` must exist (a hub
-    id passes)."""
-    drop_retired_keys(config)
-    for key, convert in (("seeds", _int_if_digits), ("tasks", str)):
-        value = config.get(key)
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            value = [value]  # --config seeds=42
-        if isinstance(value, list):
-            config[key] = [convert(v) for v in value]
-    schema = load_schema()
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
-        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
-        rule = json.dumps(error.validator_value, default=str)
-        rule = rule if len(rule) <= 120 else rule[:117] + "..."
-        raise BertLotteryError(f"config key {key or '(top level)'}: {_short(error.message)} "
-                               f"(schema rule {error.validator}: {rule})")
-    extra = sorted(set(config.get("overrides") or {}) - set(config.get("tasks") or []))
-    if extra:
-        raise BertLotteryError(f"config key overrides: {', '.join(extra)} not in tasks {config.get('tasks')}; "
-                               "add the task to `tasks` or remove its override")
+    command-line lists: `--config seeds=[42]` arrives as ['42'], and to drop retired keys). One line per problem, naming the key,
+    the value and the rule broken; a local `model` or `glue_dir` must exist (a hub id passes)."""
+    check_config_schema(config)
     model = config.get("model")
     if isinstance(model, str):
         try:
@@ -111,6 +91,64 @@ def check_config(config: dict) -> None:
         raise BertLotteryError(f"config key glue_dir: folder {glue_dir} not found (from {Path.cwd()}); "
                                "expected the download_glue_data.py layout <glue_dir>/<TASK>/{train,dev}.tsv, "
                                "or null to read the HuggingFace hub")
+
+
+def check_config_schema(config: dict, where: str = "config key") -> None:
+    """The schema and the overrides of a config, each problem one line naming the key (`where` + key), the
+    value and the rule broken; retired keys dropped and command-line lists (`--config seeds=[42]` arrives as
+    ['42']) read in place."""
+    drop_retired_keys(config, where=where.removesuffix(" key"))
+    for key, convert in (("seeds", _int_if_digits), ("tasks", str)):
+        value = config.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value]  # --config seeds=42
+        if isinstance(value, list):
+            config[key] = [convert(v) for v in value]
+    schema = load_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    _read_nested_scalars(config, validator)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        rule = json.dumps(error.validator_value, default=str)
+        rule = rule if len(rule) <= 120 else rule[:117] + "..."
+        raise BertLotteryError(f"{where} {key or '(top level)'}: {_short(error.message)} "
+                               f"(schema rule {error.validator}: {rule})")
+    extra = sorted(set(config.get("overrides") or {}) - set(config.get("tasks") or []))
+    if extra:
+        raise BertLotteryError(f"{where} overrides: {', '.join(extra)} not in tasks {config.get('tasks')}; "
+                               "add the task to `tasks` or remove its override")
+
+
+def _read_nested_scalars(config: dict, validator) -> None:
+    """Snakemake passes scalars inside nested --config values as strings (`training={epochs: 2}` gives
+    '2'): where the schema wants a number, integer, boolean or null and the string reads as one in YAML,
+    use that value, as a Snakemake user expects."""
+    for error in list(validator.iter_errors(config)):
+        if error.validator != "type" or not isinstance(error.instance, str) or not error.absolute_path:
+            continue
+        value = _yaml_scalar(error.instance)
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        if not isinstance(value, str) and any(validator.is_type(value, t) for t in wanted):
+            *parents, last = error.absolute_path
+            container = config
+            for part in parents:
+                container = container[part]
+            container[last] = value
+
+
+def _yaml_scalar(text: str) -> Any:
+    """'2' -> 2, 'true' -> True, '1e-4' -> 0.0001 (YAML 1.1 wants '1.0e-4'); other text as it is."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _int_if_digits(value: Any) -> Any:
@@ -228,6 +266,7 @@ class TrainingSettings(Section):
     max_grad_norm: float
     precision: str
     tf32: bool
+    deterministic: bool
     eval_batch_size: int
     dynamic_padding: bool
     padding_free: bool
@@ -310,11 +349,22 @@ SECTIONS: dict[str, type[Section]] = {"training": TrainingSettings, "data": Data
                                       "speed": SpeedSettings, "f_pruning": FPruningSettings}
 
 
+# Keys added after results were published, at the value that changes nothing: left out of the rules'
+# params and of config hashes, so existing results are neither rerun nor mistaken for another run's.
+NEUTRAL_DEFAULTS = {"deterministic": False}
+
+
+def without_neutral_defaults(section: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if not (k in NEUTRAL_DEFAULTS and v is NEUTRAL_DEFAULTS[k])}
+
+
 def config_hash(section: Any) -> str:
     """A short stable hash of a config section (sorted JSON), stored in every output JSON. A typed
     section hashes as its dict, so the hash is the same as of the JSON the rule passed (with defaults)."""
     if isinstance(section, Section):
         section = section.to_dict()
+    if isinstance(section, Mapping):
+        section = without_neutral_defaults(section)
     blob = json.dumps(section, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

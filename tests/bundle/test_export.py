@@ -56,6 +56,10 @@ def _results(root: Path, tasks=("CoLA", "RTE"), seeds=(1, 2)) -> Path:
     return root
 
 
+# The settings the hand-made data cards record: a config given to `bundle export` must agree with them.
+RUN = "model: some/model\ndata: {max_train_examples: 10}\nseeds: [1, 2]\ntasks: [CoLA, RTE]\n"
+
+
 def _exported(bundle: Path) -> set[str]:
     return {e["path"] for e in json.loads((bundle / "manifest.json").read_text())["files"]}
 
@@ -63,12 +67,12 @@ def _exported(bundle: Path) -> set[str]:
 def test_export_keeps_the_layout_and_only_small_artifacts(tmp_path):
     results = _results(tmp_path / "results")
     config = tmp_path / "study.yaml"
-    config.write_text("tasks: [CoLA, RTE]\nseeds: [2, 1]\ntraining: {learning_rate: 1.0e-4}\n")
+    config.write_text(RUN + "training: {learning_rate: 1.0e-4}\n")
     info = export(str(results), str(tmp_path / "b"), tasks=["RTE"], m_kinds=["good"],
-                  configfiles=[str(config)], overrides=["model=elsewhere/model"])
+                  configfiles=[str(config)], overrides=["model=some/model", "seeds=[2,1]", "training={max_seq_length: 64}"])
     files = _exported(tmp_path / "b")
     assert info["tasks"] == ["RTE"] and info["seeds"] == [2, 1] and info["config_source"] == "configfile"
-    assert info["config"]["model"] == "elsewhere/model" and info["config"]["training"]["learning_rate"] == 1e-4
+    assert info["config"]["model"] == "some/model" and info["config"]["training"]["learning_rate"] == 1e-4
     assert info["config"]["training"]["batch_size"] == 32  # schema defaults filled in
     assert {"hardware", "libraries", "created"} <= set(info) and info["hardware"]["cores"] >= 1
     assert not any("CoLA" in f for f in files)
@@ -116,16 +120,16 @@ def test_study_config_of_per_task_bundles(tmp_path):
 
 def test_bundles_with_different_settings_or_seeds_are_an_error_naming_both(tmp_path):
     results = _results(tmp_path / "results")
-    (tmp_path / "study.yaml").write_text("training: {learning_rate: 1.0e-4}\n")
+    (tmp_path / "study.yaml").write_text(RUN + "training: {learning_rate: 1.0e-4, max_seq_length: 64}\n")
     export(str(results), str(tmp_path / "CoLA"), tasks=["CoLA"], configfiles=[str(tmp_path / "study.yaml")])
     config = tmp_path / "other.yaml"
-    config.write_text("training: {learning_rate: 0.5}\n")
+    config.write_text(RUN + "training: {learning_rate: 0.5, max_seq_length: 64}\n")
     export(str(results), str(tmp_path / "RTE"), tasks=["RTE"], configfiles=[str(config)])
     with pytest.raises(BertLotteryError, match=r"bundles .*CoLA and .*RTE were run with different settings: .*"
                                                r"training.learning_rate"):
         study_config([str(tmp_path / "CoLA"), str(tmp_path / "RTE")])
     other = _results(tmp_path / "results2", tasks=("RTE",), seeds=(1, 3))
-    export(str(other), str(tmp_path / "RTE3"), configfiles=[str(tmp_path / "study.yaml")])
+    export(str(other), str(tmp_path / "RTE3"), configfiles=[str(tmp_path / "study.yaml")], overrides=["seeds=[1,3]"])
     with pytest.raises(BertLotteryError, match="cover different seeds"):
         study_config([str(tmp_path / "CoLA"), str(tmp_path / "RTE3")])
 
@@ -193,7 +197,8 @@ def test_rebuilt_config_reads_per_task_data_and_optional_outputs(tmp_path):
 def test_bundle_settings_absent_or_machine_paths(tmp_path):
     results = _results(tmp_path / "results", tasks=("RTE",))
     for name, text in (("a", "patterns: {labelled_dir: /machine/a/maps}\n"),
-                       ("b", "patterns: {labelled_dir: /machine/b/maps}\n"), ("c", "{}\n")):
+                       ("b", "patterns: {labelled_dir: /machine/b/maps}\n"), ("c", "")):
+        text = RUN + "training: {max_seq_length: 64}\n" + text
         (tmp_path / f"{name}.yaml").write_text(text)
         export(str(results), str(tmp_path / name), configfiles=[str(tmp_path / f"{name}.yaml")])
     # a machine's path is not a setting; whether the CNN classified the patterns is
@@ -208,3 +213,30 @@ def test_bundle_settings_absent_or_machine_paths(tmp_path):
     write_manifest(tmp_path / "c")
     with pytest.raises(BertLotteryError, match=r"speed \(\{.*\} vs absent\) \(bertlottery .* vs .*\)"):
         study_config([str(tmp_path / "b"), str(tmp_path / "c")])
+
+
+def test_export_refuses_a_config_that_is_not_the_runs(tmp_path):
+    """The run's records (data cards, fine-tuning summaries, metrics' config hashes) against the config given:
+    before, a run made with 1 epoch and 10 examples exported with another config recorded that config."""
+    from bertlottery.settings import TrainingSettings, config_hash
+
+    results = _results(tmp_path / "results", tasks=("RTE",))
+    run_training = TrainingSettings.from_dict({"max_seq_length": 64, "epochs": 1}, where="test")
+    for seed in (1, 2):
+        _write(results, L.full_metrics("RTE", seed), json.dumps({"task": "RTE", "config_hash": config_hash(run_training)}))
+        _write(results, L.train_summary("RTE", seed), json.dumps({"epochs": 1}))
+    (tmp_path / "run.yaml").write_text(RUN + "training: {max_seq_length: 64, epochs: 1}\n")
+    export(str(results), str(tmp_path / "ok"), configfiles=[str(tmp_path / "run.yaml")])  # the run's own: accepted
+    for overrides, message in (
+        (["data={max_train_examples: 96}"], "data/RTE/data_card.json: max_train_examples 10, the config 96"),
+        (["training={epochs: 2}"], "finetune/RTE/seed1/train_summary.json: epochs 1, the config 2"),
+        (["training={learning_rate: 0.1}"], "finetune/RTE/seed1/metrics.json: made with training settings of hash"),
+        (["model=other/model"], "data/RTE/data_card.json: model some/model, the config other/model"),
+        (["seeds=[1]"], "seeds [1] lack 2"),
+        (["training={epochs: abc}"], "bundle export: config key training.epochs: 'abc' is not of type 'number'"),
+        (["bogus_key=1"], "bundle export: config key (top level): Additional properties are not allowed ('bogus_key'"),
+    ):
+        with pytest.raises(BertLotteryError) as error:
+            export(str(results), str(tmp_path / "b"), configfiles=[str(tmp_path / "run.yaml")], overrides=overrides)
+        assert message in str(error.value), str(error.value)
+        assert not (tmp_path / "b").exists()  # refused before anything is written

@@ -116,3 +116,20 @@ def test_pruned_runs_checked_before_any_work(tmp_path, classifier_dir, rte_small
               str(tmp_path / "a.json"), *extra])
     assert message in str(exc.value)
     assert not (tmp_path / "a.json").exists()
+
+
+def test_evaluation_commands_apply_training_tf32(tmp_path, classifier_dir, rte_small):
+    """training.tf32 reaches every command that runs a model (before: evaluate-full/-pruned ignored it)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        main(["evaluate-full", "--task", "RTE", "--seed", "42", "--data-dir", str(rte_small), "--model-dir",
+              str(classifier_dir), "--training", json.dumps(training_defaults() | {"tf32": True}), "--output",
+              str(tmp_path / "full.json")])
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        HeadMlpMask.full(2, 4).save(tmp_path / "m.safetensors")
+        main(["evaluate-pruned", "--task", "RTE", "--seed", "42", "--data-dir", str(rte_small), "--model-dir",
+              str(classifier_dir), "--training", json.dumps(training_defaults()), "--mask", str(tmp_path / "m.safetensors"),
+              "--family", "s", "--kind", "good", "--output", str(tmp_path / "pruned.json")])
+        assert not torch.backends.cuda.matmul.allow_tf32  # the paper's fp32 again
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

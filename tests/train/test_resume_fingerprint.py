@@ -132,3 +132,25 @@ def test_killed_finetune_rerun_with_new_learning_rate_starts_over(tmp_path, tiny
     rows = [[r.split(",")[i] for i in (0, 2, 3)] for d in (fresh, run)
             for r in [(d / "train_log.csv").read_text().splitlines()[-1]]]
     assert rows[0] == rows[1]  # step, loss, learning rate of the last row
+
+
+def test_resume_restores_only_the_current_devices_cuda_rng(monkeypatch):
+    """A state saved with 4 visible GPUs (older versions saved every device's RNG) resumes on a job that
+    sees one: only that device's state is set (before: set_rng_state_all raised IndexError). Fake CUDA
+    calls stand in for a GPU."""
+    from bertlottery.train import loop
+
+    calls = []
+    monkeypatch.setattr(loop.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(loop.torch.cuda, "get_rng_state", lambda: torch.full((4,), 7, dtype=torch.uint8))
+    monkeypatch.setattr(loop.torch.cuda, "set_rng_state", lambda state: calls.append(state))
+    monkeypatch.setattr(loop.torch.cuda, "set_rng_state_all", lambda states: pytest.fail("sets every device"))
+    saved = loop.cuda_rng_states()
+    assert len(saved) == 1 and saved[0].tolist() == [7] * 4
+    four_gpus = [torch.full((4,), i, dtype=torch.uint8) for i in range(4)]
+    loop.restore_cuda_rng(four_gpus)
+    assert len(calls) == 1 and calls[0].tolist() == [0] * 4
+    loop.restore_cuda_rng([])  # saved on the CPU: nothing to restore
+    monkeypatch.setattr(loop.torch.cuda, "is_available", lambda: False)
+    loop.restore_cuda_rng(four_gpus)  # resumed on the CPU: nothing to restore
+    assert len(calls) == 1

@@ -179,3 +179,29 @@ def test_finetune_cli_writes_model_and_metrics(tmp_path, tiny_model_dir, rte_sma
     assert {"versions", "config_hash", "device", "wall_time_s"} <= set(record)
     reloaded = load_classifier(out / "model", 2)
     assert reloaded.config.num_hidden_layers == 2
+
+
+def test_deterministic_option_sets_the_gpu_switches_and_changes_no_cpu_result(tmp_path, monkeypatch):
+    """training.deterministic: deterministic algorithms, cuDNN without autotuning, the cuBLAS workspace; on
+    the CPU (deterministic anyway) the same weights as without. Its default is left out of config hashes,
+    so results made before the option existed keep their hash."""
+    from bertlottery.runtime import configure_torch
+    from bertlottery.settings import config_hash
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    states = []
+    try:
+        for deterministic in (False, True):
+            configure_torch(deterministic=deterministic)
+            assert torch.are_deterministic_algorithms_enabled() is deterministic
+            assert torch.backends.cudnn.deterministic is deterministic and not torch.backends.cudnn.benchmark
+            model = tiny_classifier(0)
+            train(model, synthetic_split(), settings(epochs=1, deterministic=deterministic), 5,
+                  out_dir=tmp_path / str(deterministic), device=torch.device("cpu"), progress=False)
+            states.append(model.state_dict())
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        configure_torch()
+    assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
+    without = {k: v for k, v in settings().to_dict().items() if k != "deterministic"}
+    assert config_hash(settings()) == config_hash(without) != config_hash(settings(deterministic=True))

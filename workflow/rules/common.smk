@@ -14,9 +14,11 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.analysis.importance import figure3_run
 from bertlottery.families import (FAMILIES, FISHER, M, MASK_KINDS, S, S_HEADS, S_MLPS, S_MODES, SUPER, VARIANTS,
                                   families_where, switched_variants, variant)
-from bertlottery.layout import Layout
+from bertlottery.glue.reading import check_glue_dir
+from bertlottery.io import check_writable_folder
+from bertlottery.layout import RESULTS_ROOT, Layout
 from bertlottery.patterns.extract import MODEL_CONFIGS, SELECTIONS, pattern_tasks
-from bertlottery.settings import SCHEMA_PATH, check_config, resolve_data, resolve_training
+from bertlottery.settings import SCHEMA_PATH, check_config, resolve_data, resolve_training, without_neutral_defaults
 
 
 try:
@@ -37,6 +39,8 @@ try:
         config.update(bundle_config)
     else:
         check_config(config)
+    if workflow.is_main_process:  # a read-only or full results folder: one line, not a traceback
+        check_writable_folder(RESULTS_ROOT)
 except BertLotteryError as exc:
     raise WorkflowError(str(exc)) from None
 validate(config, schema=str(SCHEMA_PATH), set_default=True)  # fills in the defaults of the schema
@@ -58,6 +62,8 @@ if os.path.isfile(os.path.join(workflow.basedir, "pyproject.toml")):
 MODEL_THREADS = 1
 
 try:
+    if config.get("glue_dir") and not BUNDLES:  # a task the folder lacks fails now, not in prepare_data
+        check_glue_dir(config["glue_dir"], TASKS)
     # Resolve every task now, so a bad override stops the run before any job, naming the key.
     TRAINING = {task: resolve_training(config, task) for task in TASKS}
     DATA = {task: resolve_data(config, task) for task in TASKS}
@@ -115,7 +121,7 @@ wildcard_constraints:
 # -- settings as rule params (a task's own settings only, so only that task reruns on a change)
 def training_json(task):
     """One task's resolved training settings: a rule's params, so only that task reruns on a change."""
-    return json.dumps(TRAINING[task], sort_keys=True)
+    return json.dumps(without_neutral_defaults(TRAINING[task]), sort_keys=True)
 
 
 def padding_free_flag(wc):

@@ -129,12 +129,16 @@ def machine_notes(machines: list[dict]) -> list[str]:
     """The machine facts, once per distinct machine (device, CPU, threads, torch)."""
     seen: dict[tuple, list[str]] = {}
     for m in machines:
-        key = (m.get("device"), m.get("cpu"), m.get("torch_threads"), m.get("torch"), m.get("cuda"))
+        key = (m.get("device"), m.get("cpu"), m.get("torch_threads"), m.get("torch"), m.get("cuda"),
+               m.get("jobs_per_gpu") or 1)
         seen.setdefault(key, []).append(f"{m['task']}/{m['seed']}")
     notes = []
-    for (device, cpu, threads, torch_version, cuda), runs in seen.items():
+    for (device, cpu, threads, torch_version, cuda, per_gpu), runs in seen.items():
         where = "" if len(seen) == 1 else f" ({len(runs)} jobs: {', '.join(runs[:4])}{'…' if len(runs) > 4 else ''})"
         extra = f", CUDA {cuda}" if cuda else ""
+        if per_gpu > 1:
+            extra += (f"; the GPU was shared by up to {per_gpu} jobs (BERTLOTTERY_JOBS_PER_GPU={per_gpu}), so these "
+                      "timings may include other jobs' load: rerun the speed jobs with 1 job per GPU to compare")
         notes.append(f"Machine{where}: device {device}, CPU {cpu}, {threads} torch thread(s), torch {torch_version}{extra}.")
     return notes
 

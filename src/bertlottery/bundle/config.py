@@ -16,12 +16,19 @@ from pathlib import Path
 
 import yaml
 
-from bertlottery.bundle.manifest import BUNDLE_INFO, verify
+from bertlottery.bundle.manifest import BUNDLE_INFO, read_bounded_json, schema_error, verify
 from bertlottery.errors import BertLotteryError
 from bertlottery.families import EVALUATED_KINDS, RETRAINABLE, S, S_MODES, SEPARATE_S_FAMILIES, VARIANTS
-from bertlottery.io import read_json
+from bertlottery.io import looks_like_path, read_json
 from bertlottery.layout import Layout
-from bertlottery.settings import drop_retired_keys, load_schema
+from bertlottery.settings import (
+    TrainingSettings,
+    check_config_schema,
+    config_hash,
+    load_schema,
+    resolve_data,
+    resolve_training,
+)
 
 # Keys that may differ between the bundles of one study: paths of the machine each chunk ran on, and
 # the per-chunk lists merged below.
@@ -77,6 +84,61 @@ def resolved_config(configfiles: list[str], overrides: list[str] = ()) -> dict:
     return fill_defaults(config)
 
 
+def check_run_config(config: dict, results: Path, chosen: list) -> None:
+    """`bundle export --configfile/--config` records a config only if it is the run's own: it must pass the
+    schema, cover the exported tasks and seeds, and agree with what the run recorded: each data card's
+    model and data settings, each fine-tuned model's metrics.json training-settings hash."""
+    check_config_schema(config, where="bundle export: config key")
+    parsed = [p for _, _, p in chosen]
+    problems = [f"tasks {config['tasks']} lack {task}" for task in sorted({p.task for p in parsed
+                if p.what == "full_metrics"} - set(config["tasks"]))]
+    problems += [f"seeds {config['seeds']} lack {seed}" for seed in sorted({p.seed for p in parsed
+                 if p.what == "full_metrics"} - set(config["seeds"]))]
+    for relative, _, found in chosen:
+        problems += _record_mismatches(relative, found, results, config)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise BertLotteryError(f"bundle export: the config given (--configfile/--config) is not the one the run in "
+                               f"{results} used: {shown}; pass the run's own config files and --config values, or "
+                               "leave --configfile out to rebuild the config from the results")
+
+
+def _record_mismatches(relative: str, found, results: Path, config: dict) -> list[str]:
+    """What one record of the run (data card, fine-tuning summary or metrics) says the config does not."""
+    if found.what == "data_card":
+        return _card_mismatches(relative, read_json(results / relative), config)
+    if found.what not in {"train_summary", "full_metrics"}:
+        return []
+    record, training = read_json(results / relative), resolve_training(config, found.task)
+    if found.what == "train_summary":
+        epochs = record.get("epochs")
+        return [f"{relative}: epochs {epochs}, the config {training['epochs']}"] \
+            if epochs is not None and epochs != training["epochs"] else []
+    expected = config_hash(TrainingSettings.from_dict(training, where="config training"))
+    recorded = record.get("config_hash")
+    return [f"{relative}: made with training settings of hash {recorded}; this config's for {found.task} hash to "
+            f"{expected}"] if recorded and recorded != expected else []
+
+
+def _card_mismatches(relative: str, card: dict, config: dict) -> list[str]:
+    """What a data card recorded that the config resolves differently (keys the card lacks are not checked)."""
+    task = card.get("task")
+    expected = resolve_data(config, task) | {"max_seq_length": resolve_training(config, task)["max_seq_length"]}
+    out = [f"{relative}: {key} {json.dumps(value)}, the config {json.dumps(expected[key])}"
+           for key, value in _card_settings(card).items() if key in expected and value != expected[key]]
+    model = config.get("model")
+    if "tokenizer" in card and not _same_model(str(card["tokenizer"]), str(model)):
+        out.append(f"{relative}: model {card['tokenizer']}, the config {model}")
+    return out
+
+
+def _same_model(recorded: str, given: str) -> bool:
+    if recorded == given:
+        return True
+    return looks_like_path(recorded) and looks_like_path(given) and \
+        Path(recorded).expanduser().resolve() == Path(given).expanduser().resolve()
+
+
 def rebuilt_config(results: Path, chosen: list) -> dict:
     """A config rebuilt from the exported files (see the module docstring)."""
     parsed = [p for _, _, p in chosen]
@@ -117,19 +179,37 @@ def _card_settings(card: dict) -> dict:
     """The data settings a data card records: subsampling and max_seq_length."""
     sampling = card.get("subsampling") or {}
     settings = {k: sampling[k] for k in ("max_train_examples", "max_dev_examples", "subsample_seed") if k in sampling}
-    return settings | {"max_seq_length": card.get("max_seq_length")}
+    return settings | ({"max_seq_length": card["max_seq_length"]} if "max_seq_length" in card else {})
+
+
+def bundle_info_schema() -> dict:
+    """What bundle.json must hold to be used: the keys the analyses read, typed (others pass)."""
+    schema = load_schema()
+    return {
+        "definitions": schema["definitions"],
+        "type": "object",
+        "required": ["config", "tasks", "seeds", "pattern_counts"],
+        "properties": {
+            "format": {"const": 1},
+            "config": {"type": "object"},
+            "tasks": schema["properties"]["tasks"],
+            "seeds": schema["properties"]["seeds"],
+            "pattern_counts": {"type": "boolean"},
+            "speed_records": {"type": "boolean"},
+            "m_kinds": {"type": "array", "items": {"enum": ["good", "random", "bad"]}},
+        },
+    }
 
 
 def bundle_info(directory: str) -> dict:
-    """bundle.json of a bundle, after checking the bundle against its manifest; its config without the keys
+    """bundle.json of a bundle, after checking the bundle against its manifest: size-bounded, and it and
+    its recorded config schema-checked (messages name the bundle and the key) after dropping the keys
     retired since it was written (bertlottery.settings.RETIRED_KEYS)."""
     verify(directory)
-    info = read_json(Path(directory) / BUNDLE_INFO)
-    for key in ("config", "tasks", "seeds"):
-        if key not in info:
-            raise BertLotteryError(f"{Path(directory) / BUNDLE_INFO}: no {key!r}; expected a bundle.json "
-                                   "written by `bertlottery bundle export`")
-    drop_retired_keys(info["config"], where=str(Path(directory) / BUNDLE_INFO))
+    where = f"bundle {directory}: {BUNDLE_INFO}"
+    info = read_bounded_json(Path(directory) / BUNDLE_INFO, Path(directory))
+    schema_error(info, bundle_info_schema(), where)
+    check_config_schema(info["config"], where=f"{where} config key")
     return info
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bertlottery.bundle.config import rebuilt_config, resolved_config
+from bertlottery.bundle.config import check_run_config, rebuilt_config, resolved_config
 from bertlottery.bundle.manifest import BUNDLE_INFO, MANIFEST, write_manifest
 from bertlottery.bundle.packing import pack_weight_mask
 from bertlottery.bundle.system import hardware, now_utc
@@ -103,6 +103,7 @@ def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: l
                                "to export; run the full models first")
     if configfiles:
         config, source = resolved_config(configfiles, overrides), "configfile"
+        check_run_config(config, results_dir, chosen)
     else:
         config, source = rebuilt_config(results_dir, chosen), "rebuilt from the data cards and the results files"
     for relative, action, _ in chosen:

@@ -1,27 +1,67 @@
 """The manifest of a bundle: every file (but manifest.json itself) with its sha256 and size, sorted by
 path, so equal files give equal manifest bytes. `verify` recomputes it and names each missing, extra or
-changed file."""
+changed file.
+
+A bundle is input from a stranger (docs/reliability.md, "Bundles as untrusted input"): its manifest and
+bundle.json are size-bounded and schema-checked before use; an entry must be a plain relative path inside
+the bundle; the bundle may hold regular files and folders only (no symlinks, devices or pipes); and a
+file is read only after its size matched the manifest's, never beyond it. The manifest is a checksum
+list, not a signature: it proves the files are those it lists, not who wrote them."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from pathlib import Path
+import stat
+from pathlib import Path, PurePosixPath
+
+import jsonschema
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.io import file_sha256, read_json, write_text
+from bertlottery.io import file_sha256, write_text
 
 MANIFEST = "manifest.json"
 BUNDLE_INFO = "bundle.json"
 FORMAT = 1
+MAX_JSON_BYTES = 32 * 2**20  # manifest.json and bundle.json (the MiniLM study's largest manifest: 60 KiB)
+MAX_PATH_CHARS = 1024
+
+MANIFEST_SCHEMA = {
+    "type": "object",
+    "required": ["format", "files"],
+    "additionalProperties": False,
+    "properties": {
+        "format": {"const": FORMAT},
+        "files": {"type": "array", "items": {
+            "type": "object",
+            "required": ["path", "sha256", "size"],
+            "additionalProperties": False,
+            "properties": {
+                "path": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_CHARS},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "size": {"type": "integer", "minimum": 0},
+            },
+        }},
+    },
+}
 
 
 def _files(directory: Path) -> list[str]:
-    """Every file under `directory` as a POSIX path relative to it, sorted (manifest.json left out)."""
+    """Every file under `directory` as a POSIX path relative to it, sorted (manifest.json left out).
+    A symlink or anything but a regular file or folder is refused, never followed or read."""
     found = []
-    for path in directory.rglob("*"):
-        if path.is_file() or path.is_symlink():
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        for name in dirs + files:
+            path = Path(root) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                continue
             relative = path.relative_to(directory).as_posix()
+            if not stat.S_ISREG(mode):
+                what = "a symlink" if stat.S_ISLNK(mode) else "not a regular file (a device, pipe or socket)"
+                raise BertLotteryError(f"bundle {directory}: {relative} is {what}; a bundle holds regular files "
+                                       "only (refused, nothing read through it)")
             if relative != MANIFEST:
                 found.append(relative)
     return sorted(found)
@@ -40,35 +80,108 @@ def write_manifest(directory: str | os.PathLike) -> dict:
     return manifest
 
 
+def read_bounded_json(path: Path, bundle: Path, limit: int = MAX_JSON_BYTES):
+    """A JSON file of a bundle: a regular file (not a symlink) of at most `limit` bytes, parsed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise BertLotteryError(f"{path}: not found; expected a bundle folder written by "
+                               "`bertlottery bundle export` (it holds manifest.json and bundle.json)") from None
+    except OSError as exc:  # ELOOP: a symlink
+        raise BertLotteryError(f"bundle {bundle}: {path.name} cannot be opened as a regular file ({exc.strerror}); "
+                               "a bundle holds regular files only") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise BertLotteryError(f"bundle {bundle}: {path.name} is not a regular file")
+        if info.st_size > limit:
+            raise BertLotteryError(f"bundle {bundle}: {path.name} is {info.st_size} bytes; at most {limit} "
+                                   "expected (refused unread)")
+        raw = handle.read(limit + 1)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BertLotteryError(f"bundle {bundle}: {path.name} is not valid JSON ({exc})") from None
+
+
+def schema_error(value, schema: dict, where: str) -> None:
+    """One line naming the first broken key (`where` + JSON path), or nothing when `value` fits `schema`."""
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    if error is not None:
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
+        raise BertLotteryError(f"{where} key {key or '(top level)'}: {message}")
+
+
+def _entry_problem(relative: str, bundle: Path) -> str | None:
+    parts = relative.split("/")
+    if relative.startswith("/") or PurePosixPath(relative).is_absolute():
+        return "is absolute"
+    if ".." in parts:
+        return "contains '..'"
+    if "" in parts or "." in parts or "\\" in relative or "\0" in relative:
+        return "is not a plain relative path (empty or '.' parts, a backslash or a NUL)"
+    if not (bundle / relative).resolve().is_relative_to(bundle.resolve()):
+        return "resolves outside the bundle"
+    return None
+
+
+def check_entry_path(relative: str, bundle: Path) -> None:
+    """A manifest entry must be a plain relative POSIX path that stays inside the bundle."""
+    problem = _entry_problem(relative, bundle)
+    if problem:
+        raise BertLotteryError(f"bundle {bundle}: {MANIFEST} key files: entry {relative!r} {problem}; refused")
+
+
 def read_manifest(directory: str | os.PathLike) -> dict:
-    path = Path(directory) / MANIFEST
-    if not Path(directory).is_dir():
+    """manifest.json, size-bounded and schema-checked, every entry a path inside the bundle."""
+    directory = Path(directory)
+    if not directory.is_dir():
         raise BertLotteryError(f"{directory}: bundle folder not found")
-    if not path.is_file():
-        raise BertLotteryError(f"{path}: not found; expected a bundle folder written by `bertlottery bundle "
-                               "export` (it holds manifest.json and bundle.json)")
-    manifest = read_json(path)
-    if not isinstance(manifest.get("files"), list) or manifest.get("format") != FORMAT:
-        raise BertLotteryError(f"{path}: not a bundle manifest of format {FORMAT} (expected keys format, files)")
+    manifest = read_bounded_json(directory / MANIFEST, directory)
+    schema_error(manifest, MANIFEST_SCHEMA, f"bundle {directory}: {MANIFEST}")
+    seen = set()
+    for entry in manifest["files"]:
+        check_entry_path(entry["path"], directory)
+        if entry["path"] in seen:
+            raise BertLotteryError(f"bundle {directory}: {MANIFEST} key files: {entry['path']!r} listed twice")
+        seen.add(entry["path"])
     return manifest
+
+
+def bounded_sha256(path: Path, size: int) -> str | None:
+    """sha256 of a regular file read to at most `size` bytes; None when it is not that size now."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+            return None
+        digest, left = hashlib.sha256(), size + 1  # one more byte: a file grown since is seen
+        while left > 0:
+            chunk = handle.read(min(left, 2**20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+        return digest.hexdigest() if left == 1 else None
 
 
 def verify(directory: str | os.PathLike) -> dict:
     """Check every file of the bundle against its manifest; returns the manifest. Raises one error that
     lists each missing, extra and changed file with what was expected."""
     directory = Path(directory)
+    present = set(_files(directory)) if directory.is_dir() else set()  # a symlink refused before any use
     manifest = read_manifest(directory)
     expected = {entry["path"]: entry for entry in manifest["files"]}
-    present = set(_files(directory))
     problems = [f"{directory / rel}: missing (the manifest lists it, sha256 {expected[rel]['sha256'][:12]}...)"
                 for rel in sorted(set(expected) - present)]
     problems += [f"{directory / rel}: extra file (not in the manifest)" for rel in sorted(present - set(expected))]
     for rel in sorted(set(expected) & present):
         entry, path = expected[rel], directory / rel
-        size = path.stat().st_size
-        if size != entry["size"]:
+        size = path.lstat().st_size
+        if size != entry["size"]:  # checked before reading: nothing read beyond the manifest's size
             problems.append(f"{path}: changed ({size} bytes; the manifest says {entry['size']})")
-        elif file_sha256(path) != entry["sha256"]:
+        elif bounded_sha256(path, entry["size"]) != entry["sha256"]:
             problems.append(f"{path}: changed (sha256 differs from the manifest's {entry['sha256'][:12]}...)")
     if BUNDLE_INFO not in expected and not problems:
         problems.append(f"{directory / BUNDLE_INFO}: missing (every bundle has one)")

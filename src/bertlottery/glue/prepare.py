@@ -72,7 +72,7 @@ def load_tokenizer(model: str):
 def tokenize_examples(tokenizer, examples: Sequence[Example], max_seq_length: int,
                       batch_size: int = 4096, desc: str = "tokenize") -> TokenizedArrays:
     """[CLS] A [SEP] (B [SEP]), longest-first truncation at max_seq_length, no padding."""
-    from tqdm import tqdm
+    from bertlottery.progress import tqdm
 
     ids_parts, type_parts, length_parts = [], [], []
     n_truncated, max_untruncated = 0, 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,16 @@ class SplitSource:
 def read_examples(task: str, split: str, glue_dir: str | Path | None = None) -> list[Example]:
     """One split's examples, from `glue_dir` (GLUE TSV layout) when given, else from the hub."""
     return read_split(task, split, glue_dir).examples
+
+
+def check_glue_dir(glue_dir: str | Path, tasks: Iterable[str]) -> None:
+    """Every split file of every task in `glue_dir`, checked before any job (prepare_data would fail late)."""
+    missing = [f"{spec.name}/{spec.tsv.files[split]}" for spec in map(get_task, tasks) for split in spec.splits
+               if not (Path(glue_dir) / spec.name / spec.tsv.files[split]).is_file()]
+    if missing:
+        raise BertLotteryError(f"config key glue_dir: {glue_dir} lacks {', '.join(missing)} (from {Path.cwd()}); "
+                               "add those files (layout <glue_dir>/<TASK>/{train,dev}.tsv) or remove the task "
+                               "from `tasks`")
 
 
 def read_split(task: str, split: str, glue_dir: str | Path | None = None) -> SplitSource:

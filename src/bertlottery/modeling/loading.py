@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ def load_classifier(name_or_path: str | os.PathLike, num_labels: int, *, random_
         if model.config.num_labels != num_labels:
             raise BertLotteryError(f"{name}: pruned model has num_labels={model.config.num_labels}, "
                                    f"expected {num_labels}")
-        return model
+        return keep_head_in_fp32(model)
     problem = "regression" if num_labels == 1 else "single_label_classification"
     try:
         if random_init:
@@ -61,6 +62,26 @@ def load_classifier(name_or_path: str | os.PathLike, num_labels: int, *, random_
                                f"num_labels={num_labels} ({exc})") from exc
     model = model.float()
     encoder_layers(model)  # fail early on a non-BERT-style architecture
+    return keep_head_in_fp32(model)
+
+
+def _fp32_forward(self: nn.Module, *args, **kwargs):
+    """The module's own forward with autocast off and floating inputs in fp32."""
+    device_type = next((a.device.type for a in args if torch.is_tensor(a)), "cuda")
+    args = tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+    with torch.autocast(device_type=device_type, enabled=False):
+        return type(self).forward(self, *args, **kwargs)
+
+
+def keep_head_in_fp32(model: nn.Module) -> nn.Module:
+    """Under bf16 autocast the classification head (and DistilBERT's pre_classifier) still runs in fp32:
+    regression scores are not rounded to bf16 (ties in STS-B's Spearman), and the loss sees fp32 logits.
+    A bound method on the instance: no new parameters or state-dict keys, and deep copies keep it bound
+    to their own head."""
+    for name in ("pre_classifier", "classifier"):
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Module):
+            head.forward = types.MethodType(_fp32_forward, head)
     return model
 
 

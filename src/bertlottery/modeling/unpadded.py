@@ -144,13 +144,20 @@ def _flash_varlen():
     return flash_attn_varlen_func
 
 
+def flash_supported(device: torch.device) -> bool:
+    """flash-attn 2 runs on Ampere or newer GPUs (compute capability 8.0+); V100 (7.0) and T4 (7.5), named
+    in the slurm profile, take the SDPA branch instead of crashing."""
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: PackedBatch, heads: int,
                    dropout_p: float) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v within each sequence; q, k, v and the result are [T, heads * d]."""
     tokens, width = q.shape
     head_dim = width // heads
     if q.is_cuda:
-        flash = _flash_varlen() if q.dtype in (torch.float16, torch.bfloat16) else None
+        half = q.dtype in (torch.float16, torch.bfloat16)
+        flash = _flash_varlen() if half and flash_supported(q.device) else None
         if flash is not None:  # untested here (no GPU in the test suite)
             out = flash(q.view(tokens, heads, head_dim), k.view(tokens, heads, head_dim),
                         v.view(tokens, heads, head_dim), packed.cu_seqlens, packed.cu_seqlens,

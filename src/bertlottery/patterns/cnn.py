@@ -21,11 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import read_json, save_tensors, write_json
 from bertlottery.patterns.rules import PATTERN_TYPES, row_normalize
+from bertlottery.progress import tqdm
 from bertlottery.runtime import pick_device
 
 # The original's label names (Kovaleva's raw labels file and the normed TSV), lower-cased, spaces removed.

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import load_split
@@ -36,6 +35,7 @@ from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.patterns.attention import KINDS, attention_maps, strip_padding
 from bertlottery.patterns.cnn import load_cnn
 from bertlottery.patterns.rules import PATTERN_TYPES, RuleClassifier
+from bertlottery.progress import tqdm
 from bertlottery.runtime import configure_torch, pick_device
 
 MODEL_CONFIGS = ("finetuned", "pretrained")

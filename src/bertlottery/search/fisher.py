@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
@@ -38,6 +37,7 @@ from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
+from bertlottery.progress import tqdm
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import SearchJob, load_search_inputs, search_parser
 from bertlottery.search.spruning import task_loss

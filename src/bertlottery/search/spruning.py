@@ -36,7 +36,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
@@ -50,6 +49,7 @@ from bertlottery.modeling.fit import full_head_mlp_mask
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.soft_masks import attach_soft_masks, detach_soft_masks
 from bertlottery.modeling.unpadded import PackedBatch, classify
+from bertlottery.progress import tqdm
 from bertlottery.runtime import device_name
 from bertlottery.search.inputs import SearchJob, load_search_inputs, search_parser
 from bertlottery.search.selection import MODES, Phase, phases_for, propose

@@ -11,7 +11,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.families import VARIANTS
@@ -23,7 +22,8 @@ from bertlottery.masks.types import load_mask_for
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
-from bertlottery.runtime import autocast, device_name, pick_device
+from bertlottery.progress import tqdm
+from bertlottery.runtime import autocast, configure_torch, device_name, pick_device
 from bertlottery.settings import TrainingSettings, provenance
 
 
@@ -224,6 +224,7 @@ def main_evaluate_full(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     spec = get_task(args.task)
     settings = TrainingSettings.from_arg(args.training, "training")
+    configure_torch(settings.tf32, settings.deterministic)
     started = time.time()
     device = pick_device()
     model = load_classifier(args.model_dir, spec.num_labels, attn_implementation=settings.attention)
@@ -271,6 +272,7 @@ def main_evaluate_pruned(argv: list[str]) -> None:
     runs = pruned_runs(args)
     spec = get_task(args.task)
     settings = TrainingSettings.from_arg(args.training, "training")
+    configure_torch(settings.tf32, settings.deterministic)
     started = time.time()
     device = pick_device()
     missing = [run.mask for run in runs if not Path(run.mask).is_file()]

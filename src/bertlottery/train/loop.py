@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from bertlottery.errors import BertLotteryError
@@ -31,6 +30,7 @@ from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.modeling.weight_masks import remove_weight_mask
+from bertlottery.progress import tqdm
 from bertlottery.runtime import autocast, configure_torch, pick_device, set_seed
 from bertlottery.settings import TrainingSettings, config_hash
 from bertlottery.train.evaluation import evaluate_and_write, to_device
@@ -128,7 +128,7 @@ class Checkpointer:
             "scheduler": scheduler.state_dict(),
             "step": step,
             "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda_rng": cuda_rng_states(),
             "log_rows": log_rows,
         }
         with atomic_path(self.path) as tmp:  # a kill mid-save leaves the previous state intact
@@ -153,12 +153,24 @@ class Checkpointer:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        restore_cuda_rng(state["cuda_rng"])
         return state["step"], state["log_rows"]
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def cuda_rng_states() -> list[torch.Tensor]:
+    """The CUDA RNG state of the job's own device only ([] without CUDA): a state saved with several
+    visible GPUs then resumes with fewer (before: every device's state, and an IndexError on resume)."""
+    return [torch.cuda.get_rng_state()] if torch.cuda.is_available() else []
+
+
+def restore_cuda_rng(states: list[torch.Tensor]) -> None:
+    """Restore the current device's CUDA RNG state; the first entry is the job's device (cuda:0 after
+    with-gpu), also in states of older versions that saved every device's."""
+    if states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states[0])
 
 
 def optimizer_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer, settings: TrainingSettings,
@@ -325,7 +337,7 @@ def build_model(job: FinetuneJob, device: torch.device):
 
 def run_job(job: FinetuneJob) -> None:
     spec, settings = job.task, job.settings
-    configure_torch(settings.tf32)
+    configure_torch(settings.tf32, settings.deterministic)
     started = time.time()
     device = pick_device()
     train_split = load_split(job.data_dir, "train")

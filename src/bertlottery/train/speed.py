@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from bertlottery.devices import jobs_per_gpu
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import get_task
@@ -41,6 +41,7 @@ from bertlottery.modeling.flops import model_cost
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.sizes import size_of
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
+from bertlottery.progress import tqdm
 from bertlottery.runtime import (
     autocast,
     configure_torch,
@@ -71,6 +72,8 @@ def machine_facts(device: torch.device) -> dict:
              "device": device_name(device), "device_type": device.type, "platform": platform.platform()}
     if device.type == "cuda":
         facts["cuda"] = torch.version.cuda
+        # with-gpu slots: up to this many jobs ran on the GPU at once, so timings may include their load
+        facts["jobs_per_gpu"] = jobs_per_gpu()
     return facts
 
 
@@ -250,7 +253,7 @@ def main_speed(argv: list[str]) -> None:
     spec = get_task(args.task)
     settings = TrainingSettings.from_arg(args.training, "training")
     speed = SpeedSettings.from_arg(args.speed, "speed")
-    configure_torch(settings.tf32)
+    configure_torch(settings.tf32, settings.deterministic)
     missing = [path for path in args.mask if not Path(path).is_file()]
     if missing:
         raise BertLotteryError(f"speed: mask file(s) not found: {', '.join(missing)}")
