@@ -156,3 +156,16 @@ def test_paper_results_are_consistent():
             for evaluated in ("pruned", "retrained"):
                 values = [v[0] for v in paper["performance"][family][kind][evaluated].values()]
                 assert np.mean(values) == pytest.approx(avg[family][kind][evaluated], abs=0.0015)
+
+
+def test_records_with_and_without_kept_predictions_give_the_same_rows(tmp_path):
+    """Per-example predictions (newer records) are read by the bootstrap, not the tidy table; older records
+    without them load as before."""
+    old = metrics_record("RTE", 1, "full", None, "full", 0.6)
+    new = old | {"seed": 2, "predictions": {"dev": {"predicted": "0110", "labels": "0100"}}}
+    paths = [tmp_path / "old.json", tmp_path / "new.json"]
+    for path, record in zip(paths, (old, new)):
+        path.write_text(json.dumps(record))
+    table = collect(paths)
+    assert list(table["seed"]) == [1, 2] and "predictions" not in table.columns
+    assert table.drop(columns=["seed", "source"]).iloc[0].equals(table.drop(columns=["seed", "source"]).iloc[1])
