@@ -169,3 +169,24 @@ def test_records_with_and_without_kept_predictions_give_the_same_rows(tmp_path):
     table = collect(paths)
     assert list(table["seed"]) == [1, 2] and "predictions" not in table.columns
     assert table.drop(columns=["seed", "source"]).iloc[0].equals(table.drop(columns=["seed", "source"]).iloc[1])
+
+
+def test_retrainings_far_above_their_full_models_training_loss_are_flagged(tmp_path):
+    """Rule: final training loss more than twice the full model's (same task and seed)."""
+    full = metrics_record("STS-B", 1, "full", None, "full", 0.83)
+    (tmp_path / "finetune").mkdir()
+    (tmp_path / "finetune" / "train_summary.json").write_text(json.dumps({"final_loss": 0.7}))
+    records = {"finetune/metrics.json": full}
+    for kind, loss in (("good", 0.8), ("bad", 1.76), ("random", None)):
+        record = metrics_record("STS-B", 1, "s", kind, "retrained", 0.5)
+        if loss is not None:
+            record["train"] = {"final_loss": loss}
+        records[f"{kind}.json"] = record
+    for name, record in records.items():
+        (tmp_path / name).write_text(json.dumps(record))
+    table = collect([tmp_path / name for name in records]).set_index("kind")
+    assert table.loc["none", "train_final_loss"] == 0.7 and not table.loc["none", "nonconverged"]
+    assert not table.loc["good", "nonconverged"] and table.loc["bad", "nonconverged"]
+    assert table.loc["bad", "train_loss_ratio"] == pytest.approx(1.76 / 0.7)
+    assert not table.loc["random", "nonconverged"]  # no loss recorded: not flagged
+    assert summarize(table.reset_index()).set_index("kind").loc["bad", "n_nonconverged"] == 1

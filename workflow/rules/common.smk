@@ -274,6 +274,15 @@ def mask_table_args():
     return " ".join(f"--{name} {path}" for name, path in mask_tables().items())
 
 
+def mask_pair_tables():
+    """The per-seed-pair agreement table (claims), when there are head/MLP masks to analyse."""
+    return {"stability_pairs": LAYOUT.analysis_file("stability_pairs", "parquet")} if has_mask_stats() else {}
+
+
+def mask_pair_args():
+    return " ".join(f"--stability-pairs {path}" for path in mask_pair_tables().values())
+
+
 def optional_flag(flag, paths):
     return f"{flag} {paths[0]}" if paths else ""
 
