@@ -29,6 +29,7 @@ from bertlottery.analysis.verdicts import (
     t_interval,
     welch_interval,
 )
+from bertlottery.families import BAD, BAD_6EP, GOOD, M, RANDINIT_RANDOM, RANDOM, S, SUPER
 
 PAR_TOLERANCE = 0.03      # "on par": the good mean exceeds the other by at most 3 points
 FULL_TOLERANCE = 0.02     # "reaches the full model": at most 2 points below it
@@ -197,11 +198,11 @@ def _with_flags(n: Numbers, verdict: Verdict, families: tuple[str, ...], kinds: 
 def claim_good_keeps_90(n: Numbers, family: str) -> Verdict:
     """By construction every seed's good mask keeps >= 90 % of its full model's stop score: judged per seed."""
     def check(task):
-        e = effect(n, task, [(1, (family, "good", "pruned")), (-0.9, ("full", NO_KIND, "full"))])
+        e = effect(n, task, [(1, (family, GOOD, "pruned")), (-0.9, ("full", NO_KIND, "full"))])
         if e is None:
             return None
         if n.metrics is not None:
-            good = _seed_values(n, task, (family, "good", "pruned"))
+            good = _seed_values(n, task, (family, GOOD, "pruned"))
             full = _seed_values(n, task, ("full", NO_KIND, "full"))
             lowest = min(good[s] - 0.9 * full[s] for s in good if s in full)
             return (YES if lowest >= -1e-9 else NO), f"{100 * e.value:+.1f} (lowest seed {100 * lowest:+.1f})"
@@ -212,43 +213,43 @@ def claim_good_keeps_90(n: Numbers, family: str) -> Verdict:
 
 def claim_good_beats(n: Numbers, family: str, evaluated: str, margin: float) -> Verdict:
     def check(task):
-        good = (1, (family, "good", evaluated))
+        good = (1, (family, GOOD, evaluated))
         return _both(*(_judged(effect(n, task, [good, (-1, (family, kind, evaluated))]), margin)
-                       for kind in ("random", "bad")))
+                       for kind in (RANDOM, BAD)))
     verdict = grade(_per_task(n, check), MOST, f"have good {evaluated} above random and bad {evaluated} by more "
                     f"than {100 * margin:.0f} points (good - random / good - bad)")
-    return _with_flags(n, verdict, (family,), ("good", "random", "bad")) if evaluated == "retrained" else verdict
+    return _with_flags(n, verdict, (family,), (GOOD, RANDOM, BAD)) if evaluated == "retrained" else verdict
 
 
 def claim_m_good_reaches_full(n: Numbers) -> Verdict:
     def check(task):
-        return _judged(effect(n, task, [(1, ("m", "good", "retrained")), (-1, ("full", NO_KIND, "full"))]),
+        return _judged(effect(n, task, [(1, (M, GOOD, "retrained")), (-1, ("full", NO_KIND, "full"))]),
                        -FULL_TOLERANCE)
     return _with_flags(n, grade(_per_task(n, check), MOST, f"have m good retrained - full above "
-                                f"-{100 * FULL_TOLERANCE:.0f} points"), ("m",), ("good",))
+                                f"-{100 * FULL_TOLERANCE:.0f} points"), (M,), (GOOD,))
 
 
-def claim_s_random_on_par(n: Numbers, tol: float, family: str = "s") -> Verdict:
+def claim_s_random_on_par(n: Numbers, tol: float, family: str = S) -> Verdict:
     def check(task):
-        return _judged(effect(n, task, [(1, (family, "good", "retrained")), (-1, (family, "random", "retrained"))]),
+        return _judged(effect(n, task, [(1, (family, GOOD, "retrained")), (-1, (family, RANDOM, "retrained"))]),
                        tol, above=False)
     return _with_flags(n, grade(_per_task(n, check), MOST, f"have {family} good - random retrained below "
-                                f"{100 * tol:.0f} points"), (family,), ("good", "random"))
+                                f"{100 * tol:.0f} points"), (family,), (GOOD, RANDOM))
 
 
-def claim_s_bad_trainable(n: Numbers, family: str = "s") -> Verdict:
+def claim_s_bad_trainable(n: Numbers, family: str = S) -> Verdict:
     """Per task: the retrained bad subnetwork recovers at least half of the full model's gain over the
     majority class (the same runs as Table 2's s-bad row)."""
     def check(task):
         scale, majority = _full_range(n, task), n.majority.get(task)
         if scale is None:
             return None
-        e = effect(n, task, [(1 / scale, (family, "bad", "retrained"))], constant=-majority / scale)
+        e = effect(n, task, [(1 / scale, (family, BAD, "retrained"))], constant=-majority / scale)
         return _judged(e, TRAINABLE_SHARE, scale=100, digits=0)
     verdict = grade(_per_task(n, check, _below_majority(n)), MOST,
                     f"recover >= {TRAINABLE_SHARE:.0%} of the full model's gain over the majority class with "
                     f"{family} bad retrained (% of that gain)")
-    return _with_flags(n, verdict, (family,), ("bad",))
+    return _with_flags(n, verdict, (family,), (BAD,))
 
 
 def _size_effect(n: Numbers, task: str, terms: list[tuple[float, tuple]]) -> Effect | None:
@@ -268,10 +269,10 @@ def _size_effect(n: Numbers, task: str, terms: list[tuple[float, tuple]]) -> Eff
 
 def claim_m_more_compression(n: Numbers) -> Verdict:
     def check(task):
-        e = _size_effect(n, task, [(1, ("s", "good", "pruned")), (-1, ("m", "good", "pruned"))])
+        e = _size_effect(n, task, [(1, (S, GOOD, "pruned")), (-1, (M, GOOD, "pruned"))])
         judged = _judged(e, 0.10)
-        paper = _mean(n, task, "s", "good", "pruned", "paper_fraction")
-        other = _mean(n, task, "m", "good", "pruned", "paper_fraction")
+        paper = _mean(n, task, S, GOOD, "pruned", "paper_fraction")
+        other = _mean(n, task, M, GOOD, "pruned", "paper_fraction")
         if judged is None or paper is None or other is None:
             return judged
         return judged[0], f"{judged[1]} (paper's formula: {100 * (paper - other):.0f})"
@@ -281,15 +282,15 @@ def claim_m_more_compression(n: Numbers) -> Verdict:
 
 def claim_subnetworks_large(n: Numbers) -> Verdict:
     def check(task):
-        return _both(*(_judged(effect(n, task, [(1, (f, "good", "pruned", "whole_fraction"))]), 0.5)
-                       for f in ("s", "m")))
+        return _both(*(_judged(effect(n, task, [(1, (f, GOOD, "pruned", "whole_fraction"))]), 0.5)
+                       for f in (S, M)))
     return grade(_per_task(n, check), MOST, "keep > 50 % of all parameters with both s and m good (s / m, %)")
 
 
 def claim_super_small(n: Numbers) -> Verdict:
     """The paper's 10-26 % (kept / all - 0.21 of bert-base) is about 11-32 % of the prunable weights."""
     def check(task):
-        e = _size_effect(n, task, [(1, ("super", "good", "pruned"))])
+        e = _size_effect(n, task, [(1, (SUPER, GOOD, "pruned"))])
         return _judged(e, 0.35, above=False, digits=0)
     return grade(_per_task(n, check), MOST, "keep <= 35 % of the prunable weights with the super-survivors "
                  "(the paper's 10-26 % of bert-base is 11-32 % of its prunable weights; %)")
@@ -297,7 +298,7 @@ def claim_super_small(n: Numbers) -> Verdict:
 
 def claim_super_loss(n: Numbers) -> Verdict:
     def check(task):
-        return _judged(effect(n, task, [(1, ("full", NO_KIND, "full")), (-1, ("super", "good", "retrained"))]),
+        return _judged(effect(n, task, [(1, ("full", NO_KIND, "full")), (-1, (SUPER, GOOD, "retrained"))]),
                        SUPER_LOSS, above=False)
     exclude = {"WNLI": "excluded (the full model is below the majority class)"}
     verdict = grade(_per_task(n, check, exclude), MOST, f"lose <= {100 * SUPER_LOSS:.0f} points ('about 10') with "
@@ -306,11 +307,11 @@ def claim_super_loss(n: Numbers) -> Verdict:
     if large:
         verdict.reason += (f" The super-survivors of {', '.join(large)} are larger than the paper's, so a small "
                            "loss there is not the paper's finding.")
-    return _with_flags(n, verdict, ("super",), ("good",))
+    return _with_flags(n, verdict, (SUPER,), (GOOD,))
 
 
 def claim_super_small_task(n: Numbers, task: str) -> bool | None:
-    e = _size_effect(n, task, [(1, ("super", "good", "pruned"))])
+    e = _size_effect(n, task, [(1, (SUPER, GOOD, "pruned"))])
     return None if e is None else e.value <= 0.35
 
 
@@ -319,20 +320,20 @@ def claim_super_small_task(n: Numbers, task: str) -> bool | None:
 
 def claim_bad_6ep(n: Numbers) -> Verdict:
     def check(task):
-        return _judged(effect(n, task, [(1, ("s", "bad_6ep", "retrained")), (-1, ("s", "bad", "retrained"))]),
+        return _judged(effect(n, task, [(1, (S, BAD_6EP, "retrained")), (-1, (S, BAD, "retrained"))]),
                        0.0, above=False)
     judged = _per_task(n, check)
     if not judged:
         return cannot("no 6-epoch bad retraining (retrain.bad_6_epochs: false, or not in the paper's numbers)")
     return _with_flags(n, grade(judged, MOST, "score lower after 6 epochs than after 3 (6 - 3 epochs, points)"),
-                       ("s",), ("bad", "bad_6ep"))
+                       (S,), (BAD, BAD_6EP))
 
 
 def claim_m_bad_behind(n: Numbers) -> Verdict:
     def check(task):
-        return _judged(effect(n, task, [(1, ("s", "bad", "retrained")), (-1, ("m", "bad", "retrained"))]), 0.045)
+        return _judged(effect(n, task, [(1, (S, BAD, "retrained")), (-1, (M, BAD, "retrained"))]), 0.045)
     return _with_flags(n, grade(_per_task(n, check), 6 / 9 - 1e-9, "have m bad >= 5 points (rounded) behind s bad "
-                                "(s bad - m bad retrained, points)"), ("s", "m"), ("bad",))
+                                "(s bad - m bad retrained, points)"), (S, M), (BAD,))
 
 
 def claim_m_bad_cola_stsb(n: Numbers) -> Verdict:
@@ -341,7 +342,7 @@ def claim_m_bad_cola_stsb(n: Numbers) -> Verdict:
     for task in _tasks(n):
         scale = _full_range(n, task)
         if scale is not None and scale > COMPETITIVE:
-            e = effect(n, task, [(1 / scale, ("s", "bad", "retrained")), (-1 / scale, ("m", "bad", "retrained"))])
+            e = effect(n, task, [(1 / scale, (S, BAD, "retrained")), (-1 / scale, (M, BAD, "retrained"))])
             if e is not None:
                 gaps[task] = e
     if not {"CoLA", "STS-B"} <= set(gaps) or len(gaps) < 3:
@@ -357,7 +358,7 @@ def claim_m_bad_cola_stsb(n: Numbers) -> Verdict:
         others_hi = max(max(hi for _, hi in (e.intervals() or [(e.value,) * 2])) for e in others)
         verdict = HOLDS if min(lo for b in bounds for lo, _ in b) > others_hi else NOT_SHOWN
     return _with_flags(n, Verdict(verdict, "s bad - m bad retrained as % of the task's full - majority range: "
-                                  + text), ("s", "m"), ("bad",))
+                                  + text), (S, M), (BAD,))
 
 
 def _glove_unreached(n: Numbers) -> dict:
@@ -377,20 +378,20 @@ def claim_s_bad_vs_glove(n: Numbers) -> Verdict:
     def check(task):
         if task not in glove:
             return None
-        return _judged(effect(n, task, [(1, ("s", "bad", "retrained"))], constant=-glove[task]), -COMPETITIVE)
+        return _judged(effect(n, task, [(1, (S, BAD, "retrained"))], constant=-glove[task]), -COMPETITIVE)
     verdict = grade(_per_task(n, check, _glove_unreached(n)), 7 / 9 - 1e-9,
                     f"have s bad retrained no more than {100 * COMPETITIVE:.0f} points below BiLSTM+GloVe "
                     "(paper: competitive on 5, wins on 2, large losses on 2 of 9; s bad - GloVe, points)")
-    return _with_flags(n, verdict, ("s",), ("bad",))
+    return _with_flags(n, verdict, (S,), (BAD,))
 
 
 def claim_random_init_beats_m_bad(n: Numbers) -> Verdict:
     def check(task):
-        return _judged(effect(n, task, [(1, ("s", "randinit_random", "retrained")), (-1, ("m", "bad", "retrained"))]),
+        return _judged(effect(n, task, [(1, (S, RANDINIT_RANDOM, "retrained")), (-1, (M, BAD, "retrained"))]),
                        0.0)
     judged = _per_task(n, check)
     if not judged:
         return cannot("no random-init + random s-pruning runs (retrain.random_init_random_s: false) "
                       "or no m bad retrained runs")
     return _with_flags(n, grade(judged, MOST, "score higher with random init + random s-pruning than with m bad "
-                                "(random init - m bad, points)"), ("s", "m"), ("randinit_random", "bad"))
+                                "(random init - m bad, points)"), (S, M), (RANDINIT_RANDOM, BAD))

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from bertlottery.analysis import claims as C
 from bertlottery.analysis import claims_masks as K
+from bertlottery.families import M, S
 
 
 class Claim(NamedTuple):
@@ -37,19 +38,19 @@ def claim_list(alpha: float, par_tolerance: float) -> list[Claim]:
         Claim("s-good-90", "3.3 / 4.2", "'good' s-subnetworks keep >= 90 % of the full model's dev score",
               "\"as long as the pruned model retains over 90% performance of the full fine-tuned model\" (§3.3)",
               "every task and seed: s good pruned >= 0.9 x full (reported metric)",
-              lambda n: C.claim_good_keeps_90(n, "s")),
+              lambda n: C.claim_good_keeps_90(n, S)),
         Claim("m-good-90", "3.2 / 4.2", "'good' m-subnetworks keep >= 90 % of the full model's dev score",
               "\"keep pruning for as long as the performance remains above 90% of the full fine-tuned model's "
               "performance\" (§3.2)", "every task and seed: m good pruned >= 0.9 x full (reported metric)",
-              lambda n: C.claim_good_keeps_90(n, "m")),
+              lambda n: C.claim_good_keeps_90(n, M)),
         Claim("m-good-best-pruned", "4.2 / abstract", "similarly-sized random and 'bad' m-subnetworks perform worse "
               "than 'good' ones (pruned)", "paraphrase of §4.2's bullets after Figure 2",
               f"most tasks: good - random and good - bad pruned above {tol} points (interval)",
-              lambda n: C.claim_good_beats(n, "m", "pruned", par_tolerance)),
+              lambda n: C.claim_good_beats(n, M, "pruned", par_tolerance)),
         Claim("s-good-best-pruned", "4.2 / abstract", "similarly-sized random and 'bad' s-subnetworks perform worse "
               "than 'good' ones (pruned)", "paraphrase of §4.2's bullets after Figure 2",
               f"most tasks: good - random and good - bad pruned above {tol} points (interval)",
-              lambda n: C.claim_good_beats(n, "s", "pruned", par_tolerance)),
+              lambda n: C.claim_good_beats(n, S, "pruned", par_tolerance)),
         Claim("m-good-retrained-full", "4.2", "retrained 'good' m-subnetworks reach the full model's performance",
               "paraphrase of §4.2's bullets after Figure 2",
               f"most tasks: m good retrained - full above -{100 * C.FULL_TOLERANCE:.0f} points (interval)",
@@ -57,7 +58,7 @@ def claim_list(alpha: float, par_tolerance: float) -> list[Claim]:
         Claim("m-good-best-retrained", "4.2", "after retraining, random and 'bad' m-subnetworks stay behind 'good' ones",
               "paraphrase of §4.2's bullets after Figure 2",
               f"most tasks: good - random and good - bad retrained above {tol} points (interval)",
-              lambda n: C.claim_good_beats(n, "m", "retrained", par_tolerance)),
+              lambda n: C.claim_good_beats(n, M, "retrained", par_tolerance)),
         Claim("s-random-on-par", "4.2", "random s-subnetworks (retrained) mostly perform on par with 'good' ones",
               "\"for s-pruning they [random] mostly perform on par with the 'good' subnetworks\" (§4.2)",
               f"most tasks: s good - s random retrained below {tol} points (interval; true random runs, not the "

@@ -19,6 +19,7 @@ from bertlottery.analysis.importance import importance_summary
 from bertlottery.analysis.masksets import UNITS
 from bertlottery.analysis.verdicts import FAILS, HOLDS, NOT_SHOWN, PARTLY, UNCHECKABLE, VERDICTS, Verdict, cannot
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import GOOD, RANDINIT_RANDOM, S
 
 MARK = {HOLDS: "✔", PARTLY: "◐", NOT_SHOWN: "?", FAILS: "✘", UNCHECKABLE: "–"}
 COLOUR = {HOLDS: "#d4edda", PARTLY: "#fff3cd", NOT_SHOWN: "#e2e3e5", FAILS: "#f8d7da", UNCHECKABLE: "#ffffff"}
@@ -82,12 +83,12 @@ def paper_numbers(paper: dict) -> Numbers:
                     rows.append({"task": task, "family": family, "kind": kind, "evaluated": evaluated,
                                  "reported_mean": mean, "reported_std": std})
     rinit = paper["table2"]["rows"]["random_init"]
-    rows += [{"task": t, "family": "s", "kind": "randinit_random", "evaluated": "retrained", "reported_mean": v,
+    rows += [{"task": t, "family": S, "kind": RANDINIT_RANDOM, "evaluated": "retrained", "reported_mean": v,
               "reported_std": np.nan} for t, v in rinit["values"].items()]
     summary = pd.DataFrame(rows)
     for family, tasks in paper["sizes_percent"].items():
         for task, (mean, std) in tasks.items():
-            sel = (summary["task"] == task) & (summary["family"] == family) & (summary["kind"] == "good")
+            sel = (summary["task"] == task) & (summary["family"] == family) & (summary["kind"] == GOOD)
             summary.loc[sel, ["paper_fraction_mean", "paper_fraction_std"]] = mean / 100, std / 100
             summary.loc[sel, ["whole_fraction_mean", "whole_fraction_std"]] = mean / 100 + 0.21, std / 100
     arch = paper["architecture"]
