@@ -371,9 +371,14 @@ def pattern_targets():
     return [LAYOUT.analysis_file("patterns_correlation", "json"), LAYOUT.figure_file("figure4_finetuned", "pdf")]
 
 
+# The family of the report summary's Figure 2: s-pruning's (the paper's headline), else the first retrained
+HEADLINE_FAMILY = S if S in RETRAIN_FAMILIES else next(iter(RETRAIN_FAMILIES), None)
+
+
 def analysis_targets():
     """Everything the analysis and report stages make for this configuration."""
     targets = [LAYOUT.analysis_file("claims", ext) for ext in ("html", "md", "json")]
+    targets.append(LAYOUT.analysis_file("report_summary", "html"))
     targets += [LAYOUT.table_file(name, ext) for name in table_names() for ext in ("csv", "md", "tex", "html")]
     figures = [f"fig2_{fam}" for fam in RETRAIN_FAMILIES + SEPARATE_FAMILIES]
     if has_mask_stats() or M in RETRAIN_FAMILIES:

@@ -35,6 +35,28 @@ rule claims:
         " --traces {input.traces} --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
+rule report_summary:
+    input:
+        claims=LAYOUT.analysis_file("claims", "json"),
+        metrics=LAYOUT.analysis_file("metrics", "parquet"),
+        figure=[LAYOUT.figure_file(f"fig2_{HEADLINE_FAMILY}", "png")] if HEADLINE_FAMILY else [],
+    output:
+        report(LAYOUT.analysis_file("report_summary", "html"), caption="../report/report_summary.rst",
+               category="1. Claims", labels={"name": "summary: what ran, the claims, Figure 2"}),
+    params:
+        model=config["model"],
+        figure=lambda wc, input: optional_flag("--figure", input.figure),
+    conda:
+        CONDA_ENV
+    log:
+        LAYOUT.log("report", "report_summary"),
+    benchmark:
+        LAYOUT.benchmark("report", "report_summary")
+    shell:
+        "python -m bertlottery report-summary --claims {input.claims} --metrics {input.metrics} --model '{params.model}'"
+        " {params.figure} --output {output} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
+
+
 rule tables:
     input:
         **mask_tables(),
