@@ -307,7 +307,8 @@ REJUDGED = {
                         "longer read as similar masks",
     "m-more-compression": "was the paper's 'kept - 21 %' scale, which shrinks with the model's prunable share; now "
                           "points of the prunable weights, the paper's formula beside",
-    "m-bad-cola-stsb": "was absolute points; now the gap relative to each task's own full - majority range",
+    "m-bad-cola-stsb": "was the s bad - m bad gap in absolute points; now m bad's score relative to each task's own "
+                       "full - majority range",
     "overlap-mlps": "a task keeping all (or none) of the MLPs in every seed fixes the overlap (p = 1 by "
                     "construction): such pairs cannot be checked instead of counting against the claim",
     "m-half": "was pooled over tasks at 40-60 %; now each task's blocks against the task's own sparsity, as the "
