@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "aggregate": ("bertlottery.analysis.aggregate", "all metric JSONs into one tidy table"),
     "stats": ("bertlottery.analysis.stats", "stability, overlaps, m-blocks, paired tests"),
     "claims": ("bertlottery.analysis.claims_report", "the paper's claims checked on our numbers"),
+    "report-summary": ("bertlottery.analysis.report_summary", "the report's opening page: what ran, the claims, Figure 2"),
     "tables": ("bertlottery.analysis.tables", "Table 2, Appendix C/E tables, sizes"),
     "figures": ("bertlottery.analysis.figures", "Figures 1, 2, 3, 5 and the Appendix B heatmaps"),
     "speed-report": ("bertlottery.analysis.speed_report", "the subnetwork_speed table and figure"),

@@ -156,3 +156,37 @@ def test_paper_results_are_consistent():
             for evaluated in ("pruned", "retrained"):
                 values = [v[0] for v in paper["performance"][family][kind][evaluated].values()]
                 assert np.mean(values) == pytest.approx(avg[family][kind][evaluated], abs=0.0015)
+
+
+def test_records_with_and_without_kept_predictions_give_the_same_rows(tmp_path):
+    """Per-example predictions (newer records) are read by the bootstrap, not the tidy table; older records
+    without them load as before."""
+    old = metrics_record("RTE", 1, "full", None, "full", 0.6)
+    new = old | {"seed": 2, "predictions": {"dev": {"predicted": "0110", "labels": "0100"}}}
+    paths = [tmp_path / "old.json", tmp_path / "new.json"]
+    for path, record in zip(paths, (old, new)):
+        path.write_text(json.dumps(record))
+    table = collect(paths)
+    assert list(table["seed"]) == [1, 2] and "predictions" not in table.columns
+    assert table.drop(columns=["seed", "source"]).iloc[0].equals(table.drop(columns=["seed", "source"]).iloc[1])
+
+
+def test_retrainings_far_above_their_full_models_training_loss_are_flagged(tmp_path):
+    """Rule: final training loss more than twice the full model's (same task and seed)."""
+    full = metrics_record("STS-B", 1, "full", None, "full", 0.83)
+    (tmp_path / "finetune").mkdir()
+    (tmp_path / "finetune" / "train_summary.json").write_text(json.dumps({"final_loss": 0.7}))
+    records = {"finetune/metrics.json": full}
+    for kind, loss in (("good", 0.8), ("bad", 1.76), ("random", None)):
+        record = metrics_record("STS-B", 1, "s", kind, "retrained", 0.5)
+        if loss is not None:
+            record["train"] = {"final_loss": loss}
+        records[f"{kind}.json"] = record
+    for name, record in records.items():
+        (tmp_path / name).write_text(json.dumps(record))
+    table = collect([tmp_path / name for name in records]).set_index("kind")
+    assert table.loc["none", "train_final_loss"] == 0.7 and not table.loc["none", "nonconverged"]
+    assert not table.loc["good", "nonconverged"] and table.loc["bad", "nonconverged"]
+    assert table.loc["bad", "train_loss_ratio"] == pytest.approx(1.76 / 0.7)
+    assert not table.loc["random", "nonconverged"]  # no loss recorded: not flagged
+    assert summarize(table.reset_index()).set_index("kind").loc["bad", "n_nonconverged"] == 1

@@ -49,7 +49,7 @@ def test_table2_truncates_ours_and_shows_paper_and_diff(summary):
     s_bad = summary[(summary.task == "CoLA") & (summary.family == "s") & (summary.kind == "bad")
                     & (summary.evaluated == "retrained")]["reported_mean"].item()
     label = paper["table2"]["rows"]["s_bad"]["label"]
-    assert _cell(display, label, "ours", "CoLA") == f"{TF.truncate2(s_bad):.2f}"
+    assert _cell(display, label, "ours", "CoLA") == f"{TF.truncate2(s_bad):.2f} ‡"  # s-bad beats m-bad: best
     assert _cell(display, label, "paper", "CoLA") == "0.40"
     diff = TF.truncate2(s_bad) - 0.40
     assert _cell(display, label, "diff", "CoLA") == f"{diff:+.2f}"
@@ -58,10 +58,15 @@ def test_table2_truncates_ours_and_shows_paper_and_diff(summary):
     assert any("0.24" in n and "typo" in n for n in notes)
     ri = paper["table2"]["rows"]["random_init"]["label"]
     assert _cell(display, ri, "ours", "RTE") == TF.MISSING
+    cbow = paper["table2"]["rows"]["cbow"]["label"]  # CoLA: CBOW 0.46 is the best baseline
+    assert _cell(display, cbow, "GLUE baseline (Wang et al., 2018)", "CoLA") == "0.46 †"
+    assert "marked ‡" in caption and "marked †" in caption
+    _, _, _, without_cola = T.table2(summary, paper, ["RTE"], truncate=True)
+    assert not any("typo" in n for n in without_cola)  # no note about a task the run lacks
     assert any("not in this run" in n and "SST-2" in n for n in notes)
     assert "Bad" in caption
     rounded = T.table2(summary, paper, ["CoLA", "RTE"], truncate=False)[1]
-    assert _cell(rounded, label, "ours", "CoLA") == f"{s_bad:.3f}"
+    assert _cell(rounded, label, "ours", "CoLA") == f"{s_bad:.3f} ‡"
     record = [r for r in long if r["row"] == label and r["task"] == "CoLA"][0]
     assert record["ours_mean"] == pytest.approx(s_bad) and record["paper_mean"] == 0.40
 

@@ -32,7 +32,8 @@ def _results(root: Path, tasks=("CoLA", "RTE"), seeds=(1, 2)) -> Path:
                                                     "subsampling": {"max_train_examples": 10}}))
         _write(root, L.data_splits(task) + "/train.safetensors", "not exported")
         for seed in seeds:
-            _write(root, L.full_metrics(task, seed), json.dumps({"task": task, "seed": seed}))
+            _write(root, L.full_metrics(task, seed), json.dumps({"task": task, "seed": seed, "predictions": {
+                "dev": {"predicted": "0110", "labels": "0100"}}}, indent=2))  # kept for a dev bootstrap
             _write(root, L.train_summary(task, seed))
             _write(root, L.train_log(task, seed), "step,loss\n")
             _write(root, L.speed_record(task, seed))
@@ -95,7 +96,7 @@ def test_unpack_restores_the_results_files_bit_for_bit(tmp_path):
     count = unpack([str(tmp_path / "b")], str(tmp_path / "restored"))
     assert count == len(_exported(tmp_path / "b")) - 1 - 6  # no bundle.json, no benchmarks
     for relative in ("masks/m/CoLA/seed2/random.safetensors", "masks/s/RTE/seed1/good.safetensors",
-                     "eval/m/bad/RTE/seed2/pruned.json"):
+                     "eval/m/bad/RTE/seed2/pruned.json", "finetune/RTE/seed1/metrics.json"):
         assert (tmp_path / "restored" / relative).read_bytes() == (results / relative).read_bytes()
 
 

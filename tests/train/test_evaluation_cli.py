@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from bertlottery.cli import main
+from bertlottery.glue.predictions import PREDICTIONS_FIELD, record_predictions, split_metrics
+from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import HeadMlpMask, WeightMask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.structure import prunable_parameters
@@ -133,3 +135,46 @@ def test_evaluation_commands_apply_training_tf32(tmp_path, classifier_dir, rte_s
         assert not torch.backends.cuda.matmul.allow_tf32  # the paper's fp32 again
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def recomputed_metrics(record, task):
+    """The record's metrics recomputed from its kept per-example predictions, split by split."""
+    spec = get_task(task)
+    out = {}
+    for split, (predicted, labels) in record_predictions(record, spec, "record").items():
+        suffix = "" if split == "dev" else "_" + split.removeprefix("dev_")
+        out |= {key + suffix: value for key, value in split_metrics(spec, predicted, labels).items()}
+    return out
+
+
+def test_records_keep_the_predictions_that_recompute_their_metrics(tmp_path, classifier_dir, rte_small):
+    full = evaluate("evaluate-full", classifier_dir, rte_small, tmp_path / "full.json")
+    paths = write_masks(tmp_path, classifier_dir)
+    pruned = evaluate("evaluate-pruned", classifier_dir, rte_small, tmp_path / "m.json", "--mask",
+                      str(paths["m/good"]), "--family", "m", "--kind", "good")
+    for record in (full, pruned):
+        assert set(record[PREDICTIONS_FIELD]) == {"dev"} and len(record[PREDICTIONS_FIELD]["dev"]["labels"]) == 48
+        recomputed = recomputed_metrics(record, "RTE")
+        assert recomputed == {k: v for k, v in record["metrics"].items() if k != "loss"}
+    assert full[PREDICTIONS_FIELD]["dev"]["labels"] == pruned[PREDICTIONS_FIELD]["dev"]["labels"]
+    again = evaluate("evaluate-full", classifier_dir, rte_small, tmp_path / "again.json")
+    assert without_wall_time(tmp_path / "again.json") == without_wall_time(tmp_path / "full.json")
+    assert again[PREDICTIONS_FIELD] == full[PREDICTIONS_FIELD]
+
+
+@pytest.mark.parametrize("task, num_labels", [("STS-B", 1), ("MNLI", 3)])
+def test_regression_and_two_split_records_recompute_their_metrics(tmp_path, tiny_model_dir, fixture_glue_dir, task,
+                                                                  num_labels):
+    """STS-B's scores (Pearson, Spearman) and MNLI's matched and mismatched splits."""
+    from bertlottery.glue.prepare import prepare_data
+
+    data = tmp_path / "data"
+    prepare_data(task, str(tiny_model_dir), data, glue_dir=fixture_glue_dir, max_train_examples=16,
+                 max_dev_examples=40, subsample_seed=0, max_seq_length=64)
+    torch.manual_seed(0)
+    load_classifier(tiny_model_dir, num_labels).save_pretrained(tmp_path / "model")
+    main(["evaluate-full", "--task", task, "--seed", "1", "--data-dir", str(data), "--model-dir",
+          str(tmp_path / "model"), "--training", json.dumps(training_defaults()), "--output", str(tmp_path / "r.json")])
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert set(record[PREDICTIONS_FIELD]) == set(get_task(task).dev_splits)
+    assert recomputed_metrics(record, task) == {k: v for k, v in record["metrics"].items() if not k.startswith("loss")}

@@ -13,6 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from bertlottery.glue.predictions import record_predictions
+from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import HeadMlpMask, WeightMask
 from bertlottery.modeling.loading import load_classifier
 from bertlottery.modeling.structure import (
@@ -66,6 +68,8 @@ def test_m_mask_weights_stay_zero_after_retraining(tmp_path, tiny_model_dir, rte
     record = json.loads((out / "metrics.json").read_text())
     assert record["evaluated"] == "retrained" and record["family"] == "m"
     assert record["mask_size"]["prunable_kept"] == mask.kept
+    predicted, labels = record_predictions(record, get_task("RTE"), "retrained")["dev"]  # for a dev bootstrap
+    assert len(predicted) == record["n_examples"] and labels.size == predicted.size
 
 
 def test_s_mask_heads_and_mlps_stay_removed_after_retraining(tmp_path, tiny_model_dir, rte_small):

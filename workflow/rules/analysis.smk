@@ -11,6 +11,7 @@ rule aggregate:
         table_csv=LAYOUT.analysis_file("metrics", "csv"),
         summary=LAYOUT.analysis_file("summary", "parquet"),
         summary_csv=LAYOUT.analysis_file("summary", "csv"),
+        dev_bootstrap=LAYOUT.analysis_file("dev_bootstrap", "parquet"),
     params:
         out_dir=output_dir,
     conda:

@@ -280,6 +280,15 @@ def mask_table_args():
     return " ".join(f"--{name} {path}" for name, path in mask_tables().items())
 
 
+def mask_pair_tables():
+    """The per-seed-pair agreement table (claims), when there are head/MLP masks to analyse."""
+    return {"stability_pairs": LAYOUT.analysis_file("stability_pairs", "parquet")} if has_mask_stats() else {}
+
+
+def mask_pair_args():
+    return " ".join(f"--stability-pairs {path}" for path in mask_pair_tables().values())
+
+
 def optional_flag(flag, paths):
     return f"{flag} {paths[0]}" if paths else ""
 
@@ -368,9 +377,14 @@ def pattern_targets():
     return [LAYOUT.analysis_file("patterns_correlation", "json"), LAYOUT.figure_file("figure4_finetuned", "pdf")]
 
 
+# The family of the report summary's Figure 2: s-pruning's (the paper's headline), else the first retrained
+HEADLINE_FAMILY = S if S in RETRAIN_FAMILIES else next(iter(RETRAIN_FAMILIES), None)
+
+
 def analysis_targets():
     """Everything the analysis and report stages make for this configuration."""
     targets = [LAYOUT.analysis_file("claims", ext) for ext in ("html", "md", "json")]
+    targets.append(LAYOUT.analysis_file("report_summary", "html"))
     targets += [LAYOUT.table_file(name, ext) for name in table_names() for ext in ("csv", "md", "tex", "html")]
     figures = [f"fig2_{fam}" for fam in RETRAIN_FAMILIES + SEPARATE_FAMILIES]
     if has_mask_stats() or M in RETRAIN_FAMILIES:

@@ -5,8 +5,11 @@
 rule claims:
     input:
         **mask_tables(),
+        **mask_pair_tables(),
         **f_stats_tables(),
         summary=LAYOUT.analysis_file("summary", "parquet"),
+        metrics=LAYOUT.analysis_file("metrics", "parquet"),
+        dev_bootstrap=LAYOUT.analysis_file("dev_bootstrap", "parquet"),
         tests=LAYOUT.analysis_file("paired_tests", "parquet"),
         m_blocks=M_BLOCKS,
         traces=s_traces(),
@@ -16,7 +19,7 @@ rule claims:
         md=LAYOUT.analysis_file("claims", "md"),
         json=LAYOUT.analysis_file("claims", "json"),
     params:
-        masks=mask_table_args(),
+        masks=mask_table_args() + " " + mask_pair_args(),
         f_stats=f_stats_args,
         blocks=lambda wc, input: optional_flag("--m-blocks", input.m_blocks),
         alpha=config["analysis"]["alpha"],
@@ -28,8 +31,30 @@ rule claims:
     benchmark:
         LAYOUT.benchmark("report", "claims")
     shell:
-        "python -m bertlottery claims --summary {input.summary} --tests {input.tests} {params.masks} {params.f_stats} {params.blocks}"
+        "python -m bertlottery claims --summary {input.summary} --metrics {input.metrics} --dev-bootstrap {input.dev_bootstrap} --tests {input.tests} {params.masks} {params.f_stats} {params.blocks}"
         " --traces {input.traces} --alpha {params.alpha} --out-dir {params.out_dir} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
+
+
+rule report_summary:
+    input:
+        claims=LAYOUT.analysis_file("claims", "json"),
+        metrics=LAYOUT.analysis_file("metrics", "parquet"),
+        figure=[LAYOUT.figure_file(f"fig2_{HEADLINE_FAMILY}", "png")] if HEADLINE_FAMILY else [],
+    output:
+        report(LAYOUT.analysis_file("report_summary", "html"), caption="../report/report_summary.rst",
+               category="1. Claims", labels={"name": "summary: what ran, the claims, Figure 2"}),
+    params:
+        model=config["model"],
+        figure=lambda wc, input: optional_flag("--figure", input.figure),
+    conda:
+        CONDA_ENV
+    log:
+        LAYOUT.log("report", "report_summary"),
+    benchmark:
+        LAYOUT.benchmark("report", "report_summary")
+    shell:
+        "python -m bertlottery report-summary --claims {input.claims} --metrics {input.metrics} --model '{params.model}'"
+        " {params.figure} --output {output} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
 rule tables:

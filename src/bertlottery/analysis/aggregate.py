@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from bertlottery.analysis.dev_bootstrap import dev_bootstrap
 from bertlottery.errors import BertLotteryError
 from bertlottery.families import FAMILIES
 from bertlottery.glue.tasks import GLUE_TASKS
@@ -29,6 +30,8 @@ KEYS = ["task", "seed", "family", "kind", "evaluated"]
 REQUIRED = ["task", "seed", "family", "evaluated", "metrics", "reported_metric", "reported"]
 MASK_SIZE_KEYS = ["heads_kept", "heads_total", "mlps_kept", "mlps_total", "params_kept", "params_total",
                   "prunable_kept", "prunable_total", "paper_fraction"]
+# A retraining counts as not converged when its final training loss exceeds its full model's by this factor
+NONCONVERGED_RATIO = 2.0
 NO_KIND = "none"  # the full model has no mask kind; a string keeps group-bys and CSV round trips simple
 FAMILY_ORDER = ["full", *FAMILIES]
 KIND_ORDER = [NO_KIND, "good", "random", "bad"]
@@ -42,6 +45,23 @@ def task_order(tasks) -> list[str]:
     return known + [t for t in tasks if t not in known]
 
 
+def run_keys(record: dict) -> dict:
+    """The key columns (KEYS) of a metrics record; `kind` is a mask kind (pruned runs) or a variant
+    (retrained runs): the runs' one axis in the tables."""
+    return {"task": record["task"], "seed": int(record["seed"]), "family": record["family"],
+            "kind": record.get("variant") or record.get("kind") or NO_KIND, "evaluated": record["evaluated"]}
+
+
+def train_loss(record: dict, source: str) -> float:
+    """The final training loss of the run: a retraining's record carries it; a full model's is in the
+    train_summary.json beside its metrics.json (NaN where neither is found)."""
+    loss = (record.get("train") or {}).get("final_loss")
+    if loss is None and record.get("evaluated") == "full":
+        summary = Path(source).with_name("train_summary.json")
+        loss = read_json(summary).get("final_loss") if summary.is_file() else None
+    return np.nan if loss is None else float(loss)
+
+
 def metric_row(record: dict, source: str) -> dict:
     """One tidy row of a metrics JSON: keys, reported metric, every flat metric, mask sizes."""
     missing = [key for key in REQUIRED if key not in record]
@@ -49,13 +69,7 @@ def metric_row(record: dict, source: str) -> dict:
         raise BertLotteryError(f"{source}: metrics JSON lacks key(s) {missing}; expected the package contract")
     if not isinstance(record["metrics"], dict):
         raise BertLotteryError(f"{source}: 'metrics' is {type(record['metrics']).__name__}, expected an object")
-    row = {
-        "task": record["task"],
-        "seed": int(record["seed"]),
-        "family": record["family"],
-        # a mask kind (pruned runs) or a variant (retrained runs): the runs' one axis in the tables
-        "kind": record.get("variant") or record.get("kind") or NO_KIND,
-        "evaluated": record["evaluated"],
+    row = run_keys(record) | {
         "reported_metric": record["reported_metric"],
         "reported": float(record["reported"]),
         "stop_metric": record.get("stop_metric"),
@@ -66,13 +80,16 @@ def metric_row(record: dict, source: str) -> dict:
     size = record.get("mask_size") or {}
     row |= {key: size.get(key, np.nan) for key in MASK_SIZE_KEYS}
     row |= {key: record.get(key) for key in ("wall_time_s", "device", "config_hash")}
+    row["train_final_loss"] = train_loss(record, source)
     row["source"] = source
     return row
 
 
-def collect(paths) -> pd.DataFrame:
-    """The tidy table of the given metrics JSON files (one row each), sorted for stable output."""
-    rows = [metric_row(upgrade_record(read_json(path)), str(path)) for path in paths]
+def collect(paths, records: list[dict] | None = None) -> pd.DataFrame:
+    """The tidy table of the given metrics JSON files (one row each, read here unless `records` are the
+    files' contents), sorted for stable output; each retraining flagged when it did not converge."""
+    records = [read_json(path) for path in paths] if records is None else records
+    rows = [metric_row(upgrade_record(record), str(path)) for record, path in zip(records, paths)]
     if not rows:
         raise BertLotteryError("no metrics JSON files given; expected at least the full models' metrics.json")
     table = pd.DataFrame(rows)
@@ -80,7 +97,17 @@ def collect(paths) -> pd.DataFrame:
     if duplicated.any():
         clash = table.loc[duplicated, KEYS + ["source"]].to_string(index=False)
         raise BertLotteryError(f"two metrics files describe the same run:\n{clash}")
-    return sort_table(table)
+    return sort_table(flag_nonconverged(table))
+
+
+def flag_nonconverged(table: pd.DataFrame) -> pd.DataFrame:
+    """`nonconverged`: a retraining whose final training loss is more than NONCONVERGED_RATIO times its
+    full model's (same task and seed); False where either loss is unknown (docs/protocol.md §Statistics)."""
+    full = table[table["evaluated"] == "full"].set_index(["task", "seed"])["train_final_loss"]
+    reference = pd.Series([full.get((t, s), np.nan) for t, s in zip(table["task"], table["seed"])], index=table.index)
+    ratio = table["train_final_loss"] / reference
+    return table.assign(train_loss_ratio=ratio,
+                        nonconverged=(table["evaluated"] == "retrained") & (ratio > NONCONVERGED_RATIO))
 
 
 def sort_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -107,13 +134,17 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     n_seeds says how many seeds went in; with one seed the std is NaN (undefined), not 0.
     """
     group = ["task", "family", "kind", "evaluated"]
-    values = [c for c in table.columns if c.startswith("metric_") or c in MASK_SIZE_KEYS or c == "reported"]
+    values = [c for c in table.columns
+              if c.startswith("metric_") or c in MASK_SIZE_KEYS or c in ("reported", "train_final_loss")]
     grouped = table.groupby(group, sort=False)
     means = grouped[values].mean().add_suffix("_mean")
     stds = grouped[values].std(ddof=1).add_suffix("_std")
-    out = pd.concat([grouped["seed"].count().rename("n_seeds"),
-                     grouped["seed"].agg(lambda s: " ".join(map(str, sorted(s)))).rename("seeds"),
-                     grouped["reported_metric"].first(), means, stds], axis=1).reset_index()
+    parts = [grouped["seed"].count().rename("n_seeds"),
+             grouped["seed"].agg(lambda s: " ".join(map(str, sorted(s)))).rename("seeds"),
+             grouped["reported_metric"].first(), means, stds]
+    if "nonconverged" in table:
+        parts.append(grouped["nonconverged"].sum().astype(int).rename("n_nonconverged"))
+    out = pd.concat(parts, axis=1).reset_index()
     return sort_table(out)
 
 
@@ -188,7 +219,11 @@ def main_aggregate(argv: list[str]) -> None:
     parser.add_argument("--inputs", nargs="*", default=[], help="metrics JSON files")
     parser.add_argument("--out-dir", default=Layout().analysis_dir())
     args = parser.parse_args(argv)
-    table = collect(args.inputs)
+    records = [upgrade_record(read_json(path)) for path in args.inputs]
+    table = collect(args.inputs, records)
     summary = summarize(table)
+    boot = dev_bootstrap(list(zip(records, args.inputs)), run_keys)
     written = write_frame(table, Path(args.out_dir) / "metrics") + write_frame(summary, Path(args.out_dir) / "summary")
+    boot.to_parquet(Path(args.out_dir) / "dev_bootstrap.parquet", index=False)
+    written.append(Path(args.out_dir) / "dev_bootstrap.parquet")
     print(f"{len(table)} runs, {len(summary)} run types -> " + ", ".join(map(str, written)))

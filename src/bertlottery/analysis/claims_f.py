@@ -8,45 +8,47 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bertlottery.analysis.claims import (
-    COMPETITIVE,
+    TRAINABLE_SHARE,
     Numbers,
-    Verdict,
-    _cannot,
-    claim_cochran_differs,
     claim_good_beats,
     claim_s_bad_trainable,
     claim_s_random_on_par,
 )
+from bertlottery.analysis.claims_catalog import Claim
+from bertlottery.analysis.claims_masks import claim_cochran_differs
+from bertlottery.analysis.verdicts import Verdict, cannot
+from bertlottery.families import FISHER
 
 SECTION = "beyond: f-pruning"
 
 
 def has_f(n: Numbers) -> bool:
-    return "family" in n.summary and (n.summary["family"] == "f").any()
+    return "family" in n.summary and (n.summary["family"] == FISHER).any()
 
 
 def claim_f_unstable(n: Numbers, alpha: float) -> Verdict:
     if n.stability_f is None:
-        return _cannot("no stability statistics of the f-good masks")
+        return cannot("no stability statistics of the f-good masks")
     verdict = claim_cochran_differs(replace(n, stability=n.stability_f), alpha)
     heads = n.stability_f[n.stability_f["unit"] == "heads"]
     verdict.evidence["kappa"] = dict(zip(heads["task"], heads["kappa"]))
     return verdict
 
 
-def f_claims(alpha: float, par_tolerance: float) -> list[tuple]:
-    """(id, section, claim, how we check it, function of Numbers -> Verdict), as claims.claim_list."""
+def f_claims(alpha: float, par_tolerance: float) -> list[Claim]:
+    """The f-family's claims, as claims_catalog.claim_list."""
+    beyond = "beyond the paper: the s-family's claim asked of f-pruning"
     return [
-        ("f-good-best-pruned", SECTION, "Fisher-found (f) 'good' subnetworks beat similarly-sized random and 'bad' "
-         "ones (pruned)", f"most tasks: f good pruned > f random and f bad pruned by > {par_tolerance}",
-         lambda n: claim_good_beats(n, "f", "pruned", par_tolerance)),
-        ("f-random-on-par", SECTION, "random f-sized subnetworks (retrained) perform on par with f 'good' ones",
-         f"most tasks: f good retrained - f random retrained <= {par_tolerance}",
-         lambda n: claim_s_random_on_par(n, par_tolerance, family="f")),
-        ("f-bad-trainable", SECTION, "even the worst ('bad') f-subnetworks remain highly trainable",
-         f"most tasks: f bad retrained >= majority baseline + {COMPETITIVE}",
-         lambda n: claim_s_bad_trainable(n, family="f")),
-        ("f-cochran-unstable", SECTION, "f 'good' head masks also differ across seeds (Cochran's Q), as s-masks do",
-         f"every task: Cochran's Q over all seeds of the f-good head masks rejects (p < {alpha}); Fleiss' kappa "
-         "in the evidence", lambda n: claim_f_unstable(n, alpha)),
+        Claim("f-good-best-pruned", SECTION, "Fisher-found (f) 'good' subnetworks beat similarly-sized random and "
+              "'bad' ones (pruned)", beyond, f"most tasks: f good - random and good - bad pruned above "
+              f"{100 * par_tolerance:.0f} points (interval)", lambda n: claim_good_beats(n, FISHER, "pruned", par_tolerance)),
+        Claim("f-random-on-par", SECTION, "random f-sized subnetworks (retrained) perform on par with f 'good' ones",
+              beyond, f"most tasks: f good - f random retrained below {100 * par_tolerance:.0f} points (interval)",
+              lambda n: claim_s_random_on_par(n, par_tolerance, family=FISHER)),
+        Claim("f-bad-trainable", SECTION, "even the worst ('bad') f-subnetworks remain highly trainable", beyond,
+              f"most tasks: f bad retrained recovers >= {TRAINABLE_SHARE:.0%} of the full model's gain over the "
+              "majority class (interval)", lambda n: claim_s_bad_trainable(n, family=FISHER)),
+        Claim("f-cochran-unstable", SECTION, "f 'good' head masks also differ across seeds (Cochran's Q), as s-masks do",
+              beyond, f"every task: Cochran's Q over all seeds of the f-good head masks p < {alpha}; Fleiss' kappa "
+              "in the evidence", lambda n: claim_f_unstable(n, alpha)),
     ]

@@ -204,13 +204,16 @@ def _bars(ax, summary, paper, family, task, glove_value) -> None:
 
 
 def _figure2_title(summary, family, task) -> str:
-    """'Task (x%, std y%)': the good subnetwork's '% surviving weights' as in the paper."""
+    """'Task (x%, std y%)': the share of the prunable weights the good subnetwork keeps. The paper's titles
+    give kept / all parameters - 21 %, its model's embedding share, which misstates a model whose
+    embeddings are a different share (tables/sizes.* has both)."""
     for evaluated in ("pruned", "retrained"):
         row = lookup(summary, task, family, "good", evaluated)
-        if row is not None and pd.notna(row.get("paper_fraction_mean")):
-            std = row["paper_fraction_std"]
-            sd = f", std {100 * std:.0f}%" if pd.notna(std) else ""
-            return f"{task} ({100 * row['paper_fraction_mean']:.0f}%{sd})"
+        if row is not None and pd.notna(row.get("prunable_kept_mean")) and row.get("prunable_total_mean"):
+            total = row["prunable_total_mean"]
+            std = row.get("prunable_kept_std")
+            sd = f", std {100 * std / total:.0f}%" if pd.notna(std) else ""
+            return f"{task} ({100 * row['prunable_kept_mean'] / total:.0f}% of prunable{sd})"
     return task
 
 

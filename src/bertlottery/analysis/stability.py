@@ -45,11 +45,32 @@ def cochran_q_test(matrix: np.ndarray) -> tuple[float, int, float, str]:
     return float(result.statistic), int(result.df), float(result.pvalue), ""
 
 
+def cohen_kappa_binary(a: np.ndarray, b: np.ndarray) -> float:
+    """Cohen's kappa of two 0/1 vectors: agreement beyond chance (NaN when chance agreement is 1)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    observed = float((a == b).mean())
+    chance = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
+    return np.nan if chance == 1 else (observed - chance) / (1 - chance)
+
+
+def pair_agreement(a: np.ndarray, b: np.ndarray) -> dict:
+    """Which elements two seeds' masks share: Cohen's kappa and the kept overlap against its
+    hypergeometric expectation (one-sided p of sharing more kept elements than chance). Cochran's Q on
+    two seeds (McNemar's test) asks only whether they keep the same *number* of elements."""
+    counts = overlap_counts(a, b)
+    degenerate = counts["n_a"] in (0, counts["total"]) or counts["n_b"] in (0, counts["total"])
+    return {"kept_a": counts["n_a"], "kept_b": counts["n_b"], "shared": counts["overlap"],
+            "shared_expected": counts["expected"], "kappa": cohen_kappa_binary(a, b),
+            "shared_p": np.nan if degenerate else counts["p"],
+            "agreement_reason": "a seed keeps all or none: overlap fixed by the counts" if degenerate else ""}
+
+
 def stability(masks: MaskSet, alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per task and unit: Fleiss' kappa and Cochran's Q over all seeds, and Q for every seed pair.
 
     A pair counts as 'similar' when its Q test does not reject (p >= alpha), the original notebook's
-    reading. Statistically a non-rejection does not show similarity; we only count it.
+    reading. Statistically a non-rejection does not show similarity; we only count it. Which elements a
+    pair shares is in the pair's Cohen's kappa and hypergeometric overlap test (`pair_agreement`).
     """
     rows, pair_rows = [], []
     for task, by_seed in masks.items():
@@ -64,7 +85,7 @@ def stability(masks: MaskSet, alpha: float = 0.05) -> tuple[pd.DataFrame, pd.Dat
                 pairs.append(pp)
                 pair_rows.append({"task": task, "unit": unit, "seed_a": seeds[a], "seed_b": seeds[b],
                                   "q": pq, "p": pp, "similar": bool(pp >= alpha) if np.isfinite(pp) else None,
-                                  "reason": p_reason})
+                                  "reason": p_reason} | pair_agreement(matrix[:, a], matrix[:, b]))
             defined = [p_ for p_ in pairs if np.isfinite(p_)]
             rows.append({
                 "task": task, "unit": unit, "n_seeds": len(seeds), "n_units": matrix.shape[0],

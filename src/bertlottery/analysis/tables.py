@@ -94,8 +94,6 @@ def table2(summary: pd.DataFrame, paper: dict, tasks: list[str], truncate: bool)
         "Rows 'bad' and 'random init' are retrained (re-fine-tuned) subnetworks; ours are means over our seeds.",
         ("Numbers truncated (not rounded) to 2 decimals, as the paper prints them (analysis.truncate_table2)."
          if truncate else "Numbers rounded to 3 decimals (analysis.truncate_table2: false)."),
-        "The paper prints 0.24 for CoLA m-bad: a typo for 0.02 (repo mean 0.02475, Figure 2b shows a bar near 0.02, "
-        "and the row average 0.51 is only consistent with about 0.025); the corrected 0.02 is shown.",
         "GLUE baselines (majority class, CBOW, BiLSTM+GloVe, BiLSTM+ELMo) are dev results of Wang et al. (2018), "
         "quoted from the paper; they are not re-run.",
         "The paper's printed CBOW average (0.61) differs from the mean of its row (0.66); the paper's footnote 6, "
@@ -103,6 +101,10 @@ def table2(summary: pd.DataFrame, paper: dict, tasks: list[str], truncate: bool)
         "Avg: over the tasks shown (paper: the same tasks; its 9-task averages are "
         + ", ".join(f"{t2[k]['label']} {t2[k]['average']:.2f}" for k in t2) + ").",
     ] + _not_run_note(paper, tasks)
+    if "CoLA" in tasks:
+        notes.insert(2, "The paper prints 0.24 for CoLA m-bad: a typo for 0.02 (repo mean 0.02475, Figure 2b shows a "
+                     "bar near 0.02, and the row average 0.51 is only consistent with about 0.025); the corrected "
+                     "0.02 is shown.")
     f_bad = ours_of(summary, tasks, FISHER, "bad", "retrained")
     if f_bad:  # beyond the paper: the Fisher finder's bad subnetworks (optional family f), ours only
         d, lg = compare_block("f-pruning 'bad' (Fisher, beyond the paper)", tasks, f_bad, {}, with_std=False,
@@ -113,7 +115,34 @@ def table2(summary: pd.DataFrame, paper: dict, tasks: list[str], truncate: bool)
                      "(Kwon et al. 2022), sized like s-good, retrained; its paper and diff rows stay empty.")
     if not ours_of(summary, tasks, S, RANDINIT_RANDOM, "retrained"):
         notes.append("Random init + random s-pruning was not run (retrain.random_init_random_s: false).")
-    return long, _finish(display, tasks), paper["table2"]["caption"], notes
+    notes.append("Per task, † marks the best GLUE baseline and ‡ our best subnetwork row (the paper bolds and "
+                 "underlines them).")
+    caption = (paper["table2"]["caption"].replace("(the best one is underlined)", "(the best of ours is marked ‡)")
+               .replace("(the best one is bolded)", "(the best one is marked †)"))
+    return long, _finish(mark_best(display, tasks), tasks), caption, notes
+
+
+def mark_best(display: list[dict], tasks: list[str]) -> list[dict]:
+    """Table 2's marks: per task, † after the best GLUE baseline and ‡ after our best subnetwork row."""
+    baselines = [r for r in display if str(r.get("source", "")).startswith("GLUE baseline")]
+    ours = [r for r in display if r.get("source") == "ours"]
+    for rows, mark in ((baselines, " †"), (ours, " ‡")):
+        for task in tasks:
+            values = [(_number(r.get(task)), r) for r in rows]
+            values = [(v, r) for v, r in values if v is not None]
+            if values:
+                best = max(v for v, _ in values)
+                for v, r in values:
+                    if v == best:
+                        r[task] = f"{r[task]}{mark}"
+    return display
+
+
+def _number(text) -> float | None:
+    try:
+        return float(str(text).split()[0])
+    except (ValueError, IndexError):
+        return None
 
 
 def family_table(summary: pd.DataFrame, paper: dict, tasks: list[str], family: str) -> tuple:
@@ -277,13 +306,23 @@ def stability_table(stability: pd.DataFrame, paper: dict, tasks: list[str], fami
              "The paper's range 0.15-0.32 for kappa includes the exploratory HANS masks (0.150).",
              "Undefined statistics (fewer than 2 seeds, identical or constant masks) are shown as '–'; the "
              "reasons are in results/analysis/stability.csv."]
-    notes += _not_run_note(paper, tasks)
+    notes += _not_run_note(paper, tasks) + _undefined_notes(stability, tasks)
     if family == FISHER:
         notes = ["Family f (Fisher-based, beyond the paper): the paper has no such masks, so its columns are "
                  "empty; reasons for undefined statistics are in results/analysis/f_stability.csv."] + [
             n for n in notes if "HANS" not in n and "reasons are in" not in n]
         return pd.DataFrame(long), pd.DataFrame(rows), "Beyond the paper: stability of f-pruning masks across seeds", notes
     return pd.DataFrame(long), pd.DataFrame(rows), "Paper §5.1: stability of s-pruning masks across seeds", notes
+
+
+def _undefined_notes(stability: pd.DataFrame, tasks: list[str]) -> list[str]:
+    """Each task whose kappa or Q is undefined, named with the reason (it drops out of the claims on them)."""
+    notes = []
+    for r in stability[stability["task"].isin(tasks)].itertuples():
+        for stat, reason in (("kappa", getattr(r, "kappa_reason", "")), ("Q", getattr(r, "q_reason", ""))):
+            if isinstance(reason, str) and reason:
+                notes.append(f"{r.task} {r.unit}: {stat} undefined ({reason}).")
+    return notes
 
 
 def _stat(value, spec: str) -> str:

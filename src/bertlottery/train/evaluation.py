@@ -15,6 +15,7 @@ import torch
 from bertlottery.errors import BertLotteryError
 from bertlottery.families import VARIANTS
 from bertlottery.glue import metrics as M
+from bertlottery.glue.predictions import PREDICTIONS_FIELD, encode_split
 from bertlottery.glue.splits import TokenizedSplit, load_split
 from bertlottery.glue.tasks import TaskSpec, get_task
 from bertlottery.io import write_json
@@ -91,9 +92,25 @@ def split_metrics(
     progress: bool = False,
 ) -> dict[str, float]:
     """The task's metrics and the mean loss of `model` on one split."""
+    return split_evaluation(model, spec, split, batch_size=batch_size, precision=precision,
+                            padding_free=padding_free, progress=progress)[0]
+
+
+def split_evaluation(
+    model: torch.nn.Module,
+    spec: TaskSpec,
+    split: TokenizedSplit,
+    *,
+    batch_size: int = 64,
+    precision: str = "fp32",
+    padding_free: bool = True,
+    progress: bool = False,
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The task's metrics and mean loss on one split, and its per-example predictions (glue/predictions.py)."""
     pred = predict(model, split, batch_size=batch_size, precision=precision, padding_free=padding_free,
                    progress=progress)
-    return M.task_metrics(spec, pred.logits, pred.labels) | {"loss": pred.loss}
+    values = M.task_metrics(spec, pred.logits, pred.labels) | {"loss": pred.loss}
+    return values, encode_split(spec, pred.logits, pred.labels)
 
 
 def evaluate_splits(
@@ -105,19 +122,21 @@ def evaluate_splits(
     precision: str = "fp32",
     padding_free: bool = True,
     progress: bool = True,
-) -> tuple[dict[str, float], int]:
-    """Flat metrics over the task's dev splits (MNLI's mismatched split gets an `_mm` suffix)."""
+) -> tuple[dict[str, float], int, dict[str, dict[str, str]]]:
+    """Flat metrics over the task's dev splits (MNLI's mismatched split gets an `_mm` suffix), the number
+    of dev examples, and each split's per-example predictions (keyed by split name)."""
     out: dict[str, float] = {}
+    kept: dict[str, dict[str, str]] = {}
     n_examples = 0
     for split_name in spec.dev_splits:
         split = load_split(data_dir, split_name)
-        values = split_metrics(model, spec, split, batch_size=batch_size, precision=precision,
-                               padding_free=padding_free, progress=progress)
+        values, kept[split_name] = split_evaluation(model, spec, split, batch_size=batch_size, precision=precision,
+                                                    padding_free=padding_free, progress=progress)
         suffix = "" if split_name == "dev" else "_" + split_name.removeprefix("dev_")
         out |= {key + suffix: value for key, value in values.items()}
         if split_name == "dev":
             n_examples = len(split)
-    return out, n_examples
+    return out, n_examples, kept
 
 
 def metrics_record(
@@ -191,9 +210,10 @@ def evaluate_and_write(
     extra: dict | None = None,
     variant: str | None = None,
 ) -> dict:
-    """Dev metrics of `model` as a metrics record (plus the `extra` keys), written to `output`: the one
-    evaluation of evaluate-full, evaluate-pruned and retraining."""
-    values, n = evaluate_splits(
+    """Dev metrics of `model` as a metrics record (plus the `extra` keys and the per-example predictions a
+    dev-set bootstrap needs), written to `output`: the one evaluation of evaluate-full, evaluate-pruned
+    and retraining."""
+    values, n, kept = evaluate_splits(
         model, spec, data_dir, batch_size=settings.eval_batch_size, precision=settings.precision,
         padding_free=settings.padding_free,
     )
@@ -202,6 +222,7 @@ def evaluate_and_write(
         mask_size=mask_size, started=started, device=device, settings=settings, variant=variant,
     )
     record |= extra or {}
+    record[PREDICTIONS_FIELD] = kept  # last: the long strings after every number a reader looks for
     write_json(output, record)
     return record
 
