@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bertlottery.bundle.cli import main_bundle
-from bertlottery.bundle.config import resolved_config, study_config
+from bertlottery.bundle.config import fill_defaults, resolved_config, study_config
 from bertlottery.bundle.export import export
 from bertlottery.bundle.manifest import verify, write_manifest
 from bertlottery.bundle.unpack import unpack
@@ -207,12 +207,19 @@ def test_bundle_settings_absent_or_machine_paths(tmp_path):
     assert config["patterns"]["labelled_dir"] is None
     with pytest.raises(BertLotteryError, match=r"patterns.labelled_dir \(set vs not set\)"):
         study_config([str(tmp_path / "a"), str(tmp_path / "c")])
-    # a key an older bertlottery did not write is named as absent, with both versions
+    # a section an older bertlottery did not write reads as the schema's defaults: equal to a bundle that
+    # records them, and named (with both versions) beside one that does not
     info = json.loads((tmp_path / "c" / "bundle.json").read_text())
     del info["config"]["speed"]
     (tmp_path / "c" / "bundle.json").write_text(json.dumps(info))
     write_manifest(tmp_path / "c")
-    with pytest.raises(BertLotteryError, match=r"speed \(\{.*\} vs absent\) \(bertlottery .* vs .*\)"):
+    assert study_config([str(tmp_path / "c"), str(tmp_path / "c")])["speed"] == fill_defaults({})["speed"]
+    info = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    info["config"]["speed"]["enabled"] = True
+    info["config"]["patterns"]["labelled_dir"] = None
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps(info))
+    write_manifest(tmp_path / "b")
+    with pytest.raises(BertLotteryError, match=r"speed.enabled \(true vs false\) \(bertlottery .* vs .*\)"):
         study_config([str(tmp_path / "b"), str(tmp_path / "c")])
 
 

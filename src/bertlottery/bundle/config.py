@@ -215,7 +215,8 @@ def bundle_info(directory: str) -> dict:
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     """Settings (dotted keys) that differ between two configs, with both values; a key only one of them
-    has is named as absent (a bundle exported by an older bertlottery may lack a newer key)."""
+    has is named as absent (the configs are compared with the schema's defaults filled in, so a key an
+    older bertlottery did not write reads as its default)."""
     keys = sorted(set(a) | set(b))
     out = []
     for key in keys:
@@ -246,6 +247,8 @@ def study_config(bundles: list[str]) -> dict:
     if not bundles:
         raise BertLotteryError("config key bundles: empty; expected one or more bundle folders")
     infos = [(str(b), bundle_info(str(b))) for b in bundles]
+    for _, info in infos:  # a key added since a bundle was written reads as its default (chunks span versions)
+        info["config"] = fill_defaults(info["config"])
     first_dir, first = infos[0]
     config = copy.deepcopy(first["config"])
     order = list(config.get("tasks") or [])
