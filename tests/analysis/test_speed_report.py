@@ -74,3 +74,15 @@ def test_bad_speed_json_names_the_file(tmp_path):
     path.write_text(json.dumps({"task": "RTE", "seed": 1}))
     with pytest.raises(BertLotteryError, match="speed.json: speed JSON lacks 'rows'"):
         speed_rows([path])
+
+
+def test_the_table_notes_say_when_the_gpu_was_shared():
+    from bertlottery.analysis.speed_report import machine_notes
+
+    alone = {"task": "RTE", "seed": 1, "device": "NVIDIA H100", "cpu": "x", "torch_threads": 1, "torch": "2",
+             "cuda": "12.8", "jobs_per_gpu": 1}
+    shared = alone | {"seed": 2, "jobs_per_gpu": 3}
+    notes = machine_notes([alone, shared])
+    assert len(notes) == 2 and "shared" not in notes[0]
+    assert "the GPU was shared by up to 3 jobs (BERTLOTTERY_JOBS_PER_GPU=3)" in notes[1]
+    assert "shared" not in " ".join(machine_notes([{k: v for k, v in alone.items() if k != "jobs_per_gpu"}]))
