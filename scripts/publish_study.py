@@ -56,9 +56,13 @@ CLAIMS_START, CLAIMS_END = "<!-- claims:start -->", "<!-- claims:end -->"
 
 def claims_table(claims_json: Path) -> str:
     """A Markdown table of the claims check: section, claim, verdict and reason here, verdict on the paper's."""
-    rows = ["| § | claim | here | our numbers | on the paper's numbers |", "|---|---|---|---|---|"]
+    from bertlottery.analysis.claims_report import MARK
+
+    rows = ["| § | claim | here | effect and uncertainty | on the paper's numbers |", "|---|---|---|---|---|"]
     for claim in json.loads(claims_json.read_text())["claims"]:
-        cells = [claim["section"], claim["claim"], f"**{claim['verdict']}**", claim["reason"], claim["paper_verdict"]]
+        paper = claim["paper_verdict"]
+        cells = [claim["section"], claim["claim"], f"**{MARK[claim['verdict']]} {claim['verdict']}**", claim["reason"],
+                 f"{MARK[paper]} {paper}" if paper in MARK else paper]
         rows.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     return "\n".join(rows)
 

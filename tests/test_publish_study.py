@@ -49,7 +49,7 @@ def test_the_claims_table_is_rewritten_between_the_markers_only(tmp_path):
     assert publish_study.update_readme(readme, claims)
     text = readme.read_text()
     assert text.startswith("# Study\nby hand\n<!-- claims:start -->\n| § | claim |")
-    assert "| 4.2 | good beats random | **holds** | 3/3 tasks / ok | holds |" in text
+    assert "| 4.2 | good beats random | **✔ holds** | 3/3 tasks / ok | ✔ holds |" in text
     assert "old table" not in text and text.endswith("<!-- claims:end -->\nafter\n")
     plain = tmp_path / "PLAIN.md"
     plain.write_text("no markers")

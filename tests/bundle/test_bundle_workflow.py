@@ -88,3 +88,4 @@ def test_analyses_from_bundles_equal_the_original_run(tiny_run, tiny_model_dir, 
     report = _snakemake(fresh, bundles, "--report", str(fresh / "report.html"))
     assert report.returncode == 0, report.stderr[-4000:]
     assert (fresh / "report.html").stat().st_size > 10_000
+    assert "What ran." in (fresh / "report.html").read_text()  # the landing page opens on the summary

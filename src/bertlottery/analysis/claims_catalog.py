@@ -21,6 +21,12 @@ class Claim(NamedTuple):
 
 
 def claim_list(alpha: float, par_tolerance: float) -> list[Claim]:
+    """Every claim, in the paper's order: §4.1-4.2 sizes and subnetworks, §4.2-4.3 retraining and Table 2,
+    §5 stability and overlaps."""
+    return _subnetwork_claims(alpha, par_tolerance) + _retraining_claims(par_tolerance) + _mask_claims(alpha)
+
+
+def _subnetwork_claims(alpha: float, par_tolerance: float) -> list[Claim]:
     tol = f"{100 * par_tolerance:.0f}"
     return [
         Claim("m-half", "4.1", "m-pruning: all architecture blocks lose about half the weights (42-57 %)",
@@ -59,6 +65,12 @@ def claim_list(alpha: float, par_tolerance: float) -> list[Claim]:
               "paraphrase of §4.2's bullets after Figure 2",
               f"most tasks: good - random and good - bad retrained above {tol} points (interval)",
               lambda n: C.claim_good_beats(n, M, "retrained", par_tolerance)),
+    ]
+
+
+def _retraining_claims(par_tolerance: float) -> list[Claim]:
+    tol = f"{100 * par_tolerance:.0f}"
+    return [
         Claim("s-random-on-par", "4.2", "random s-subnetworks (retrained) mostly perform on par with 'good' ones",
               "\"for s-pruning they [random] mostly perform on par with the 'good' subnetworks\" (§4.2)",
               f"most tasks: s good - s random retrained below {tol} points (interval; true random runs, not the "
@@ -104,6 +116,11 @@ def claim_list(alpha: float, par_tolerance: float) -> list[Claim]:
         Claim("randinit-vs-m-bad", "4.3 / Table 2", "random init + random s-pruning is slightly better than m-bad",
               "paraphrase of §4.3 on Table 2", "most tasks: random init - m bad retrained above 0 (interval)",
               C.claim_random_init_beats_m_bad),
+    ]
+
+
+def _mask_claims(alpha: float) -> list[Claim]:
+    return [
         Claim("kappa-range", "5.1", "Fleiss' kappa on head survival across seeds is 0.15-0.32 for all tasks",
               "\"For all tasks, Fleiss' kappa on head survival across 5 random seeds was in the range of 0.15–0.32\" "
               "(§5.1)", "every task (WNLI excluded): kappa truncated to 2 decimals within [0.15, 0.32]; the "
