@@ -20,6 +20,7 @@ from bertlottery.modeling.unpadded import (
     PackedBatch,
     attention_core,
     classify,
+    gather_rows,
     jagged_attention,
     jagged_tensors,
     unpadded_forward,
@@ -188,6 +189,18 @@ def test_the_jagged_branch_equals_the_cpu_path_and_syncs_only_in_torchs_cpu_fall
         out = jagged_attention(*qkv, packed, 4, 0.0)
     torch.testing.assert_close(out, attention_core(*qkv, packed, 4, 0.0), rtol=0, atol=1e-6)
     assert all("get_strided_layout_nested_tensor" in stack for stack in syncs.stacks), syncs.stacks
+
+
+def test_gather_rows_has_index_selects_values_and_gradients_bit_for_bit():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(40, 6, generator=g, requires_grad=True)
+    index = torch.randperm(40, generator=g)[:25]
+    weights = torch.randn(25, 6, generator=g)
+    (x.index_select(0, index) * weights).sum().backward()
+    reference, x.grad = x.grad, None
+    out = gather_rows(x, index)
+    (out * weights).sum().backward()
+    assert torch.equal(out, x.index_select(0, index)) and torch.equal(x.grad, reference)
 
 
 def test_left_padding_and_empty_rows_are_errors():

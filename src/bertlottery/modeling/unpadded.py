@@ -154,6 +154,29 @@ def flash_supported(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device)[0] >= 8
 
 
+class _GatherRows(torch.autograd.Function):
+    """x.index_select(0, index) for an index without repeats. Its backward writes each gradient row back
+    (index_copy) where index_select's backward scatter-adds, a serial loop on the CPU: the largest item
+    after the matmuls, dropout and attention in a padding-free RTE step's profile (docs/benchmarks.md).
+    With no repeats nothing is summed, so the gradient is bit for bit the same."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = x.shape[0]
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (index,) = ctx.saved_tensors
+        return grad.new_zeros(ctx.rows, *grad.shape[1:]).index_copy(0, index, grad), None
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows `index` (no repeats) of x, with a cheap backward."""
+    return _GatherRows.apply(x, index)
+
+
 def jagged_tensors(packed: PackedBatch, heads: int, *tensors: torch.Tensor) -> list[torch.Tensor]:
     """[T, heads * d] stream tensors as jagged nested tensors [B, heads, {length}, d] sharing one offsets
     tensor. The min/max lengths are passed in: otherwise torch reads them back with `.item()` (a host sync
@@ -205,7 +228,7 @@ def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: Pa
 
     out = F.scaled_dot_product_attention(padded(q), padded(k), padded(v), attn_mask=packed.key_mask,
                                          dropout_p=dropout_p)
-    return out.transpose(1, 2).reshape(count * length, width).index_select(0, index)
+    return gather_rows(out.transpose(1, 2).reshape(count * length, width), index)
 
 
 def _layer(layer: nn.Module, hidden: torch.Tensor, packed: PackedBatch, training: bool) -> torch.Tensor:
@@ -257,7 +280,7 @@ def unpadded_forward(model: nn.Module, packed: PackedBatch) -> Output:
         hidden = project(hidden)
     for layer in encoder_layers(model):
         hidden = _layer(layer, hidden, packed, model.training)
-    first = hidden.index_select(0, packed.first_token)[:, None, :]  # [B, 1, hidden]
+    first = gather_rows(hidden, packed.first_token)[:, None, :]  # [B, 1, hidden]
     pooler = getattr(base, "pooler", None)
     if model_architecture(model) is DISTILBERT:  # pre_classifier, ReLU, dropout, classifier on the first token
         logits = model.classifier(model.dropout(F.relu(model.pre_classifier(first[:, 0]))))
