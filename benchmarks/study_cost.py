@@ -10,7 +10,9 @@ Markdown table and writes a JSON file.
     python benchmarks/study_cost.py --commits c6484e8 HEAD --task SST-2 --seed 1337 \\
         --model ../shared/models/all-MiniLM-L6-v2-fp16 --glue-dir ../shared/data/glue
 
-Extra `--config key=value` pairs go to every run (e.g. `data={max_train_examples: 200}` for a short one).
+`--overrides FILE` (a YAML config file read after the study's) and `--config key=value` pairs go to every
+run, e.g. a file with `data: {max_train_examples: 200, max_dev_examples: 200, subsample_seed: 0}` for a
+short check of the script itself.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", required=True, help="the pre-trained encoder (a local dir)")
     p.add_argument("--glue-dir", required=True)
     p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--overrides", help="a YAML config file read after --configfile, for every run")
     p.add_argument("--config", nargs="*", default=[], help="extra key=value config for every run")
     p.add_argument("--work-dir", help="keep the checkouts and results here (default: a temp dir)")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "study_cost.json"))
@@ -62,7 +65,8 @@ def run_chunk(args: argparse.Namespace, source: Path, workdir: Path) -> float:
     """The chunk of (task, seed) with the code of `source`; returns the wall seconds."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(source / "Snakefile"),
                "--directory", str(workdir), "--cores", str(args.cores), chunk_target(args.task),
-               "--configfile", str(source / args.configfile), "--config",
+               "--configfile", str(source / args.configfile),
+               *([str(Path(args.overrides).resolve())] if args.overrides else []), "--config",
                f"model={Path(args.model).resolve()}", f"glue_dir={Path(args.glue_dir).resolve()}",
                f"tasks=[{args.task}]", f"seeds=[{args.seed}]", *args.config]
     env = os.environ | {"PYTHONPATH": str(source / "src")}  # this commit's package, in every job too
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if index:
                 runs[-1]["same_results"] = same_results(work / "run0" / "results", workdir / "results")
     report = {"task": args.task, "seed": args.seed, "configfile": args.configfile, "cores": args.cores,
-              "config": args.config, "runs": runs}
+              "overrides": args.overrides, "config": args.config, "runs": runs}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(runs))
