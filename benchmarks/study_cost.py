@@ -2,7 +2,7 @@
 
 For each commit, one after the other on the same machine, this checks the commit out into a temporary
 `git worktree`, runs the workflow's chunk target of one (task, seed) with that commit's own code
-(`task_<TASK>` of the config, with `tasks` and `seeds` narrowed to the one task and seed), and sums the
+(`task_<TASK>`, one of the config's tasks, with `seeds` narrowed to the one seed), and sums the
 `cpu_time` column of the jobs' Snakemake benchmark files per rule. Then it compares the results trees
 of the first commit with each other one (scripts/compare_results.py: same masks and metrics), prints a
 Markdown table and writes a JSON file.
@@ -68,7 +68,7 @@ def run_chunk(args: argparse.Namespace, source: Path, workdir: Path) -> float:
                "--configfile", str(source / args.configfile),
                *([str(Path(args.overrides).resolve())] if args.overrides else []), "--config",
                f"model={Path(args.model).resolve()}", f"glue_dir={Path(args.glue_dir).resolve()}",
-               f"tasks=[{args.task}]", f"seeds=[{args.seed}]", *args.config]
+               f"seeds=[{args.seed}]", *args.config]
     env = os.environ | {"PYTHONPATH": str(source / "src")}  # this commit's package, in every job too
     started = time.time()
     result = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True)
