@@ -234,8 +234,8 @@ def matmul_tflops(shapes: list[tuple[int, int]], tokens: int, device: torch.devi
     tensors = [[torch.randn(*shape, generator=generator).to(device) for shape in
                 ((tokens, n_in), (n_out, n_in), (tokens, n_out))] for n_in, n_out in shapes]
     flops = sum(3 * 2 * tokens * n_in * n_out for n_in, n_out in shapes)
-    best = float("inf")
-    for _ in range(passes + 1):  # the first pass warms up (allocation, library dispatch)
+    seconds = []
+    for _ in range(passes + 1):  # the first pass warms up (allocation, library dispatch) and is dropped
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -243,7 +243,8 @@ def matmul_tflops(shapes: list[tuple[int, int]], tokens: int, device: torch.devi
             x @ w.t(), dy @ w, dy.t() @ x
         if device.type == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start) if _ else float("inf")
+        seconds.append(time.perf_counter() - start)
+    best = min(seconds[1:])
     return flops / best / 1e12
 
 
