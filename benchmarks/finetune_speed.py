@@ -7,7 +7,10 @@ In one process, on the same examples, device and seed, this runs
 and reports examples/s, real (non-pad) tokens/s, peak memory, wall time, achieved TFLOP/s and, on a GPU
 with a known peak, MFU against the device's dense bf16 peak; the dev score of each run; and a cost model
 (device-hours of the study's fine-tunes at the measured throughput). Results go to a JSON file, a Markdown
-table is printed, and the last line is `speedup_vs_trainer=<(b) examples/s / (a) examples/s>`.
+table is printed, and the last line is `speedup_vs_trainer=<(b) examples/s / (a) examples/s>
+fraction_of_matmul_peak=<(b) TFLOP/s / the fp32 matmul rate of its own linear shapes>` (that rate is
+measured in the same process and threads right after each run of (b) and (c), on the run's mean tokens
+per batch).
 
     python benchmarks/finetune_speed.py --quick --model PATH --glue-dir PATH --task RTE
 
@@ -214,6 +217,37 @@ def train_flops(params: int, width: int, lengths: np.ndarray) -> float:
     return 6.0 * params * lengths.sum() + 12.0 * width * (lengths**2).sum()
 
 
+def linear_shapes(model: torch.nn.Module) -> list[tuple[int, int]]:
+    """(in, out) features of every linear layer of the encoder (a pruned model's own, smaller shapes)."""
+    from bertlottery.modeling.structure import encoder_layers
+
+    return [(m.in_features, m.out_features) for layer in encoder_layers(model) for m in layer.modules()
+            if isinstance(m, torch.nn.Linear)]
+
+
+def matmul_tflops(shapes: list[tuple[int, int]], tokens: int, device: torch.device, passes: int = 5) -> float:
+    """The fp32 matmul rate (TFLOP/s) of a training step's matmuls of these linear layers on `tokens` rows:
+    forward Y = X W^T and backward dX = dY W, dW = dY^T X, each 2 * tokens * in * out FLOPs. The fastest of
+    `passes` passes over all shapes: the rate the machine's matmul library reaches on exactly these shapes,
+    the ceiling of a step that is nothing but its matmuls."""
+    generator = torch.Generator().manual_seed(0)
+    tensors = [[torch.randn(*shape, generator=generator).to(device) for shape in
+                ((tokens, n_in), (n_out, n_in), (tokens, n_out))] for n_in, n_out in shapes]
+    flops = sum(3 * 2 * tokens * n_in * n_out for n_in, n_out in shapes)
+    seconds = []
+    for _ in range(passes + 1):  # the first pass warms up (allocation, library dispatch) and is dropped
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for x, w, dy in tensors:
+            x @ w.t(), dy @ w, dy.t() @ x
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    best = min(seconds[1:])
+    return flops / best / 1e12
+
+
 # ----------------------------------------------------------------------------------------------------
 # data
 
@@ -366,6 +400,10 @@ def run_bertlottery(args, data, spec, device, settings: dict, work: Path, name: 
         train(model, data["train"], TrainingSettings.from_dict(settings, where="--training"), args.seed,
               out_dir=work / name, device=device, progress=args.progress)
     result |= measured(model, lengths, clock, memory)
+    # the matmul rate right after the run, in the same process and threads: the two see the same load
+    steps = -(-len(lengths) // settings["batch_size"])
+    result["matmul_tflops"] = matmul_tflops(linear_shapes(model), round(lengths.sum() / steps), device)
+    result["fraction_of_matmul_peak"] = result["achieved_tflops"] / result["matmul_tflops"]
     with timed(device, eval_clock := {}):
         pred = predict(model, data["dev"], batch_size=settings["eval_batch_size"], device=device,
                        precision=settings["precision"], padding_free=settings["padding_free"])
@@ -450,6 +488,7 @@ def summarize(runs: list[dict], peak: float | None) -> dict:
     a, b, c = out["trainer"], out["bertlottery"], out.get("subnetwork")
     out["speedup_vs_trainer"] = b["examples_per_s"] / a["examples_per_s"]
     out["speedup_vs_trainer_cpu_time"] = b["examples_per_cpu_s"] / a["examples_per_cpu_s"]
+    out["fraction_of_matmul_peak"] = b["fraction_of_matmul_peak"]
     out["dev_reported_difference"] = b["dev_reported"] - a["dev_reported"]
     if c is not None:
         out["subnetwork_speedup"] = c["examples_per_s"] / b["examples_per_s"]
@@ -537,6 +576,9 @@ def markdown(report: dict) -> str:
     lines.append(f"Speed-up (b)/(a): **{s['speedup_vs_trainer']:.2f}x** examples/s "
                  f"({s['speedup_vs_trainer_cpu_time']:.2f}x per process CPU-second); "
                  f"dev {metric} (b) - (a) = {s['dev_reported_difference']:+.4f}.")
+    b = s["bertlottery"]
+    lines.append(f"(b) reaches **{s['fraction_of_matmul_peak']:.2f}** of the fp32 matmul rate of its own linear "
+                 f"shapes measured right after it in the same process ({b['matmul_tflops']:.3f} TFLOP/s).")
     if "subnetwork_speedup" in s:
         lines.append(f"50 %-heads s-subnetwork vs full model: {s['subnetwork_speedup']:.2f}x examples/s "
                      f"({s['subnetwork_speedup_cpu_time']:.2f}x per CPU-second; training FLOPs ratio "
@@ -609,7 +651,8 @@ def main(argv: list[str] | None = None) -> dict:
         Path(args.markdown).write_text(table + "\n")
     print(table)
     print(f"results: {output}")
-    print(f"speedup_vs_trainer={summary['speedup_vs_trainer']:.2f}")
+    print(f"speedup_vs_trainer={summary['speedup_vs_trainer']:.2f} "
+          f"fraction_of_matmul_peak={summary['fraction_of_matmul_peak']:.2f}")
     return report
 
 

@@ -35,6 +35,17 @@ def test_half_heads_mask_is_seeded_and_keeps_half():
     assert a != bench.half_heads_mask(Model(), 8)
 
 
+def test_matmul_rate_counts_the_three_matmuls_of_each_linear_layer():
+    import torch
+    from conftest import tiny_bert_config
+    from transformers import BertForSequenceClassification
+
+    bench = load_script()
+    shapes = bench.linear_shapes(BertForSequenceClassification(tiny_bert_config()))
+    assert shapes == [(32, 32)] * 4 + [(32, 64), (64, 32)] + [(32, 32)] * 4 + [(32, 64), (64, 32)]
+    assert 0 < bench.matmul_tflops(shapes, 64, torch.device("cpu"), passes=2) < 1000
+
+
 def test_cost_model_sums_the_glue_tasks():
     bench = load_script()
     rows = sum(n for n, _, _ in bench.GLUE_TRAIN.values())
@@ -71,8 +82,12 @@ def test_quick_run_writes_json_and_prints_the_speedup_last(tmp_path, tiny_model_
     last = capsys.readouterr().out.strip().splitlines()[-1]
     report = json.loads(out.read_text())
     summary = report["summary"]
-    assert re.fullmatch(r"speedup_vs_trainer=\d+\.\d\d", last)
-    assert float(last.split("=")[1]) == round(summary["speedup_vs_trainer"], 2)
+    assert re.fullmatch(r"speedup_vs_trainer=\d+\.\d\d fraction_of_matmul_peak=\d+\.\d\d", last)
+    speedup, fraction = (float(field.split("=")[1]) for field in last.split())
+    assert speedup == round(summary["speedup_vs_trainer"], 2)
+    assert fraction == round(summary["fraction_of_matmul_peak"], 2) and summary["fraction_of_matmul_peak"] > 0
+    b = summary["bertlottery"]
+    assert b["fraction_of_matmul_peak"] == pytest.approx(b["achieved_tflops"] / b["matmul_tflops"])
 
     a, b, c = summary["trainer"], summary["bertlottery"], summary["subnetwork"]
     assert a["train_examples"] == b["train_examples"] == c["train_examples"] == 40  # 1 epoch of 40 rows

@@ -3,9 +3,12 @@ parameter's gradient to 1e-5 relative (fp32), with soft masks, physically pruned
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 import torch
 from conftest import tiny_bert_config
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import BertForSequenceClassification
 
 from bertlottery.errors import BertLotteryError
@@ -13,7 +16,15 @@ from bertlottery.masks.types import HeadMlpMask, WeightMask
 from bertlottery.modeling.pruning import prune_heads_and_mlps
 from bertlottery.modeling.soft_masks import attach_soft_masks
 from bertlottery.modeling.structure import prunable_parameters
-from bertlottery.modeling.unpadded import PackedBatch, classify, unpadded_forward
+from bertlottery.modeling.unpadded import (
+    PackedBatch,
+    attention_core,
+    classify,
+    gather_rows,
+    jagged_attention,
+    jagged_tensors,
+    unpadded_forward,
+)
 from bertlottery.modeling.weight_masks import apply_weight_mask
 
 LENGTHS = [20, 5, 13, 20, 1, 7, 13, 2]  # repeats (one attention block of several rows) and a 1-token row
@@ -135,6 +146,61 @@ def test_packing_layout():
     rows = batch["input_ids"]
     assert packed.input_ids[packed.first_token].tolist() == rows[:, 0].tolist()
     assert packed.input_ids[5:8].tolist() == rows[0, :3].tolist()
+
+
+class HostSyncs(TorchDispatchMode):
+    """Records every read of a tensor's value back to the host (`.item()`, `int(t)`, `.tolist()`: the
+    aten op `_local_scalar_dense`, a device-to-host sync on a GPU) with the Python functions it came from."""
+
+    def __init__(self):
+        super().__init__()
+        self.stacks = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.stacks.append([frame.name for frame in traceback.extract_stack()])
+        return func(*args, **(kwargs or {}))
+
+
+def stream_qkv(lengths=LENGTHS, heads=4, head_dim=8):
+    packed = PackedBatch.from_padded(padded_batch(lengths=lengths))
+    g = torch.Generator().manual_seed(5)
+    return packed, [torch.randn(packed.n_tokens, heads * head_dim, generator=g) for _ in range(3)]
+
+
+def test_jagged_tensors_carry_their_lengths_so_the_fused_kernels_need_no_host_sync():
+    """What CUDA's fused kernels (flash, memory-efficient) read from jagged inputs: min/max length and the
+    offsets, via torch's own preparation of them. Without the known lengths each read is an `.item()`."""
+    from torch.nested._internal.sdpa import _sdpa_nested_preprocessing
+
+    packed, qkv = stream_qkv()
+    with HostSyncs() as syncs:
+        q, k, v = jagged_tensors(packed, 4, *qkv)
+        assert (q._get_min_seqlen(), q._get_max_seqlen()) == (min(LENGTHS), max(LENGTHS))
+        _sdpa_nested_preprocessing(q, k, v)
+    assert syncs.stacks == []
+
+
+def test_the_jagged_branch_equals_the_cpu_path_and_syncs_only_in_torchs_cpu_fallback():
+    """The jagged branch forced on the CPU: same attention as the CPU path; its only host reads are in
+    torch's math fallback (it splits the stream into a list), which CUDA's fused kernels never take."""
+    packed, qkv = stream_qkv()
+    with HostSyncs() as syncs:
+        out = jagged_attention(*qkv, packed, 4, 0.0)
+    torch.testing.assert_close(out, attention_core(*qkv, packed, 4, 0.0), rtol=0, atol=1e-6)
+    assert all("get_strided_layout_nested_tensor" in stack for stack in syncs.stacks), syncs.stacks
+
+
+def test_gather_rows_has_index_selects_values_and_gradients_bit_for_bit():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(40, 6, generator=g, requires_grad=True)
+    index = torch.randperm(40, generator=g)[:25]
+    weights = torch.randn(25, 6, generator=g)
+    (x.index_select(0, index) * weights).sum().backward()
+    reference, x.grad = x.grad, None
+    out = gather_rows(x, index)
+    (out * weights).sum().backward()
+    assert torch.equal(out, x.index_select(0, index)) and torch.equal(x.grad, reference)
 
 
 def test_left_padding_and_empty_rows_are_errors():

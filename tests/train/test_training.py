@@ -13,7 +13,10 @@ import torch
 from conftest import tiny_bert_config
 
 from bertlottery.glue.splits import TokenizedSplit
+from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.loading import load_classifier
+from bertlottery.modeling.pruning import prune_heads_and_mlps
+from bertlottery.modeling.soft_masks import attach_soft_masks
 from bertlottery.settings import TrainingSettings, training_defaults
 from bertlottery.train.loop import Plan, epoch_order, train
 
@@ -120,6 +123,33 @@ def test_padding_free_fine_tune_gives_the_same_weights(tmp_path):
     assert moved.abs().max() > 1e-3  # it trained
     for name, param in models[0].items():
         torch.testing.assert_close(param, models[1][name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_retraining_the_pruned_subnetwork_equals_the_soft_masked_full_model(tmp_path, padding_free):
+    """Retraining an s-mask trains the physically pruned model (fewer heads and MLPs, fewer FLOPs). The full
+    model with the mask as soft multipliers (the removed units' outputs times 0) trains the same kept weights
+    to the same losses and logits, to float rounding; it includes a layer left with no head. Dropout 0: with
+    dropout the two draw their dropout masks for tensors of other shapes (equally distributed)."""
+    mask = HeadMlpMask.full(3, 4)
+    mask.heads[0, :3] = False
+    mask.heads[1] = False
+    mask.mlps[2] = False
+    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "num_hidden_layers": 3}
+    physical, soft = tiny_classifier(0, **no_dropout), tiny_classifier(0, **no_dropout)
+    prune_heads_and_mlps(physical, mask)
+    attach_soft_masks(soft, mask)
+    logs = []
+    for name, model in (("physical", physical), ("soft", soft)):
+        train(model, synthetic_split(), settings(epochs=2, padding_free=padding_free, log_every=1), 3,
+              out_dir=tmp_path / name, device=torch.device("cpu"), progress=False)
+        logs.append(np.loadtxt(tmp_path / name / "train_log.csv", delimiter=",", skiprows=1, usecols=(0, 2, 3)))
+    np.testing.assert_allclose(logs[0], logs[1], rtol=1e-5, atol=1e-6)
+    assert logs[0][-1, 1] < logs[0][0, 1]  # it trained
+    batch = synthetic_split().collate(np.arange(64))
+    physical.eval(), soft.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(physical(**batch).logits, soft(**batch).logits, rtol=1e-4, atol=1e-5)
 
 
 def test_padding_free_with_compile_is_a_clear_error(tmp_path):

@@ -17,7 +17,8 @@ Only the attention core is computed here, per sequence:
   loaded 2-core machine cost more than the attention's padding: the attention is ~10 % of a MiniLM
   layer's FLOPs at 128 tokens, the projections and FFN, which stay padding-free, the rest);
 * CUDA: FlashAttention's varlen kernel when installed and the activations are fp16/bf16, else SDPA on
-  nested (jagged) tensors. (Neither is exercised by the CPU test suite.)
+  nested (jagged) tensors built with the batch's known min/max lengths, so torch's fused kernels read no
+  value back from the GPU (the jagged branch is tested on the CPU; FlashAttention is not exercised).
 
 Attention over a sequence's own tokens equals padded attention with a key mask, so logits, loss and every
 gradient equal the padded forward's to float rounding (tests/modeling/test_unpadded.py). The examples
@@ -58,7 +59,8 @@ class PackedBatch:
 
     `first_token[i]` is the stream row of the [CLS] token of the batch's i-th example; `groups` are
     (start row, sequences, length) of the equal-length blocks; `cu_seqlens` the sequence boundaries in
-    stream order (for varlen kernels)."""
+    stream order (for varlen kernels); `max_length` and `min_length` are known on the host, so GPU kernels
+    need not read them back from the device."""
 
     input_ids: torch.Tensor       # [T] long
     token_type_ids: torch.Tensor  # [T] long
@@ -67,6 +69,7 @@ class PackedBatch:
     cu_seqlens: torch.Tensor      # [B + 1] int32, stream order
     groups: list[tuple[int, int, int]]
     max_length: int
+    min_length: int
     labels: torch.Tensor | None
     scatter_index: torch.Tensor   # [T] long: each token's row in a [B * max_length] padded block
     key_mask: torch.Tensor        # [B, 1, 1, max_length] bool: real keys of each (stream-order) sequence
@@ -99,7 +102,7 @@ class PackedBatch:
         in_block = torch.arange(width, device=mask.device)[None, :] < sorted_lengths[:, None]
         rows = torch.arange(len(order), device=mask.device)[:, None] * width + positions[:, :width]
         return cls(batch["input_ids"][order][kept].long(), types[order][kept].long(), positions[order][kept],
-                   first, cu.to(torch.int32), groups, width, batch.get("labels"), rows[in_block],
+                   first, cu.to(torch.int32), groups, width, groups[-1][2], batch.get("labels"), rows[in_block],
                    in_block[:, None, None, :])
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "PackedBatch":
@@ -107,7 +110,8 @@ class PackedBatch:
                 for name in ("input_ids", "token_type_ids", "position_ids", "first_token", "cu_seqlens",
                              "scatter_index", "key_mask")}
         labels = None if self.labels is None else self.labels.to(device, non_blocking=non_blocking)
-        return PackedBatch(**move, groups=self.groups, max_length=self.max_length, labels=labels)
+        return PackedBatch(**move, groups=self.groups, max_length=self.max_length, min_length=self.min_length,
+                           labels=labels)
 
     @property
     def n_tokens(self) -> int:
@@ -150,6 +154,49 @@ def flash_supported(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device)[0] >= 8
 
 
+class _GatherRows(torch.autograd.Function):
+    """x.index_select(0, index) for an index without repeats. Its backward writes each gradient row back
+    (index_copy) where index_select's backward scatter-adds, a serial loop on the CPU: the largest item
+    after the matmuls, dropout and attention in a padding-free RTE step's profile (docs/benchmarks.md).
+    With no repeats nothing is summed, so the gradient is bit for bit the same."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = x.shape[0]
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (index,) = ctx.saved_tensors
+        return grad.new_zeros(ctx.rows, *grad.shape[1:]).index_copy(0, index, grad), None
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows `index` (no repeats) of x, with a cheap backward."""
+    return _GatherRows.apply(x, index)
+
+
+def jagged_tensors(packed: PackedBatch, heads: int, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """[T, heads * d] stream tensors as jagged nested tensors [B, heads, {length}, d] sharing one offsets
+    tensor. The min/max lengths are passed in: otherwise torch reads them back with `.item()` (a host sync
+    per tensor and query on a GPU)."""
+    offsets = packed.cu_seqlens.long()
+    tokens, width = tensors[0].shape
+    return [torch.nested.nested_tensor_from_jagged(x.view(tokens, heads, width // heads), offsets,
+                                                    min_seqlen=packed.min_length,
+                                                    max_seqlen=packed.max_length).transpose(1, 2)
+            for x in tensors]
+
+
+def jagged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: PackedBatch, heads: int,
+                     dropout_p: float) -> torch.Tensor:
+    """SDPA on jagged nested tensors (the CUDA path without FlashAttention; runs on the CPU too, where
+    torch falls back to its math kernel)."""
+    out = F.scaled_dot_product_attention(*jagged_tensors(packed, heads, q, k, v), dropout_p=dropout_p)
+    return out.transpose(1, 2).values().reshape(q.shape)
+
+
 def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: PackedBatch, heads: int,
                    dropout_p: float) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v within each sequence; q, k, v and the result are [T, heads * d]."""
@@ -163,14 +210,7 @@ def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: Pa
                         v.view(tokens, heads, head_dim), packed.cu_seqlens, packed.cu_seqlens,
                         packed.max_length, packed.max_length, dropout_p=dropout_p)
             return out.reshape(tokens, width)
-        offsets = packed.cu_seqlens.long()  # SDPA on jagged tensors (untested here: no GPU in the suite)
-
-        def jagged(x):
-            nested = torch.nested.nested_tensor_from_jagged(x.view(tokens, heads, head_dim), offsets)
-            return nested.transpose(1, 2)
-
-        out = F.scaled_dot_product_attention(jagged(q), jagged(k), jagged(v), dropout_p=dropout_p)
-        return out.transpose(1, 2).values().reshape(tokens, width)
+        return jagged_attention(q, k, v, packed, heads, dropout_p)
     if len(packed.groups) == 1:  # every sequence has the same length: the stream is the block
         _, count, length = packed.groups[0]
 
@@ -188,7 +228,7 @@ def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: Pa
 
     out = F.scaled_dot_product_attention(padded(q), padded(k), padded(v), attn_mask=packed.key_mask,
                                          dropout_p=dropout_p)
-    return out.transpose(1, 2).reshape(count * length, width).index_select(0, index)
+    return gather_rows(out.transpose(1, 2).reshape(count * length, width), index)
 
 
 def _layer(layer: nn.Module, hidden: torch.Tensor, packed: PackedBatch, training: bool) -> torch.Tensor:
@@ -240,7 +280,7 @@ def unpadded_forward(model: nn.Module, packed: PackedBatch) -> Output:
         hidden = project(hidden)
     for layer in encoder_layers(model):
         hidden = _layer(layer, hidden, packed, model.training)
-    first = hidden.index_select(0, packed.first_token)[:, None, :]  # [B, 1, hidden]
+    first = gather_rows(hidden, packed.first_token)[:, None, :]  # [B, 1, hidden]
     pooler = getattr(base, "pooler", None)
     if model_architecture(model) is DISTILBERT:  # pre_classifier, ReLU, dropout, classifier on the first token
         logits = model.classifier(model.dropout(F.relu(model.pre_classifier(first[:, 0]))))

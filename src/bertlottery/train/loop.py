@@ -201,6 +201,39 @@ def job_fingerprint(model: torch.nn.Module, train_split: TokenizedSplit, setting
                         "shapes": shapes, "data": data, "job": job})
 
 
+class LogWindow:
+    """The loss, examples and tokens since the last train_log.csv row; the loss summed on the device, so
+    there is no host sync per step."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.examples = self.tokens = 0
+        self.start = time.time()
+
+    def add(self, loss: torch.Tensor, examples: int, tokens: int) -> None:
+        self.loss += loss.detach().float()
+        self.examples += examples
+        self.tokens += tokens
+
+    def row(self, step: int, plan: Plan, previous_step: int, learning_rate: float, started: float) -> dict:
+        """The log row of the window ending at `step` (the last row was at `previous_step`); starts a new one."""
+        now = time.time()
+        seconds = max(now - self.start, 1e-9)
+        row = {
+            "step": step,
+            "epoch": round(step / plan.batches_per_epoch, 4),
+            "loss": round(float(self.loss) / max(step - previous_step, 1), 6),
+            "learning_rate": learning_rate,
+            "examples_per_s": round(self.examples / seconds, 2),
+            "tokens_per_s": round(self.tokens / seconds, 1),
+            "elapsed_s": round(now - started, 2),
+        }
+        self.loss.zero_()
+        self.examples = self.tokens = 0
+        self.start = now
+        return row
+
+
 def train(
     model: torch.nn.Module,
     train_split: TokenizedSplit,
@@ -234,39 +267,24 @@ def train(
     bs = settings.batch_size
 
     model.train()
-    running_loss = torch.zeros((), device=device)  # summed on device: no host sync per step
-    window_examples = window_tokens = 0
-    window_start = started = time.time()
+    window = LogWindow(device)
+    started = time.time()
     bar = tqdm(total=plan.total_steps, initial=step, desc="train", disable=not progress, unit="step")
     while step < plan.total_steps:
         epoch, position = divmod(step, plan.batches_per_epoch)
         order = epoch_order(len(train_split), seed, epoch, lengths, bs)
         for start in range(position * bs, len(order), bs):
-            batch = make_batch(train_split, order[start : start + bs], pad_to, settings.padding_free, device)
+            indices = order[start : start + bs]
+            batch = make_batch(train_split, indices, pad_to, settings.padding_free, device)
             loss = optimizer_step(model, batch, optimizer, settings, device, forward=step_model)
             scheduler.step()
             step += 1
             bar.update()
-            running_loss += loss.detach().float()
-            window_examples += len(batch["labels"]) if isinstance(batch, dict) else len(batch)
-            window_tokens += int(train_split.lengths[order[start : start + bs]].sum())
+            window.add(loss, len(indices), int(train_split.lengths[indices].sum()))
             if step % settings.log_every == 0 or step == plan.total_steps:
-                now = time.time()
-                steps_in_window = step - (log_rows[-1]["step"] if log_rows else 0)
-                row = {
-                    "step": step,
-                    "epoch": round(step / plan.batches_per_epoch, 4),
-                    "loss": round(float(running_loss) / max(steps_in_window, 1), 6),
-                    "learning_rate": scheduler.get_last_lr()[0],
-                    "examples_per_s": round(window_examples / max(now - window_start, 1e-9), 2),
-                    "tokens_per_s": round(window_tokens / max(now - window_start, 1e-9), 1),
-                    "elapsed_s": round(now - started, 2),
-                }
-                log_rows.append(row)
-                bar.set_postfix(loss=row["loss"], ex_s=row["examples_per_s"])
-                running_loss.zero_()
-                window_examples = window_tokens = 0
-                window_start = now
+                previous = log_rows[-1]["step"] if log_rows else 0
+                log_rows.append(window.row(step, plan, previous, scheduler.get_last_lr()[0], started))
+                bar.set_postfix(loss=log_rows[-1]["loss"], ex_s=log_rows[-1]["examples_per_s"])
             if checkpointer.due(step, plan.total_steps):
                 checkpointer.save(model, optimizer, scheduler, step, log_rows)
             if step >= plan.total_steps:
