@@ -318,7 +318,7 @@ def claim_super_small_task(n: Numbers, task: str) -> bool | None:
 # --- §4.3 / Table 2 ----------------------------------------------------------------------------------
 
 
-def claim_bad_6ep(n: Numbers) -> Verdict:
+def claim_six_epoch_bad(n: Numbers) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (S, BAD_6EP, "retrained")), (-1, (S, BAD, "retrained"))]),
                        0.0, above=False)

@@ -101,7 +101,7 @@ def _retraining_claims(par_tolerance: float) -> list[Claim]:
               "(interval), per task", C.claim_super_loss),
         Claim("bad-6ep", "4.3 / App. D", "'bad' s-subnetworks trained for 6 epochs: on most tasks performance went "
               "down", "\"on most tasks the performance went down\" (App. D)",
-              "most tasks: s bad 6-epoch - 3-epoch retrained below 0 (interval)", C.claim_bad_6ep),
+              "most tasks: s bad 6-epoch - 3-epoch retrained below 0 (interval)", C.claim_six_epoch_bad),
         Claim("m-bad-behind", "4.3 / Table 2", "m-bad is >= 5 points behind s-bad on 6/9 tasks",
               "paraphrase of §4.3 on Table 2", ">= 6/9 of tasks: s bad - m bad retrained >= 5 points rounded (interval)",
               C.claim_m_bad_behind),

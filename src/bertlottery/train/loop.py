@@ -336,7 +336,7 @@ class FinetuneJob:
 
     @property
     def mask_kind(self) -> str | None:
-        """The mask kind the variant reads (bad_6ep: bad, ...)."""
+        """The mask kind the variant reads (the 6-epoch bad variant: bad, ...)."""
         return variant(self.variant).mask_kind if self.variant else None
 
 
