@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from bertlottery.analysis import claims as C
+from bertlottery.analysis import claims_masks as K
 from bertlottery.analysis import figures as F
 from bertlottery.analysis.stats import main_stats
 from bertlottery.masks.types import WeightMask
@@ -102,7 +103,9 @@ def test_m_blocks_figure1a_and_claims_on_every_encoder_family(tmp_path, family):
         assert len(np.unique(np.asarray(image.convert("L")))) > 5  # not blank
 
     numbers = C.Numbers(label="ours", summary=pd.DataFrame(), m_blocks=table)
-    half, early = C.claim_m_half(numbers), C.claim_m_early_layers(numbers, alpha=0.05)
-    assert half.verdict == early.verdict == C.HOLDS, (half.reason, early.reason)
+    half, early = K.claim_m_half(numbers), K.claim_m_early_layers(numbers, alpha=0.05)
+    assert half.verdict == C.HOLDS, half.reason
+    # later layers keep more here, but 3 layers cannot reach p < 0.05 (exact p of a perfect rank order: 1/3)
+    assert early.verdict == C.NOT_SHOWN and "needs |rho| >= " in early.reason, early.reason
     per_layer = early.evidence["per_layer"]
     assert [per_layer[layer] for layer in range(LAYERS)] == pytest.approx(KEEP_BY_LAYER, abs=0.03)
