@@ -12,9 +12,10 @@ Markdown table and writes a JSON file.
 
 A relative `--configfile` is each commit's own copy, so two commits whose study configs differ run
 different jobs (the table then compares unlike chunks: pass an absolute path to run one file at both, if
-the older commit's schema accepts it). `--overrides FILE` (a YAML config file read after the study's) and `--config key=value` pairs go to every
-run, e.g. a file with `data: {max_train_examples: 200, max_dev_examples: 200, subsample_seed: 0}` for a
-short check of the script itself.
+the older commit's schema accepts it). `--overrides FILE` (a YAML config file read after the study's)
+and `--config key=value` pairs go to every run, e.g. a file with
+`data: {max_train_examples: 200, max_dev_examples: 200, subsample_seed: 0}` for a short check of the
+script itself.
 """
 
 from __future__ import annotations
