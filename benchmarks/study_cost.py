@@ -10,9 +10,12 @@ Markdown table and writes a JSON file.
     python benchmarks/study_cost.py --commits c6484e8 HEAD --task SST-2 --seed 1337 \\
         --model ../shared/models/all-MiniLM-L6-v2-fp16 --glue-dir ../shared/data/glue
 
-`--overrides FILE` (a YAML config file read after the study's) and `--config key=value` pairs go to every
-run, e.g. a file with `data: {max_train_examples: 200, max_dev_examples: 200, subsample_seed: 0}` for a
-short check of the script itself.
+A relative `--configfile` is each commit's own copy, so two commits whose study configs differ run
+different jobs (the table then compares unlike chunks: pass an absolute path to run one file at both, if
+the older commit's schema accepts it). `--overrides FILE` (a YAML config file read after the study's)
+and `--config key=value` pairs go to every run, e.g. a file with
+`data: {max_train_examples: 200, max_dev_examples: 200, subsample_seed: 0}` for a short check of the
+script itself.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--commits", nargs="+", required=True, help="commits to compare; the first is the baseline")
     p.add_argument("--task", default="SST-2")
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--configfile", default="config/minilm.yaml", help="relative to each commit's checkout")
+    p.add_argument("--configfile", default="config/minilm.yaml",
+                   help="relative: each commit's own copy (their studies may differ); absolute: one file for all")
     p.add_argument("--model", required=True, help="the pre-trained encoder (a local dir)")
     p.add_argument("--glue-dir", required=True)
     p.add_argument("--cores", type=int, default=2)

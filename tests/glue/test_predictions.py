@@ -9,7 +9,13 @@ import pytest
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.glue import metrics as M
-from bertlottery.glue.predictions import PREDICTIONS_FIELD, decode_split, encode_split, record_predictions, split_metrics
+from bertlottery.glue.predictions import (
+    PREDICTIONS_FIELD,
+    decode_split,
+    encode_split,
+    metrics_of_predictions,
+    record_predictions,
+)
 from bertlottery.glue.tasks import get_task
 
 
@@ -23,7 +29,7 @@ def test_class_predictions_recompute_the_metrics_exactly(task, num_labels):
     assert len(entry["predicted"]) == len(entry["labels"]) == 301  # one character per example
     predicted, decoded_labels = decode_split(spec, json.loads(json.dumps(entry)), "here")
     assert (predicted == logits.argmax(-1)).all() and (decoded_labels == labels).all()
-    assert split_metrics(spec, predicted, decoded_labels) == M.task_metrics(spec, logits, labels)
+    assert metrics_of_predictions(spec, predicted, decoded_labels) == M.task_metrics(spec, logits, labels)
 
 
 def test_regression_scores_round_trip_as_exact_float32():
@@ -34,7 +40,7 @@ def test_regression_scores_round_trip_as_exact_float32():
     entry = encode_split(spec, scores, labels)
     predicted, decoded_labels = decode_split(spec, json.loads(json.dumps(entry)), "here")
     assert predicted.dtype == np.float32 and (predicted == scores[:, 0]).all() and (decoded_labels == labels).all()
-    assert split_metrics(spec, predicted, decoded_labels) == M.task_metrics(spec, scores, labels)
+    assert metrics_of_predictions(spec, predicted, decoded_labels) == M.task_metrics(spec, scores, labels)
     assert max(map(len, entry["predicted"].split())) <= 15  # shortest round-trip decimals, not float64 repr
 
 

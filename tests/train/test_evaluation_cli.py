@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bertlottery.cli import main
-from bertlottery.glue.predictions import PREDICTIONS_FIELD, record_predictions, split_metrics
+from bertlottery.glue.predictions import PREDICTIONS_FIELD, metrics_of_predictions, record_predictions
 from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import HeadMlpMask, WeightMask
 from bertlottery.modeling.loading import load_classifier
@@ -143,7 +143,7 @@ def recomputed_metrics(record, task):
     out = {}
     for split, (predicted, labels) in record_predictions(record, spec, "record").items():
         suffix = "" if split == "dev" else "_" + split.removeprefix("dev_")
-        out |= {key + suffix: value for key, value in split_metrics(spec, predicted, labels).items()}
+        out |= {key + suffix: value for key, value in metrics_of_predictions(spec, predicted, labels).items()}
     return out
 
 

@@ -64,7 +64,7 @@ def decode_split(spec: TaskSpec, entry: dict, where: str) -> tuple[np.ndarray, n
     return arrays
 
 
-def split_metrics(spec: TaskSpec, predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def metrics_of_predictions(spec: TaskSpec, predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The task's metrics of decoded predictions (the same numbers as glue.metrics.task_metrics)."""
     if spec.is_regression:
         return M.regression_metrics(predicted, labels)

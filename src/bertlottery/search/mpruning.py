@@ -50,7 +50,7 @@ from bertlottery.search.inputs import SearchJob, load_search_inputs, search_pars
 from bertlottery.search.state import StateStore, split_fingerprint
 from bertlottery.search.state import clear_state
 from bertlottery.settings import MPruningSettings, config_hash, provenance
-from bertlottery.train.evaluation import split_metrics
+from bertlottery.train.evaluation import split_evaluation
 
 BAD_MODES = ("code", "paper")
 STATE_FILE = "m_search_state.safetensors"
@@ -171,8 +171,8 @@ class MSearchResult:
 
 def dev_score(model, spec: TaskSpec, split: TokenizedSplit, batch_size: int, progress: bool,
               padding_free: bool = True):
-    values = split_metrics(model, spec, split, batch_size=batch_size, padding_free=padding_free,
-                           progress=progress)
+    values, _ = split_evaluation(model, spec, split, batch_size=batch_size, padding_free=padding_free,
+                                 progress=progress)
     return float(M.stop_score(spec, values)), values
 
 

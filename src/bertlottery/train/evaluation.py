@@ -81,21 +81,6 @@ def predict(
     return Predictions(all_logits, split.labels.numpy(), loss)
 
 
-def split_metrics(
-    model: torch.nn.Module,
-    spec: TaskSpec,
-    split: TokenizedSplit,
-    *,
-    batch_size: int = 64,
-    precision: str = "fp32",
-    padding_free: bool = True,
-    progress: bool = False,
-) -> dict[str, float]:
-    """The task's metrics and the mean loss of `model` on one split."""
-    return split_evaluation(model, spec, split, batch_size=batch_size, precision=precision,
-                            padding_free=padding_free, progress=progress)[0]
-
-
 def split_evaluation(
     model: torch.nn.Module,
     spec: TaskSpec,
