@@ -1,11 +1,14 @@
 """Every supported encoder family through the whole method, on tiny random configs built in code (2 layers,
 4 heads, hidden 32): BERT, RoBERTa, ELECTRA's discriminator (embeddings smaller than hidden, so its
-embeddings_project runs) and DistilBERT. Decoders and anything else are refused, naming what was found.
+embeddings_project runs), DistilBERT, DeBERTa-v2 (separate relative-position projections, share_att_key
+false), DeBERTa-v3 (shared ones, log buckets, no absolute positions) and ModernBERT (fused QKV, GLU MLP,
+pre-norm, local attention in layer 1). Decoders and anything else are refused, naming what was found.
+DeBERTa and ModernBERT have no padding-free forward: it is refused, naming the setting to change.
 
 Tokenizers: the tiny WordPiece vocabulary of the tests (conftest.tiny_vocab). RoBERTa uses a BERT tokenizer
 folder here (its config's pad_token_id set to [PAD] = 0, one token type as the real RoBERTa), ELECTRA a BERT
 tokenizer as the real one is, DistilBERT its own DistilBertTokenizer (whose model inputs have no
-token_type_ids)."""
+token_type_ids), DeBERTa and ModernBERT a BERT tokenizer folder (their configs' pad_token_id set to 0)."""
 
 from __future__ import annotations
 
@@ -22,9 +25,11 @@ from transformers import (
     BertConfig,
     BertTokenizer,
     DistilBertConfig,
+    DebertaV2Config,
     DistilBertTokenizer,
     ElectraConfig,
     GPT2Config,
+    ModernBertConfig,
     RobertaConfig,
     XLMRobertaConfig,
 )
@@ -48,13 +53,16 @@ from bertlottery.modeling.structure import (
 from bertlottery.modeling.unpadded import PackedBatch, check_supported, classify
 from bertlottery.modeling.weight_masks import apply_weight_mask
 from bertlottery.patterns.attention import attention_maps
+from bertlottery.search.fisher import main_find_f_mask
 from bertlottery.search.mpruning import main_find_m_mask, original_order
 from bertlottery.search.spruning import main_find_s_mask
 from bertlottery.settings import training_defaults
 from bertlottery.train.evaluation import main_evaluate_pruned
 from bertlottery.train.loop import main_finetune
 
-FAMILIES = ["bert", "roberta", "electra", "distilbert"]
+PADDING_FREE_FAMILIES = ["bert", "roberta", "electra", "distilbert"]
+PADDED_ONLY_FAMILIES = ["deberta-v2", "deberta-v3", "modernbert"]
+FAMILIES = PADDING_FREE_FAMILIES + PADDED_ONLY_FAMILIES
 # 3 heads left in layer 0, none in layer 1; layer 1 loses its MLP too
 UNEVEN = HeadMlpMask(torch.tensor([[1, 0, 1, 1], [0, 0, 0, 0]]), torch.tensor([1, 0]))
 
@@ -73,6 +81,16 @@ def family_config(family: str, **overrides):
         return RobertaConfig(**bert_style, pad_token_id=0, type_vocab_size=1, **common)
     if family == "electra":  # embeddings (16) smaller than hidden (32): embeddings_project
         return ElectraConfig(**bert_style, embedding_size=16, **common)
+    if family == "deberta-v2":  # pos_key_proj and pos_query_proj of their own (share_att_key false)
+        return DebertaV2Config(**bert_style, pad_token_id=0, relative_attention=True, pos_att_type=["p2c", "c2p"],
+                               share_att_key=False, **common)
+    if family == "deberta-v3":  # as deberta-v3-base: shared projections, log buckets, no absolute positions
+        return DebertaV2Config(**bert_style, pad_token_id=0, relative_attention=True, pos_att_type=["p2c", "c2p"],
+                               share_att_key=True, position_biased_input=False, position_buckets=16,
+                               norm_rel_ebd="layer_norm", **common)
+    if family == "modernbert":  # layer 0 global, layer 1 local attention (window 8 < the test's lengths)
+        return ModernBertConfig(**bert_style, pad_token_id=0, bos_token_id=2, eos_token_id=3, cls_token_id=2,
+                                sep_token_id=3, local_attention=8, **common)
     return DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common)
 
 
@@ -84,7 +102,7 @@ def tiny_classifier(family: str, seed: int = 0):
 def save_pretrained_encoder(family: str, path):
     """A pre-trained-like folder: the bare encoder (no classifier) and the family's tokenizer."""
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer_class = DistilBertTokenizer if family == "distilbert" else BertTokenizer
+    tokenizer_class = DistilBertTokenizer if family == "distilbert" else BertTokenizer  # BERT's for the others
     tokenizer_class(vocab={token: i for i, token in enumerate(tiny_vocab())}, do_lower_case=True).save_pretrained(path)
     torch.manual_seed(0)
     AutoModel.from_config(family_config(family)).save_pretrained(path)
@@ -115,18 +133,30 @@ def test_roles_heads_and_pool_order(family):
     assert head_counts(model) == [4, 4]
     parts = layer_parts(encoder_layers(model)[0])
     assert parts.num_heads == 4 and parts.head_size == 8
-    assert all(isinstance(m, torch.nn.Linear) for m in (parts.query, parts.key, parts.value, parts.attn_dense,
-                                                         parts.intermediate_dense, parts.output_dense))
-    assert parts.intermediate_dense.out_features == 64 and parts.output_dense.in_features == 64
+    assert all(isinstance(m, torch.nn.Linear) for m in (parts.attn_dense, parts.intermediate_dense,
+                                                         parts.output_dense))
     roles = prunable_roles(model)
-    assert len(roles) == 2 * 11 and list(roles) == list(prunable_parameters(model))
-    # every family's m-pruning pool is in the original's per-layer role order
-    assert [roles[n] for n in original_order(roles)][:4] == [(0, "key.weight"), (0, "key.bias"),
-                                                             (0, "query.weight"), (0, "query.bias")]
+    assert list(roles) == list(prunable_parameters(model))
+    if family == "modernbert":  # fused QKV, GLU MLP (input and gate rows), no biases
+        assert parts.query is None and parts.qkv.out_features == 3 * 32 and parts.head_projections == (parts.qkv,)
+        assert parts.intermediate_dense.out_features == 2 * 64 and parts.output_dense.in_features == 64
+        assert [roles[n] for n in original_order(roles)][:4] == [(0, "qkv.weight"), (0, "attn_out.weight"),
+                                                                 (0, "mlp_in.weight"), (0, "mlp_out.weight")]
+        assert len(roles) == 2 * 4
+    else:
+        assert all(isinstance(m, torch.nn.Linear) for m in (parts.query, parts.key, parts.value))
+        assert parts.intermediate_dense.out_features == 64 and parts.output_dense.in_features == 64
+        assert len(roles) == 2 * 11
+        # every family's m-pruning pool is in the original's per-layer role order
+        assert [roles[n] for n in original_order(roles)][:4] == [(0, "key.weight"), (0, "key.bias"),
+                                                                 (0, "query.weight"), (0, "query.bias")]
+    assert len(parts.extra_head_projections) == (2 if family == "deberta-v2" else 0)
     names = " ".join(roles)
-    assert not any(k in names for k in ("embeddings", "LayerNorm", "layer_norm", "pooler", "classifier"))
+    assert not any(k in names for k in ("embeddings", "LayerNorm", "layer_norm", "norm", "pooler", "classifier",
+                                        "pos_"))
     assert uses_token_types(model) == (family in ("bert", "electra"))
-    check_supported(model)
+    if family in PADDING_FREE_FAMILIES:
+        check_supported(model)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -139,7 +169,9 @@ def test_uneven_and_zero_heads_and_removed_mlp_equal_the_soft_masked_model(famil
     prune_heads_and_mlps(model, UNEVEN)
     assert head_counts(model) == [3, 0]
     parts = [layer_parts(layer) for layer in encoder_layers(model)]
-    assert parts[1].query is None and parts[1].intermediate_dense is None and parts[0].query.out_features == 24
+    assert parts[1].head_projections == () and parts[1].intermediate_dense is None
+    assert [p.out_features for p in parts[0].head_projections] == (
+        [72] if family == "modernbert" else [24] * (5 if family == "deberta-v2" else 3))
     torch.testing.assert_close(logits(model, batch), soft, rtol=0, atol=1e-5)
     size = size_of(model.config, UNEVEN)
     assert size["params_total"] == full and size["params_kept"] == sum(p.numel() for p in model.parameters())
@@ -150,7 +182,7 @@ def test_uneven_and_zero_heads_and_removed_mlp_equal_the_soft_masked_model(famil
     torch.testing.assert_close(logits(reloaded, batch), soft, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", PADDING_FREE_FAMILIES)
 def test_padding_free_equals_padded(family):
     """Logits and loss to 1e-6, every gradient to 1e-5 relative (as tests/modeling/test_unpadded.py): the
     plain model, with soft masks (their gradients too), physically pruned, and under a weight mask."""
@@ -173,7 +205,7 @@ def test_padding_free_equals_padded(family):
 
 def test_padding_free_in_train_mode_runs_every_family_dropout():
     """Dropout on (train mode): the packed forward draws other masks, so only its shape and finiteness."""
-    for family in FAMILIES:
+    for family in PADDING_FREE_FAMILIES:
         model = tiny_classifier(family).train()
         out = classify(model, PackedBatch.from_padded(padded_batch()))
         assert out.logits.shape == (6, 3) and torch.isfinite(out.loss)
@@ -181,12 +213,13 @@ def test_padding_free_in_train_mode_runs_every_family_dropout():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_attention_maps_of_every_family(family):
-    """The pattern analysis' raw and normed maps: per layer and head, rows of alpha sum to 1 over real keys."""
+    """The pattern analysis' raw and normed maps: per layer and head, rows of alpha sum to 1 over real keys
+    (the rows of padding queries, which strip_padding drops, are whatever the family computes there)."""
     batch = padded_batch(lengths=(9, 4))
     raw, normed = attention_maps(tiny_classifier(family), batch)
     assert raw.shape == normed.shape == (2, 2, 4, 12, 12)
     torch.testing.assert_close(raw[1, :, :, :4, :4].sum(-1), torch.ones(2, 4, 4))
-    assert (normed >= 0).all() and (raw[1, :, :, :, 4:] == 0).all()
+    assert (normed >= 0).all() and (raw[1, :, :, :4, 4:] == 0).all()
 
 
 # ------------------------------------------------------------------ refusals
@@ -208,6 +241,28 @@ def test_decoders_and_other_models_are_refused_naming_what_was_found(tmp_path):
         head_counts(causal)
     with pytest.raises(BertLotteryError, match="Linear.*no encoder layer list found; expected a BERT-style"):
         encoder_layers(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("family", PADDED_ONLY_FAMILIES)
+def test_padding_free_is_refused_for_deberta_and_modernbert_naming_the_setting(family):
+    """Their attention has positions inside (relative buckets; rotary and local windows): the packed forward
+    would need its own attention core, so every packed call is refused and the padded forward runs."""
+    model = tiny_classifier(family)
+    expected = f"model_type '{model.config.model_type}' is not one of .*set training.padding_free: false"
+    with pytest.raises(BertLotteryError, match=expected):
+        check_supported(model)
+    with pytest.raises(BertLotteryError, match=expected):
+        classify(model, PackedBatch.from_padded(padded_batch()))
+
+
+@pytest.mark.parametrize("family", PADDED_ONLY_FAMILIES)
+def test_soft_mask_gradients_of_the_padded_forward(family):
+    """The s/f importance scores: gradients reach every head and MLP multiplier, and zeroing a head's
+    multiplier changes the logits as removing its rows does (the physical pruning test above)."""
+    model, batch = tiny_classifier(family), padded_batch()
+    soft = attach_soft_masks(model).requires_grad_()
+    classify(model, batch).loss.backward()
+    assert (soft.heads.grad != 0).all() and (soft.mlps.grad != 0).all()
 
 
 def test_padding_free_only_for_the_tested_model_types():
@@ -249,13 +304,15 @@ def test_a_layer_missing_a_role_names_it():
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_finetune_searches_and_retraining(family, tmp_path):
-    """prepare-data with the family's tokenizer, finetune, find-s-mask, find-m-mask, evaluate-pruned with
+    """prepare-data with the family's tokenizer, finetune, find-s-mask, find-f-mask, find-m-mask, evaluate-pruned with
     both good masks, retraining with an uneven s-mask and with the m-mask, each through its command."""
     pretrained = save_pretrained_encoder(family, tmp_path / "pretrained")
     data = tmp_path / "data"
     prepare_data("RTE", str(pretrained), data, glue_dir=FIXTURE_GLUE, max_train_examples=96, max_dev_examples=48,
                  subsample_seed=0, max_seq_length=64)
-    training = json.dumps(training_defaults() | {"learning_rate": 1e-3, "batch_size": 16, "epochs": 1})
+    padding_free = family in PADDING_FREE_FAMILIES
+    training = json.dumps(training_defaults() | {"learning_rate": 1e-3, "batch_size": 16, "epochs": 1,
+                                                 "padding_free": padding_free})
 
     def finetune(name, *flags):
         out = tmp_path / name
@@ -266,13 +323,19 @@ def test_finetune_searches_and_retraining(family, tmp_path):
 
     tuned = finetune("finetune")
     model = load_classifier(tuned / "model", 2)
-    assert type(model).__name__.lower().startswith(family) and head_counts(model) == [4, 4]
-    common = ["--task", "RTE", "--seed", "42", "--model-dir", str(tuned / "model"), "--data-dir", str(data)]
+    assert type(model).__name__.lower().startswith(family.split("-")[0]) and head_counts(model) == [4, 4]
+    common = ["--task", "RTE", "--seed", "42", "--model-dir", str(tuned / "model"), "--data-dir", str(data),
+              "--padding-free" if padding_free else "--no-padding-free"]
     main_find_s_mask([*common, "--out-dir", str(tmp_path / "s"),
                       "--settings", json.dumps({"batch_size": 16, "modes": ["joint"]})])
     good = HeadMlpMask.load(tmp_path / "s" / "good.safetensors")
     assert good.heads.shape == (2, 4) and good.head_importance.shape == (2, 4)
     assert json.loads((tmp_path / "s" / "search.json").read_text())["heads_kept"] == good.heads_kept
+    main_find_f_mask([*common, "--out-dir", str(tmp_path / "f"), "--reference", str(tmp_path / "s" / "good.safetensors"),
+                      "--settings", json.dumps({"batch_size": 16, "n_examples": 32})])
+    f_good = HeadMlpMask.load(tmp_path / "f" / "good.safetensors")
+    assert (f_good.heads_kept, f_good.mlps_kept) == (good.heads_kept, good.mlps_kept)
+    assert (f_good.head_importance > 0).all()
     main_find_m_mask([*common, "--out-dir", str(tmp_path / "m"),
                       "--settings", json.dumps({"batch_size": 16, "max_iterations": 3})])
     m_good = WeightMask.load(tmp_path / "m" / "good.safetensors")

@@ -63,5 +63,5 @@ def model_cost(model: nn.Module) -> Cost:
     for layer in encoder_layers(model):
         parts = layer_parts(layer)
         if parts.self_attention is not None:  # a layer with no head left has no attention product
-            width += parts.query.weight.shape[0]
+            width += parts.num_heads * parts.head_size
     return Cost(per_token, width, per_sequence, sum(p.numel() for p in model.parameters()))

@@ -13,7 +13,12 @@ from torch import nn
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import check_model_source
 from bertlottery.modeling.pruning import load_pruned
-from bertlottery.modeling.structure import PRUNED_CONFIG_KEYS, encoder_layers, meta_model
+from bertlottery.modeling.structure import (
+    PRUNED_CONFIG_KEYS,
+    attention_implementation,
+    encoder_layers,
+    meta_model,
+)
 
 
 def _is_pruned_dir(name: str) -> bool:
@@ -32,7 +37,8 @@ def load_classifier(name_or_path: str | os.PathLike, num_labels: int, *, random_
 
     random_init builds the architecture from the checkpoint's config with random weights (the paper's
     Table 2 "random init" row); the caller seeds torch first for a reproducible init. A saved physically
-    pruned model (config.json has bertlottery_head_mask) is rebuilt with `load_pruned`."""
+    pruned model (config.json has bertlottery_head_mask) is rebuilt with `load_pruned`. "sdpa" falls back
+    to "eager" for a class without it (structure.attention_implementation)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     name = str(name_or_path)
@@ -45,17 +51,18 @@ def load_classifier(name_or_path: str | os.PathLike, num_labels: int, *, random_
         return keep_head_in_fp32(model)
     problem = "regression" if num_labels == 1 else "single_label_classification"
     try:
+        config = AutoConfig.from_pretrained(name, num_labels=num_labels, problem_type=problem)
+        attention = attention_implementation(config, attn_implementation)
         if random_init:
-            config = AutoConfig.from_pretrained(name, num_labels=num_labels, problem_type=problem)
             for key in PRUNED_CONFIG_KEYS:  # a random full-size model, even from a pruned model's config
                 if hasattr(config, key):
                     delattr(config, key)
-            model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
+            model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attention)
         else:
             # dtype fixed: checkpoints may store fp16 (the shared MiniLM) while the study runs in fp32
             model = AutoModelForSequenceClassification.from_pretrained(
                 name, num_labels=num_labels, problem_type=problem, dtype=torch.float32,
-                attn_implementation=attn_implementation)
+                attn_implementation=attention)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         # RuntimeError: e.g. a fine-tuned checkpoint whose classifier has another number of labels
         raise BertLotteryError(f"{name}: cannot load a sequence-classification model with "

@@ -1,8 +1,9 @@
 """Physical pruning: remove heads and MLPs from the model; save and rebuild such a model.
 
-A layer left with zero heads or without its MLP returns LayerNorm(input) for that sub-layer, in every
-family (BERT-style: the sub-layer is replaced by its LayerNorm; DistilBERT: the attention or FFN adds
-zeros before the layer's own LayerNorm). The stand-ins carry `bertlottery_removed`, so the role lookup
+A layer left with zero heads or without its MLP returns LayerNorm(input) for that sub-layer in every
+post-norm family (BERT-style and DeBERTa: the sub-layer is replaced by its LayerNorm; DistilBERT: the
+attention or FFN adds zeros before the layer's own LayerNorm); in the pre-norm ModernBERT the removed
+sub-layer adds zeros to the residual stream. The stand-ins carry `bertlottery_removed`, so the role lookup
 reports the removed parts as None.
 """
 
@@ -20,9 +21,9 @@ from bertlottery.masks.types import HeadMlpMask
 from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.soft_masks import SOFT_MASKS_ATTR
 from bertlottery.modeling.structure import (
-    DISTILBERT,
     PRUNED_CONFIG_KEYS,
     LayerParts,
+    attention_implementation,
     encoder_layers,
     is_pruned,
     layer_parts,
@@ -66,8 +67,8 @@ class _Skip(nn.Module):
 
 
 class _Zero(nn.Module):
-    """DistilBERT's removed attention or FFN: adds nothing to the residual, so the layer's own
-    LayerNorm(0 + input) = LayerNorm(input), as a removed BERT-style sub-layer."""
+    """DistilBERT's or ModernBERT's removed attention or FFN: adds nothing to the residual (DistilBERT's own
+    LayerNorm(0 + input) = LayerNorm(input), as a removed BERT-style sub-layer)."""
 
     bertlottery_removed = True
 
@@ -95,19 +96,23 @@ def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
 
 
 def _remove_attention(layer: nn.Module, parts: LayerParts) -> None:
-    if parts.arch is DISTILBERT:
-        layer.attention = _Zero(attention=True)
+    arch = parts.arch
+    if arch.removed_adds_zero:
+        setattr(layer, arch.attention_block, _Zero(attention=True))
     else:
-        norm_name = parts.arch.attn_norm.rsplit(".", 1)[1]
-        layer.attention = _HeadlessAttention(_NormOnly(norm_name, parts.attn_norm))
+        norm_name = arch.attn_norm.rsplit(".", 1)[1]
+        setattr(layer, arch.attention_block, _HeadlessAttention(_NormOnly(norm_name, parts.attn_norm)))
 
 
 def _remove_mlp(layer: nn.Module, parts: LayerParts) -> None:
-    if parts.arch is DISTILBERT:
-        layer.ffn = _Zero(attention=False)
+    arch = parts.arch
+    if arch.removed_adds_zero:
+        (block,) = arch.mlp_blocks
+        setattr(layer, block, _Zero(attention=False))
     else:
-        layer.intermediate = _Skip()
-        layer.output = _NormOnly(parts.arch.out_norm.rsplit(".", 1)[1], parts.output_norm)
+        first, second = arch.mlp_blocks
+        setattr(layer, first, _Skip())
+        setattr(layer, second, _NormOnly(arch.out_norm.rsplit(".", 1)[1], parts.output_norm))
 
 
 def _prune_layer_heads(layer: nn.Module, keep: torch.Tensor) -> None:
@@ -118,11 +123,12 @@ def _prune_layer_heads(layer: nn.Module, keep: torch.Tensor) -> None:
         _remove_attention(layer, parts)
         return
     attn, head_dim = parts.self_attention, parts.head_size
-    index = (torch.nonzero(keep).flatten()[:, None] * head_dim + torch.arange(head_dim)).flatten()
-    for linear in (parts.query, parts.key, parts.value):
-        _slice_linear(linear, index, 0)
-    _slice_linear(parts.attn_dense, index, 1)
-    setattr(attn, parts.arch.heads_attr, int(keep.sum()))
+    kept_heads = torch.nonzero(keep).flatten()
+    for linear in parts.head_projections:
+        _slice_linear(linear, parts.head_rows(linear, kept_heads), 0)
+    _slice_linear(parts.attn_dense, parts.head_rows(parts.attn_dense, kept_heads), 1)
+    if parts.arch.heads_attr is not None:
+        setattr(attn, parts.arch.heads_attr, int(keep.sum()))
     if hasattr(attn, "all_head_size"):
         attn.all_head_size = int(keep.sum()) * head_dim
     if hasattr(attn, "attention_head_size") and attn.attention_head_size != head_dim:
@@ -173,7 +179,8 @@ def load_pruned(path: str | os.PathLike, *, attn_implementation: str = "sdpa") -
                                "(load it with load_classifier)")
     for key in PRUNED_CONFIG_KEYS:
         delattr(config, key)
-    model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
+    model = AutoModelForSequenceClassification.from_config(
+        config, attn_implementation=attention_implementation(config, attn_implementation))
     prune_heads_and_mlps(model.float(), HeadMlpMask(torch.tensor(heads), torch.tensor(mlps), source=str(path)))
     missing, unexpected = model.load_state_dict(load_file(weights), strict=False)
     if missing or unexpected:

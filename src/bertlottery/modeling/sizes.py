@@ -22,14 +22,14 @@ PAPER_EMBEDDING_SHARE = 0.21
 
 
 def _structure_costs(model: nn.Module) -> list[dict[str, int]]:
-    """Per layer: parameters per head (Q/K/V rows + biases, output-dense columns), the output-dense bias
+    """Per layer: parameters per head (Q/K/V rows + biases, DeBERTa's relative-position projection rows,
+    output-dense columns), the output-dense bias
     (gone with the last head), the MLP (intermediate + output dense with biases) and its output bias."""
     costs = []
     for layer in encoder_layers(model):
         parts = layer_parts(layer)
         dim = parts.head_size
-        per_head = sum(dim * lin.weight.shape[1] + (dim if lin.bias is not None else 0)
-                       for lin in (parts.query, parts.key, parts.value))
+        per_head = sum(p.numel() for lin in parts.head_projections for p in lin.parameters()) // parts.num_heads
         per_head += dim * parts.attn_dense.weight.shape[0]
         out_bias = parts.output_dense.bias.numel() if parts.output_dense.bias is not None else 0
         mlp = sum(p.numel() for lin in (parts.intermediate_dense, parts.output_dense) for p in lin.parameters())

@@ -122,7 +122,9 @@ class PackedBatch:
 
 
 # The model types whose padding-free forward is checked against their own padded forward
-# (tests/modeling/test_unpadded.py, tests/modeling/test_encoder_families.py).
+# (tests/modeling/test_unpadded.py, tests/modeling/test_encoder_families.py). DeBERTa-v2/v3 (relative
+# positions inside the attention scores) and ModernBERT (rotary positions, local attention windows, pre-norm)
+# need their own attention core here and are refused: they run the padded HF forward (padding_free: false).
 PADDING_FREE_TYPES = ("bert", "roberta", "electra", "distilbert")
 
 
@@ -265,6 +267,7 @@ def _loss(model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch
 
 def unpadded_forward(model: nn.Module, packed: PackedBatch) -> Output:
     """Logits [B, num_labels] (batch order) and, when the batch has labels, the model's loss."""
+    check_supported(model)  # DeBERTa, ModernBERT and untested types are refused with the setting to change
     base = model.base_model
     embeddings = base.embeddings
     positions = packed.position_ids

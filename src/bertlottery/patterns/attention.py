@@ -20,9 +20,9 @@ KINDS = ("raw", "normed")
 # attention maps
 
 
-def _kept_output(store: dict[int, torch.Tensor], index: int):
+def _kept_value(store: dict[int, torch.Tensor], index: int, parts):
     def hook(module, args, output):
-        store[index] = output
+        store[index] = parts.value_output(output)
     return hook
 
 
@@ -36,7 +36,7 @@ def attention_maps(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[to
         model.set_attn_implementation("eager")
     parts = [layer_parts(layer) for layer in encoder_layers(model)]
     values: dict[int, torch.Tensor] = {}
-    handles = [p.value.register_forward_hook(_kept_output(values, i)) for i, p in enumerate(parts)]
+    handles = [p.value_projection.register_forward_hook(_kept_value(values, i, p)) for i, p in enumerate(parts)]
     try:
         inputs = model_inputs(model, {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")
                                       if k in batch})

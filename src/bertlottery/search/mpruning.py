@@ -55,9 +55,10 @@ from bertlottery.train.evaluation import split_evaluation
 BAD_MODES = ("code", "paper")
 STATE_FILE = "m_search_state.safetensors"
 # The original's per-layer order of the pool (run_glue.parameters_to_prune), by role (structure.PRUNABLE_ROLES);
-# it only decides ties. Every encoder family's pool is in this order: K, Q, V, attention output, MLP in, MLP out.
+# it only decides ties. Every encoder family's pool is in this order: K, Q, V (ModernBERT: its fused QKV),
+# attention output, MLP in, MLP out.
 ORIGINAL_ROLES = (
-    "key.weight", "key.bias", "query.weight", "query.bias", "value.weight", "value.bias",
+    "qkv.weight", "qkv.bias", "key.weight", "key.bias", "query.weight", "query.bias", "value.weight", "value.bias",
     "attn_out.weight", "attn_out.bias", "mlp_in.weight", "mlp_in.bias", "mlp_out.weight",
 )
 
