@@ -15,6 +15,7 @@ from bertlottery.analysis.importance import figure3_run
 from bertlottery.families import (FAMILIES, FISHER, M, MASK_KINDS, S, S_HEADS, S_MLPS, S_MODES, SUPER, VARIANTS,
                                   families_where, switched_variants, variant)
 from bertlottery.glue.reading import check_glue_dir
+from bertlottery.glue.tasks import CUSTOM_TASKS_ENV, check_task_names, custom_tasks_json
 from bertlottery.io import check_writable_folder
 from bertlottery.layout import RESULTS_ROOT, Layout
 from bertlottery.patterns.extract import MODEL_CONFIGS, SELECTIONS, pattern_tasks
@@ -41,6 +42,10 @@ try:
         check_config(config)
     if workflow.is_main_process:  # a read-only or full results folder: one line, not a traceback
         check_writable_folder(RESULTS_ROOT)
+    # Tasks of one's own (docs/protocol.md §Your own task): checked here, handed to every job (get_task reads
+    # them from this variable), their files' paths made absolute from the working directory.
+    check_task_names(config.get("tasks") or [], config.get("custom_tasks"))
+    os.environ[CUSTOM_TASKS_ENV] = custom_tasks_json(config.get("custom_tasks"))
 except BertLotteryError as exc:
     raise WorkflowError(str(exc)) from None
 validate(config, schema=str(SCHEMA_PATH), set_default=True)  # fills in the defaults of the schema
@@ -127,6 +132,11 @@ def training_json(task):
 def padding_free_flag(wc):
     """The searches run their forward passes as the task's fine-tuning does (training.padding_free)."""
     return "--padding-free" if TRAINING[wc.task]["padding_free"] else "--no-padding-free"
+
+
+def custom_task_json(task):
+    """A custom task's entry (prepare_data's params: a change of its files, columns or labels reruns it)."""
+    return json.dumps(json.loads(os.environ[CUSTOM_TASKS_ENV]).get(task), sort_keys=True)
 
 
 def data_json(task):

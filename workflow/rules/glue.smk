@@ -7,6 +7,7 @@ rule prepare_data:
         model=config["model"],
         glue_dir=config["glue_dir"] or "",
         data=lambda wc: data_json(wc.task),
+        custom_task=lambda wc: custom_task_json(wc.task),
         max_seq_length=lambda wc: TRAINING[wc.task]["max_seq_length"],
         out_dir=data_dir,
     conda:

@@ -221,7 +221,7 @@ def prepare_data(task: str, model: str, out_dir: str | Path, glue_dir: str | Pat
     _check_subsampling(max_train_examples, max_dev_examples, subsample_seed, max_seq_length)
     out_dir = Path(out_dir)
     tokenizer = load_tokenizer(model)
-    source = (f"tsv:{Path(glue_dir) / spec.name}" if glue_dir else f"hub:{HUB_DATASET}/{spec.hub.config}")
+    source = _source_name(spec, glue_dir)
     # Read and validate every split before the (slow) tokenization, so a bad file fails fast.
     sources = {split: read_split(task, split, glue_dir) for split in spec.splits}
     splits = {}
@@ -247,6 +247,13 @@ def prepare_data(task: str, model: str, out_dir: str | Path, glue_dir: str | Pat
     }
     write_json(out_dir / DATA_CARD, card)
     return card
+
+
+def _source_name(spec, glue_dir: str | Path | None) -> str:
+    if spec.custom is not None:
+        files = spec.custom.files
+        return f"files:{files['train']},{files['dev']}" if files else f"hub:{spec.custom.dataset}"
+    return f"tsv:{Path(glue_dir) / spec.name}" if glue_dir else f"hub:{HUB_DATASET}/{spec.hub.config}"
 
 
 def _check_subsampling(max_train: Any, max_dev: Any, seed: Any, max_seq_length: Any) -> None:

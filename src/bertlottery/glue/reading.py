@@ -1,21 +1,23 @@
 """GLUE reading: one split's examples from the classic TSV files (validated against GLUE's headers and label
 values) or from the hub (labels mapped by name), with what the data card says about their source.
+A custom task's (glue/tasks.py) come from its CSV, TSV or JSON Lines files or its hub dataset, by column name.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.glue.tasks import TaskSpec, get_task
+from bertlottery.glue.tasks import TaskSpec, file_format, get_task
 
 HUB_DATASET = "nyu-mll/glue"
-STSB_RANGE = (0.0, 5.0)
 MAX_SKIPPED_LINES_LISTED = 20
 
 # GLUE's header lines (download_glue_data.py layout). CoLA has none.
@@ -76,8 +78,10 @@ def read_examples(task: str, split: str, glue_dir: str | Path | None = None) -> 
 
 
 def check_glue_dir(glue_dir: str | Path, tasks: Iterable[str]) -> None:
-    """Every split file of every task in `glue_dir`, checked before any job (prepare_data would fail late)."""
-    missing = [f"{spec.name}/{spec.tsv.files[split]}" for spec in map(get_task, tasks) for split in spec.splits
+    """Every split file of every GLUE task in `glue_dir`, checked before any job (prepare_data would fail
+    late). A custom task's files are its own (read_custom_file names a missing one)."""
+    glue = [spec for spec in map(get_task, tasks) if spec.custom is None]
+    missing = [f"{spec.name}/{spec.tsv.files[split]}" for spec in glue for split in spec.splits
                if not (Path(glue_dir) / spec.name / spec.tsv.files[split]).is_file()]
     if missing:
         raise BertLotteryError(f"config key glue_dir: {glue_dir} lacks {', '.join(missing)} (from {Path.cwd()}); "
@@ -89,6 +93,8 @@ def read_split(task: str, split: str, glue_dir: str | Path | None = None) -> Spl
     spec = get_task(task)
     if split not in spec.splits:
         raise BertLotteryError(f"task {task}: unknown split {split!r}; expected one of {', '.join(spec.splits)}")
+    if spec.custom is not None:  # its own files or hub dataset; glue_dir does not apply
+        return read_custom_hub(spec, split) if spec.custom.dataset else read_custom_file(spec, split)
     if glue_dir:
         return read_tsv(spec, split, Path(glue_dir) / spec.name / spec.tsv.files[split])
     return read_hub(spec, split)
@@ -165,14 +171,16 @@ def _check_header(spec: TaskSpec, split: str, path: Path, row: list[str]) -> Non
 def _label_parser(spec: TaskSpec):
     """A function (raw label text, location) -> class index, or score for STS-B; raises on bad values."""
     if spec.is_regression:
+        low, high = spec.score_range or (-math.inf, math.inf)
+
         def parse(raw: str, where: str) -> float:
             try:
                 value = float(raw)
             except ValueError:
                 value = float("nan")
-            if not STSB_RANGE[0] <= value <= STSB_RANGE[1]:  # also rejects nan
-                raise BertLotteryError(f"{where}: label {raw!r} is not a similarity score in "
-                                       f"[{STSB_RANGE[0]}, {STSB_RANGE[1]}]")
+            if not (low <= value <= high and math.isfinite(value)):  # also rejects nan
+                expected = f"a similarity score in [{low}, {high}]" if spec.score_range else "a finite number"
+                raise BertLotteryError(f"{where}: label {raw!r} is not {expected}")
             return value
         return parse
 
@@ -259,3 +267,108 @@ def _map_hub_label(mapping: dict[int, int], value: int, where: str) -> int:
         return mapping[value]
     except KeyError:
         raise BertLotteryError(f"{where}: label {value!r} is not a class id {sorted(mapping)}") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Custom tasks (glue/tasks.py CustomSource): columns by name
+
+
+def _custom_layout(spec: TaskSpec) -> str:
+    source = spec.custom
+    columns = [c for c in (source.text_a, source.text_b, source.label) if c]
+    labels = f"labels {', '.join(spec.labels)}" if spec.labels else "numeric labels (regression)"
+    return f"columns {', '.join(columns)} ({labels})"
+
+
+def _custom_rows(path: Path, fmt: str):
+    """(line, {column: value}) of a CSV/TSV file with a header line or of a JSON Lines file."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        if fmt == "jsonl":
+            for number, text in enumerate(handle, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    row = json.loads(text)
+                except ValueError as exc:
+                    raise BertLotteryError(f"{path}:{number}: not a JSON object ({exc})") from None
+                if not isinstance(row, dict):
+                    raise BertLotteryError(f"{path}:{number}: a JSON {type(row).__name__}, expected an object")
+                yield number, row
+            return
+        reader = csv.reader(handle, delimiter="\t" if fmt == "tsv" else ",",
+                            quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
+        header = next(reader, None)
+        for row in reader if header else ():
+            if not row:  # a blank line
+                continue
+            if len(row) != len(header):
+                raise BertLotteryError(f"{path}:{reader.line_num}: expected {len(header)} {fmt.upper()} columns "
+                                       f"(as the header {header}), found {len(row)}")
+            yield reader.line_num, dict(zip(header, row))
+
+
+def read_custom_file(spec: TaskSpec, split: str) -> SplitSource:
+    """One split of a custom task from its file, every row checked (columns present, label valid)."""
+    source = spec.custom
+    path = Path(source.files[split])
+    fmt = file_format(str(path))
+    if not path.is_file():
+        raise BertLotteryError(f"{path}: file not found; expected the {split} split of {spec.name} as a "
+                               f"{fmt.upper()} file with {_custom_layout(spec)}")
+    label_of = _label_parser(spec)
+    out = SplitSource([], source=str(path), rows_in_source=0, sha256=_sha256(path))
+    try:
+        for line, row in _custom_rows(path, fmt):
+            out.rows_in_source += 1
+            out.examples.append(_custom_example(spec, row, label_of, f"{path}:{line}", line))
+    except UnicodeDecodeError:
+        raise BertLotteryError(_decode_error(path, "utf-8")) from None
+    except csv.Error as exc:
+        raise BertLotteryError(f"{path}: unreadable {fmt.upper()} ({exc})") from None
+    if not out.examples:
+        raise BertLotteryError(f"{path}: no data rows; expected {_custom_layout(spec)}")
+    return out
+
+
+def _custom_example(spec: TaskSpec, row: dict, label_of, where: str, line: int) -> Example:
+    source = spec.custom
+    missing = [c for c in (source.text_a, source.text_b, source.label) if c and c not in row]
+    if missing:
+        raise BertLotteryError(f"{where}: no column {missing[0]!r} (found {', '.join(map(str, row))}); "
+                               f"expected {_custom_layout(spec)}")
+    texts = [row[source.text_a], row[source.text_b] if source.text_b else None]
+    if not all(isinstance(t, str) or t is None for t in texts):
+        raise BertLotteryError(f"{where}: a text column holds {texts!r}; expected strings")
+    return Example(texts[0], texts[1], label_of(str(row[source.label]), where), line)
+
+
+def read_custom_hub(spec: TaskSpec, split: str) -> SplitSource:
+    """One split of a custom task's hub dataset through `datasets` (downloads on first use)."""
+    import datasets
+
+    source = spec.custom
+    hub_split = source.dataset_splits[split]
+    try:
+        dataset = datasets.load_dataset(source.dataset, source.dataset_config, split=hub_split)
+    except Exception as exc:  # network, auth, cache: all mean "no hub data here"
+        raise BertLotteryError(f"custom task {spec.name}: could not load {source.dataset} split {hub_split!r} "
+                               f"from the HuggingFace hub ({type(exc).__name__}: {exc}); give its files "
+                               "(train:, dev:) instead") from None
+    return custom_examples_from_dataset(spec, split, dataset)
+
+
+def custom_examples_from_dataset(spec: TaskSpec, split: str, dataset: Any) -> SplitSource:
+    """A custom task's examples from a `datasets.Dataset`; a ClassLabel column is read by class name."""
+    source = spec.custom
+    where = f"hub:{source.dataset}:{source.dataset_splits[split]}"
+    feature = dataset.features.get(source.label)
+    names = getattr(feature, "names", None)
+    label_of = _label_parser(spec)
+    examples = []
+    for i, row in enumerate(dataset):
+        if names is not None and isinstance(row.get(source.label), int) and row[source.label] >= 0:
+            row = {**row, source.label: names[row[source.label]]}
+        examples.append(_custom_example(spec, row, label_of, f"{where} row {i + 1}", i + 1))
+    if not examples:
+        raise BertLotteryError(f"{where}: the split has no rows")
+    return SplitSource(examples, source=where, rows_in_source=len(examples))

@@ -1,0 +1,74 @@
+"""Integration: the README's own-task example (tests/data/custom: a three-class CSV task and a sentence-pair
+regression in JSON Lines) through the whole DAG on the tiny model, tests/data/tiny.yaml's settings:
+fine-tuning, every finder, derived masks, retraining, patterns, statistics, tables, figures, claims."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, tiny_command
+
+from bertlottery.masks.types import HeadMlpMask, WeightMask
+
+pytestmark = pytest.mark.slow
+TASKS = ("Reviews", "Similarity")
+SEEDS = (1337, 42)
+
+
+@pytest.fixture(scope="module")
+def custom_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """The example's config on top of tiny.yaml, its files' paths made absolute (the run's working directory
+    is a temporary folder; the README's command runs from the repository root instead)."""
+    workdir = tmp_path_factory.mktemp("custom-task")
+    config = yaml.safe_load((REPO / "tests" / "data" / "custom" / "custom.yaml").read_text())
+    for entry in config["custom_tasks"].values():
+        entry.update({split: str(REPO / entry[split]) for split in ("train", "dev")})
+    overlay = workdir / "custom.yaml"
+    overlay.write_text(yaml.safe_dump(config))
+    command = tiny_command(workdir, tiny_model_dir)
+    at = command.index("--configfile") + 2
+    command[at:at] = [str(overlay)]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if run.returncode != 0:
+        logs = sorted((workdir / "results" / "logs").rglob("*.log"), key=lambda p: p.stat().st_mtime)[-3:]
+        pytest.fail(run.stderr[-4000:] + "".join(f"\n--- {p}\n{p.read_text()[-2000:]}" for p in logs))
+    return workdir
+
+
+def test_data_cards_and_full_models(custom_run):
+    results = custom_run / "results"
+    reviews = json.loads((results / "data" / "Reviews" / "data_card.json").read_text())
+    assert reviews["labels"] == ["negative", "neutral", "positive"] and reviews["source"].startswith("files:")
+    similarity = json.loads((results / "data" / "Similarity" / "data_card.json").read_text())
+    assert similarity["is_regression"] and similarity["num_labels"] == 1
+    for task, metric in (("Reviews", "accuracy"), ("Similarity", "pearson")):
+        for seed in SEEDS:
+            record = json.loads((results / "finetune" / task / f"seed{seed}" / "metrics.json").read_text())
+            assert record["task"] == task and record["reported_metric"] == metric
+            assert record["reported"] == record["metrics"][metric]
+
+
+def test_every_finder_and_retraining(custom_run):
+    masks = custom_run / "results" / "masks"
+    for task in TASKS:
+        for seed in SEEDS:
+            s_good = HeadMlpMask.load(masks / "s" / task / f"seed{seed}" / "good.safetensors")
+            assert s_good.meta["task"] == task
+            assert WeightMask.load(masks / "m" / task / f"seed{seed}" / "good.safetensors").kept > 0
+            assert (masks / "super" / task / f"seed{seed}" / "good.safetensors").is_file()
+    retrained = sorted((custom_run / "results").rglob("retrain*/**/metrics.json"))
+    assert {p for p in retrained if "Reviews" in p.parts} and {p for p in retrained if "Similarity" in p.parts}
+
+
+def test_tables_figures_and_claims_name_the_tasks_without_paper_numbers(custom_run):
+    results = custom_run / "results"
+    tables = list(results.rglob("table*.md")) or list(results.rglob("*.md"))
+    text = "\n".join(p.read_text() for p in tables)
+    assert "Reviews" in text and "Similarity" in text
+    assert list(results.rglob("*.png")) or list(results.rglob("*.pdf"))
+    claims = next(results.rglob("claims.json"))
+    assert json.loads(claims.read_text())
