@@ -23,8 +23,8 @@ F_OVERLAY = {"retrain": {"families": ["m", "s", "super", "f"]}, "f_pruning": {"n
 
 def test_documented_overlay_switches_f_on():
     overlay = yaml.safe_load((REPO / "config" / "fisher.yaml").read_text())
-    assert "f" in overlay["retrain"]["families"] and set(overlay["f_pruning"]) == {"n_examples", "batch_size",
-                                                                                   "replacement"}
+    assert "f" in overlay["retrain"]["families"] and set(overlay["f_pruning"]) == {
+        "n_examples", "batch_size", "replacement", "counts", "rearrange"}
 
 
 @pytest.fixture(scope="module")

@@ -342,6 +342,10 @@ class FPruningSettings(Section):
     n_examples: int
     batch_size: int
     replacement: bool
+    counts: str
+    flops_fraction: float | None
+    flops_seq_length: int
+    rearrange: bool
 
 
 SECTIONS: dict[str, type[Section]] = {"training": TrainingSettings, "data": DataSettings,

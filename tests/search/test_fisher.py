@@ -169,3 +169,110 @@ def test_command_writes_a_size_matched_mask_with_its_importances(tmp_path):
     # an s-good mask of another seed is refused, naming the mismatch
     with pytest.raises(BertLotteryError, match="seed='42' where the job has seed='1'"):
         FI.main_find_f_mask([a if a != "42" else "1" for a in args] + ["--out-dir", str(tmp_path / "bad")])
+
+
+# ------------------------------------------------------------------ Kwon et al.'s rearrangement and FLOPs split
+
+
+def published_rearrangement(keep: list[bool], grads: list[list[float]]) -> list[bool]:
+    """Kwon et al. (2022) §4.2, mask rearrangement, written out directly in plain Python (floats, lists):
+    per batch b and unit i the gradient g[b][i]. With n units pruned, Z starts as the n units of lowest
+    sum_b g[b][i]^2; each further unit, in ascending order of that, joins Z, and the unit of Z whose removal
+    gives the smallest sum_b (sum_{j in Z, j != i} g[b][j])^2 leaves it (the first one on ties)."""
+    units, batches = len(keep), len(grads)
+    n = sum(1 for k in keep if not k)
+    if n in (0, units):
+        return list(keep)
+    diagonal = [sum(grads[b][i] ** 2 for b in range(batches)) for i in range(units)]
+    order = sorted(range(units), key=lambda i: diagonal[i])  # Python's sort is stable
+    pruned = order[:n]
+    for unit in order[n:]:
+        pruned.append(unit)
+        costs = []
+        for leaving in pruned:
+            rest = [j for j in pruned if j != leaving]
+            costs.append(sum(sum(grads[b][j] for j in rest) ** 2 for b in range(batches)))
+        del pruned[costs.index(min(costs))]
+    return [i not in pruned for i in range(units)]
+
+
+def _cost(pruned: torch.Tensor, grads: torch.Tensor) -> float:
+    return float(grads.double()[:, pruned].sum(1).pow(2).sum())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_rearrangement_is_the_published_algorithm(seed):
+    g = torch.Generator().manual_seed(seed)
+    units, batches = [(4, 3), (12, 16), (6, 1), (16, 8)][seed % 4]
+    grads = torch.randn(batches, units, generator=g) * torch.rand(units, generator=g)  # scales differ per unit
+    keep = torch.rand(units, generator=g) < 0.5
+    ours = FI.rearrange_layer(keep, grads)
+    assert ours.dtype == torch.bool and int(ours.sum()) == int(keep.sum())  # binary, the count kept
+    assert ours.tolist() == published_rearrangement(keep.tolist(), grads.tolist())
+    # never worse under the block-diagonal Fisher than the diagonal choice it starts from
+    diagonal = torch.sort(grads.pow(2).sum(0), stable=True).indices[: int((~keep).sum())]
+    assert _cost(~ours, grads) <= _cost(diagonal, grads) + 1e-9
+
+
+def test_rearrangement_keeps_each_layers_count_and_can_move_heads():
+    # per-batch gradient vectors: head 0 = v, head 1 = 0.95 w (w orthogonal to v), head 2 = -1.1 v, head 3 large.
+    # The diagonal prunes 0 and 1 (lowest ||g||^2); pruning 0 and 2 together costs ||v - 1.1 v||^2 = 0.01 under
+    # the block-diagonal Fisher, against ||v + 0.95 w||^2 = 1.9: the rearrangement moves the pruned head 1 to 2.
+    v, w, u = torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]), torch.tensor([0, 0, 1.0])
+    grads = torch.stack([v, 0.95 * w, -1.1 * v, 2 * u], 1)  # [batches, heads]
+    layer = [False, True, False, True]
+    assert FI.rearrange_layer(torch.tensor([True, True, False, False]), grads).tolist() == layer
+    assert published_rearrangement([True, True, False, False], grads.tolist()) == layer
+    mask = HeadMlpMask(torch.tensor([[False, False, True, True], [True, False, True, True]]), torch.tensor([1, 0]),
+                       head_importance=torch.rand(2, 4), mlp_importance=torch.rand(2))
+    g = torch.Generator().manual_seed(3)
+    out = FI.rearrange_heads(mask, torch.stack([grads, torch.randn(3, 4, generator=g)], 1))
+    assert out.heads[0].tolist() == layer and out.heads.sum(1).tolist() == [2, 3]
+    assert torch.equal(out.mlps, mask.mlps) and torch.equal(out.head_importance, mask.head_importance)
+    all_kept = torch.ones(4, dtype=torch.bool)
+    assert FI.rearrange_layer(all_kept, grads).all() and not FI.rearrange_layer(~all_kept, grads).any()
+
+
+def test_unit_flops_are_kwon_et_al_s_mac_counts():
+    model = tiny_bert(hidden=32, heads=4)  # head size 8, intermediate 64
+    s, h, d, inner = 128, 32, 8, 64
+    head, mlp = FI.unit_flops(model, s)
+    assert head == 3 * s * h * d + 2 * s * s * d + s * d * h  # mac_per_head of the reference code
+    assert mlp == inner * 2 * s * h  # intermediate_size x mac_per_neuron
+
+
+def test_flops_split_is_the_best_split_within_the_budget():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        heads, mlps = torch.rand(3, 4, generator=g), torch.rand(3, generator=g) * 4
+        head_flops, mlp_flops = 1.0, float(torch.randint(2, 6, (1,), generator=g))
+        budget = float(torch.randint(1, 20, (1,), generator=g))
+        n_heads, n_mlps = FI.flops_split(heads, mlps, budget, head_flops, mlp_flops)
+        top_h, top_m = heads.flatten().sort(descending=True).values, mlps.sort(descending=True).values
+        best = max((float(top_h[:a].sum() + top_m[:b].sum()), a, b) for a in range(1, 13) for b in range(4)
+                   if a * head_flops + b * mlp_flops <= budget)
+        assert n_heads * head_flops + n_mlps * mlp_flops <= budget
+        assert float(top_h[:n_heads].sum() + top_m[:n_mlps].sum()) == pytest.approx(best[0])
+    with pytest.raises(BertLotteryError, match="does not fit one head"):
+        FI.flops_split(heads, mlps, 0.5, 1.0, 2.0)
+
+
+def test_command_with_the_flops_split_and_the_rearrangement(tmp_path):
+    model, split = tiny_bert(seed=7), synthetic_split(n=16, seed=3)
+    _prepared(tmp_path, model, split)
+    reference = HeadMlpMask(torch.tensor([[1, 0, 1, 0], [0, 0, 1, 1]]), torch.tensor([1, 0]))
+    reference.save(tmp_path / "s_good.safetensors", task="RTE", seed="42", family="s", kind="good")
+    settings = {"n_examples": 20, "batch_size": 4, "counts": "flops", "rearrange": True, "flops_seq_length": 16}
+    FI.main_find_f_mask(["--task", "RTE", "--seed", "42", "--model-dir", str(tmp_path / "model"), "--data-dir",
+                         str(tmp_path / "data"), "--reference", str(tmp_path / "s_good.safetensors"),
+                         "--settings", json.dumps(settings), "--out-dir", str(tmp_path / "out")])
+    good = HeadMlpMask.load(tmp_path / "out" / "good.safetensors")
+    record = json.loads((tmp_path / "out" / "search.json").read_text())
+    assert record["counts"] == "flops" and record["rearranged"] and "heads_moved_by_rearrangement" in record
+    head, mlp = record["head_flops"], record["mlp_flops"]
+    budget = record["flops_fraction"] * (8 * head + 2 * mlp)
+    assert record["flops_fraction"] == pytest.approx((4 * head + 1 * mlp) / (8 * head + 2 * mlp))  # s-good's share
+    assert good.heads_kept * head + good.mlps_kept * mlp <= budget * (1 + 1e-12)
+    assert (good.heads_kept, good.mlps_kept) == FI.flops_split(good.head_importance, good.mlp_importance, budget,
+                                                               head, mlp)
+    assert "rearranged" in good.meta["method"]
