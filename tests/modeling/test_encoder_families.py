@@ -222,6 +222,30 @@ def test_attention_maps_of_every_family(family):
     assert (normed >= 0).all() and (raw[1, :, :, :4, 4:] == 0).all()
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_m_block_fractions_find_each_heads_values(family):
+    """Figure 1a's per-head survival: a weight mask dropping exactly head 1 of layer 0 (its rows of every head
+    projection, fused or not, and its columns of the output projection) shows that head empty, all else whole."""
+    from bertlottery.analysis.m_blocks import block_fractions
+
+    model = tiny_classifier(family)
+    parts = layer_parts(encoder_layers(model)[0])
+    names = {id(m): n for n, m in model.named_modules()}
+    masks = {n: torch.ones(p.shape, dtype=torch.bool) for n, p in prunable_parameters(model).items()}
+    for linear in (*parts.head_projections, parts.attn_dense):
+        rows = parts.head_rows(linear, torch.tensor([1]))
+        for attr in ("weight", "bias"):
+            name = f"{names[id(linear)]}.{attr}"
+            if name in masks and linear is parts.attn_dense and attr == "weight":
+                masks[name][:, rows] = False
+            elif name in masks and linear is not parts.attn_dense:
+                masks[name][rows] = False
+    head_kept, head_total, mlp_kept, mlp_total = block_fractions(WeightMask(masks), model)
+    assert head_kept[0, 1] == 0 and (head_total == head_total[0, 0]).all() and (mlp_kept == mlp_total).all()
+    head_kept[0, 1] = head_total[0, 1]
+    assert (head_kept == head_total).all()
+
+
 # ------------------------------------------------------------------ refusals
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from bertlottery.analysis.masksets import _task_seed
@@ -21,6 +22,7 @@ from bertlottery.modeling.structure import encoder_layers, layer_parts, prunable
 
 # The roles a head owns (rows of its slice; the attention output projection: columns) and an MLP owns.
 _HEAD_ROWS = ("query.weight", "query.bias", "key.weight", "key.bias", "value.weight", "value.bias")
+_FUSED_ROWS = ("qkv.weight", "qkv.bias")
 _HEAD_COLUMNS = "attn_out.weight"
 _MLP = ("mlp_in.weight", "mlp_in.bias", "mlp_out.weight")
 
@@ -38,17 +40,20 @@ def block_fractions(mask: WeightMask, model: nn.Module) -> tuple[np.ndarray, np.
     """Kept and total prunable values per head ([L, H]) and per MLP ([L]) of a weight mask found on
     `model`'s architecture (a meta-device model is enough: only names and shapes are read).
 
-    A head owns its query/key/value rows [h*d, (h+1)*d) with their biases and the same columns of the
-    attention output projection; an MLP owns its first dense layer (weight, bias) and the second's weight.
+    A head owns its query/key/value rows [h*d, (h+1)*d) with their biases (a fused QKV: those rows of each
+    of its three blocks) and the same columns of the attention output projection; an MLP owns its first dense layer (weight, bias) and the second's weight.
     """
     parts_of = [layer_parts(layer) for layer in encoder_layers(model)]
     num_heads = max(parts.num_heads for parts in parts_of)
     head_kept, head_total = np.zeros((len(parts_of), num_heads)), np.zeros((len(parts_of), num_heads))
     mlp_kept, mlp_total = np.zeros(len(parts_of)), np.zeros(len(parts_of))
     for i, roles in sorted(_masks_by_layer_role(mask, model).items()):
-        d = parts_of[i].head_size
-        for h in range(parts_of[i].num_heads):
+        parts, d = parts_of[i], parts_of[i].head_size
+        for h in range(parts.num_heads):
             pieces = [roles[role][h * d:(h + 1) * d] for role in _HEAD_ROWS if role in roles]
+            if parts.qkv is not None:  # ModernBERT: the head's rows in each of the Q, K and V blocks
+                rows = parts.head_rows(parts.qkv, torch.tensor([h])).numpy()
+                pieces += [roles[role][rows] for role in _FUSED_ROWS if role in roles]
             pieces.append(roles[_HEAD_COLUMNS][:, h * d:(h + 1) * d])
             head_kept[i, h] = sum(int(p.sum()) for p in pieces)
             head_total[i, h] = sum(p.size for p in pieces)
