@@ -20,6 +20,7 @@ from bertlottery.analysis.masksets import UNITS
 from bertlottery.analysis.verdicts import FAILS, HOLDS, NOT_SHOWN, PARTLY, UNCHECKABLE, VERDICTS, Verdict, cannot
 from bertlottery.errors import BertLotteryError
 from bertlottery.families import GOOD, RANDINIT_RANDOM, S
+from bertlottery.glue.tasks import GLUE_TASKS
 
 MARK = {HOLDS: "✔", PARTLY: "◐", NOT_SHOWN: "?", FAILS: "✘", UNCHECKABLE: "–"}
 COLOUR = {HOLDS: "#d4edda", PARTLY: "#fff3cd", NOT_SHOWN: "#e2e3e5", FAILS: "#f8d7da", UNCHECKABLE: "#ffffff"}
@@ -258,6 +259,10 @@ def claim_notes(ours: Numbers, alpha: float, par_tolerance: float) -> list[str]:
              "than half of the tasks that have the needed numbers; counts such as '7 of 9' are checked as shares.",
              f"alpha = {alpha}; 'on par' tolerance = {par_tolerance}; std with ddof = 1 everywhere.",
              f"Uncertainty: {_uncertainty(ours)}."]
+    own = [t for t in tasks if t not in GLUE_TASKS]
+    if own:
+        notes.append(f"Tasks of your own (custom_tasks): {', '.join(own)}. The paper has no numbers for them: each "
+                     "claim's verdict 'on the paper's numbers' rests on the paper's GLUE tasks only.")
     if seeds:
         notes.append(f"With {seeds} seeds a t interval is wide (t = {_t_factor(seeds):.2f} standard errors) and a "
                      f"Wilcoxon test cannot reach p below {2 / 2 ** seeds:.3g} (paired_tests.csv): effects smaller "

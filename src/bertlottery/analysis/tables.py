@@ -55,7 +55,12 @@ def paper_of(paper: dict, tasks, family: str, kind: str, evaluated: str) -> dict
 
 def _not_run_note(paper: dict, tasks: list[str]) -> list[str]:
     missing = [t for t in paper["task_order"] if t not in tasks]
-    return [f"Tasks of the paper not in this run: {', '.join(missing)}."] if missing else []
+    notes = [f"Tasks of the paper not in this run: {', '.join(missing)}."] if missing else []
+    own = [t for t in tasks if t not in paper["task_order"]]  # config custom_tasks: nothing published
+    if own:
+        notes.append(f"Tasks not in the paper (custom_tasks): {', '.join(own)}; the paper has no numbers for "
+                     "them, so their paper and diff cells are empty and no comparison is made.")
+    return notes
 
 
 def _finish(rows: list[dict], tasks: list[str], average: bool = True) -> pd.DataFrame:
