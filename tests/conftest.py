@@ -152,6 +152,21 @@ def tiny_command(workdir: Path, model_dir: Path, *extra: str, cores: int = 2) ->
     return _snakemake(workdir, TINY_CONFIG, model_dir, FIXTURE_GLUE, extra, cores)
 
 
+def run_tiny_with_overlay(workdir: Path, model_dir: Path, overlay: Path):
+    """`tiny_command` with the config file `overlay` after tests/data/tiny.yaml; fails the test with the
+    last job logs if Snakemake fails. Returns the finished process (its output names the jobs run)."""
+    import subprocess
+
+    command = tiny_command(workdir, model_dir)
+    at = command.index("--configfile") + 2
+    command[at:at] = [str(overlay)]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if run.returncode != 0:
+        logs = sorted((workdir / "results" / "logs").rglob("*.log"), key=lambda p: p.stat().st_mtime)[-3:]
+        pytest.fail(run.stderr[-4000:] + "".join(f"\n--- {p}\n{p.read_text()[-2000:]}" for p in logs))
+    return run
+
+
 def _run_workflow(command: list[str], workdir: Path, what: str) -> Path:
     import subprocess
 

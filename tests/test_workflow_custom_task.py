@@ -5,12 +5,11 @@ fine-tuning, every finder, derived masks, retraining, patterns, statistics, tabl
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, tiny_command
+from conftest import REPO, run_tiny_with_overlay
 
 from bertlottery.masks.types import HeadMlpMask, WeightMask
 
@@ -29,13 +28,7 @@ def custom_run(tiny_model_dir, tmp_path_factory) -> Path:
         entry.update({split: str(REPO / entry[split]) for split in ("train", "dev")})
     overlay = workdir / "custom.yaml"
     overlay.write_text(yaml.safe_dump(config))
-    command = tiny_command(workdir, tiny_model_dir)
-    at = command.index("--configfile") + 2
-    command[at:at] = [str(overlay)]
-    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if run.returncode != 0:
-        logs = sorted((workdir / "results" / "logs").rglob("*.log"), key=lambda p: p.stat().st_mtime)[-3:]
-        pytest.fail(run.stderr[-4000:] + "".join(f"\n--- {p}\n{p.read_text()[-2000:]}" for p in logs))
+    run_tiny_with_overlay(workdir, tiny_model_dir, overlay)
     return workdir
 
 

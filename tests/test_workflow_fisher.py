@@ -7,12 +7,11 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, tiny_command
+from conftest import REPO, run_tiny_with_overlay
 
 from bertlottery.masks.types import HeadMlpMask
 
@@ -34,13 +33,7 @@ def f_run(tiny_run, tiny_model_dir, tmp_path_factory) -> Path:
     shutil.copytree(tiny_run / "results", workdir / "results")
     overlay = workdir / "f.yaml"
     overlay.write_text(yaml.safe_dump(F_OVERLAY))
-    command = tiny_command(workdir, tiny_model_dir)
-    at = command.index("--configfile") + 2
-    command[at:at] = [str(overlay)]
-    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if run.returncode != 0:
-        logs = sorted((workdir / "results" / "logs").rglob("*.log"), key=lambda p: p.stat().st_mtime)[-3:]
-        pytest.fail(run.stderr[-4000:] + "".join(f"\n--- {p}\n{p.read_text()[-2000:]}" for p in logs))
+    run = run_tiny_with_overlay(workdir, tiny_model_dir, overlay)
     jobs = {line.split()[1].rstrip(":") for line in (run.stdout + run.stderr).splitlines()
             if line.strip().startswith(("rule ", "localrule "))}
     assert "finetune" not in jobs and "find_s_mask" not in jobs, jobs  # only f and what reads it
