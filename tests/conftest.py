@@ -72,6 +72,27 @@ def tiny_bert_config(**overrides):
     return BertConfig(**values)
 
 
+# Two architectures the mask-fitting tests hold masks against (built in code, no download).
+def _bert_config(**values):
+    from transformers import BertConfig
+
+    return BertConfig(**values)
+
+
+BERT_BASE = _bert_config(num_labels=2)  # bert-base-uncased shapes
+TINY = _bert_config(vocab_size=50, hidden_size=24, num_hidden_layers=3, num_attention_heads=4,
+                    intermediate_size=40, max_position_embeddings=32, num_labels=3)
+
+
+def tiny_model():
+    """A seeded random classifier of the TINY architecture."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(TINY)
+
+
 # Words the tokenization tests spell out, on top of every word of the fixture files.
 EXTRA_WORDS = "hello world second part the cat sat word short hypothesis tiny pair a b c".split()
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoModelForSequenceClassification, BertConfig
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import HeadMlpMask, WeightMask
@@ -14,15 +13,7 @@ from bertlottery.modeling.fit import check_fits
 from bertlottery.modeling.sizes import PAPER_EMBEDDING_SHARE, size_of
 from bertlottery.modeling.structure import prunable_parameters
 from bertlottery.modeling.weight_masks import check_weight_mask
-
-BERT_BASE = BertConfig(num_labels=2)  # bert-base-uncased shapes, built in code (no download)
-TINY = BertConfig(vocab_size=50, hidden_size=24, num_hidden_layers=3, num_attention_heads=4,
-                  intermediate_size=40, max_position_embeddings=32, num_labels=3)
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    return AutoModelForSequenceClassification.from_config(TINY)
+from conftest import BERT_BASE, TINY, tiny_model
 
 
 def random_head_mask(layers=12, heads=12, seed=0):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, BertConfig
 
 from bertlottery.errors import BertLotteryError
 from bertlottery.masks.types import HeadMlpMask, WeightMask
@@ -12,15 +11,7 @@ from bertlottery.modeling import apply, fit, pruning, sizes, weight_masks
 from bertlottery.modeling.apply import apply_mask
 from bertlottery.modeling.fit import check_fits, full_head_mlp_mask
 from bertlottery.modeling.structure import prunable_parameters
-
-BERT_BASE = BertConfig(num_labels=2)  # bert-base-uncased shapes, built in code (no download)
-TINY = BertConfig(vocab_size=50, hidden_size=24, num_hidden_layers=3, num_attention_heads=4,
-                  intermediate_size=40, max_position_embeddings=32, num_labels=3)
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    return AutoModelForSequenceClassification.from_config(TINY)
+from conftest import BERT_BASE, TINY, tiny_model
 
 
 def test_full_head_mlp_mask_of_model_or_config():
