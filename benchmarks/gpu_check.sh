@@ -12,8 +12,8 @@
 # logits and gradients of tiny, MiniLM- and bert-base-shaped random BERTs in fp32 and bf16, the attention
 # kernel, host syncs, bitwise repeatability), speed (110: benchmarks/finetune_speed.py, bert-base shape,
 # HF Trainer vs bertlottery padding-free) and speed_padded (45: the padded path with dynamic padding),
-# sharing (90: 1, 2 and 4 jobs per GPU through with-gpu), workflow (100: the tiny workflow on the GPU),
-# tests (45: the tests whose commands put models on the device).
+# sharing (90: 1, 2 and 4 jobs per GPU through with-gpu), workflow (85: the tiny workflow on the GPU),
+# tests (60: the tests whose commands put models on the device; pytest starts slowly on a busy machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
@@ -61,8 +61,8 @@ phase speed 110 python benchmarks/finetune_speed.py "${speed[@]}" --glue-dir "$g
 phase speed_padded 45 python benchmarks/finetune_speed.py "${speed[@]}" --glue-dir "$glue" --task MRPC \
     --no-subnetwork --training '{"padding_free": false}' --output "$out/speed_padded.json"
 phase sharing 90 python benchmarks/gpu_check.py sharing "$out" $small
-phase workflow 100 python -m snakemake "${targets[@]}" --snakefile "$PWD/Snakefile" --directory "$out/workflow" \
+phase workflow 85 python -m snakemake "${targets[@]}" --snakefile "$PWD/Snakefile" --directory "$out/workflow" \
     --cores "$(nproc)" --resources gpu=1 --configfile tests/data/tiny.yaml \
     --config "model=$model" "glue_dir=$PWD/$glue" "${overrides[@]}"
-phase tests 45 python -m pytest -q -x -p no:cacheprovider -m "not slow and not slurm" "${tests[@]}"
+phase tests 60 python -m pytest -q -x -p no:cacheprovider -m "not slow and not slurm" "${tests[@]}"
 python benchmarks/gpu_check.py summary "$out"
