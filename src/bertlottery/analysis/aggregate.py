@@ -21,7 +21,7 @@ from bertlottery.errors import BertLotteryError
 from bertlottery.families import FAMILIES
 from bertlottery.glue.tasks import GLUE_TASKS
 from bertlottery.io import read_json
-from bertlottery.layout import Layout
+from bertlottery.layout import TRAIN_SUMMARY, Layout
 from bertlottery.settings import resource_path
 from bertlottery.train.evaluation import upgrade_record
 
@@ -54,10 +54,10 @@ def run_keys(record: dict) -> dict:
 
 def train_loss(record: dict, source: str) -> float:
     """The final training loss of the run: a retraining's record carries it; a full model's is in the
-    train_summary.json beside its metrics.json (NaN where neither is found)."""
+    training summary beside its metrics record (NaN where neither is found)."""
     loss = (record.get("train") or {}).get("final_loss")
     if loss is None and record.get("evaluated") == "full":
-        summary = Path(source).with_name("train_summary.json")
+        summary = Path(source).with_name(TRAIN_SUMMARY)
         loss = read_json(summary).get("final_loss") if summary.is_file() else None
     return np.nan if loss is None else float(loss)
 

@@ -202,7 +202,7 @@ def job_fingerprint(model: torch.nn.Module, train_split: TokenizedSplit, setting
 
 
 class LogWindow:
-    """The loss, examples and tokens since the last train_log.csv row; the loss summed on the device, so
+    """The loss, examples and tokens since the last row of the training log; the loss summed on the device, so
     there is no host sync per step."""
 
     def __init__(self, device: torch.device):
