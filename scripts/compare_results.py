@@ -2,9 +2,9 @@
 
     python scripts/compare_results.py RESULTS_A RESULTS_B
 
-Equal means: every JSON equal after dropping run-time-only keys (wall times, throughput, the speed job's timings
-and speedups) and reading
-metrics records and training summaries of older versions in today's contract (`variant`); every
+Equal means: every JSON equal after dropping run-time-only keys (wall times, throughput, the speed job's
+timings and speedups) and reading metrics records and training summaries of older versions in today's
+contract (`variant`); every
 safetensors file's tensors bit-equal, with the same dtypes and the same metadata (run-time keys dropped);
 CSV and parquet tables equal after dropping run-time columns; every other file (md, tex, html, tsv,
 jsonl) equal byte for byte. Logs, benchmarks and figures (PNG/PDF carry timestamps) are not compared.
