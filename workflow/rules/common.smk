@@ -295,8 +295,10 @@ def mask_pair_tables():
     return {"stability_pairs": LAYOUT.analysis_file("stability_pairs", "parquet")} if has_mask_stats() else {}
 
 
-def mask_pair_args():
-    return " ".join(f"--stability-pairs {path}" for path in mask_pair_tables().values())
+def claims_mask_args():
+    """The claims' mask-statistics arguments: the tables, and the per-seed-pair agreement."""
+    pairs = [f"--stability-pairs {path}" for path in mask_pair_tables().values()]
+    return " ".join([mask_table_args(), *pairs])
 
 
 def optional_flag(flag, paths):

@@ -19,7 +19,7 @@ rule claims:
         md=LAYOUT.analysis_file("claims", "md"),
         json=LAYOUT.analysis_file("claims", "json"),
     params:
-        masks=mask_table_args() + " " + mask_pair_args(),
+        masks=claims_mask_args(),
         f_stats=f_stats_args,
         blocks=lambda wc, input: optional_flag("--m-blocks", input.m_blocks),
         alpha=config["analysis"]["alpha"],
