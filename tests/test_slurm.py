@@ -147,7 +147,9 @@ def test_workflow_on_slurm_matches_local_run(cluster_env, tiny_run, tiny_model_d
 
     SLURM runs a slice of the DAG: every full model (data, fine-tuning, evaluation) plus one s-search,
     its pruned evaluation and its retraining."""
-    env = cluster_env | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    # The test cluster hands out GPU gres (CUDA_VISIBLE_DEVICES) on a machine without CUDA: the model jobs
+    # would refuse a GPU they cannot use (runtime.pick_device), so they are told to run on the CPU on purpose.
+    env = cluster_env | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "BERTLOTTERY_DEVICE": "cpu"}
     targets = [f"results/finetune/{task}/seed{seed}/metrics.json" for task in ("SST-2", "MRPC") for seed in (1337, 42)]
     targets += ["results/eval/s/good/SST-2/seed1337/pruned.json", "results/retrain/s/good/SST-2/seed1337/metrics.json"]
     command = tiny_command(tmp_path, tiny_model_dir, *targets, "--profile", str(REPO / "workflow/profiles/slurm"),
