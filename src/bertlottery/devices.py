@@ -94,12 +94,13 @@ def nvidia_smi_devices() -> list[str]:
 def slot_devices(env: dict[str, str] | None = None) -> list[str] | None:
     """The devices to share out, or None when CUDA_VISIBLE_DEVICES is already decided."""
     env = os.environ if env is None else env
+    scheduled = any(env.get(var) for var in SCHEDULER_JOB_VARS)
     if env.get("BERTLOTTERY_DEVICE", "").strip().lower() == "cpu":
-        return []
+        # the job runs on the CPU; a scheduler's choice of device is still reported as it is
+        return None if ENV_VISIBLE in env and scheduled else []
     if ENV_VISIBLE in env:
         hidden = env[ENV_VISIBLE].strip() in {"", "-1"}
         preset = [] if hidden else parse_device_list(env[ENV_VISIBLE], ENV_VISIBLE)
-        scheduled = any(env.get(var) for var in SCHEDULER_JOB_VARS)
         return preset if len(preset) > 1 and not scheduled else None
     if ENV_GPUS in env:
         return checked_gpu_list(env[ENV_GPUS])
