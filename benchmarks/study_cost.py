@@ -2,28 +2,34 @@
 
 For each commit, one after the other on the same machine, this checks the commit out into a temporary
 `git worktree`, runs the workflow's chunk target of one (task, seed) with that commit's own code
-(`task_<TASK>`, one of the config's tasks, with `seeds` narrowed to the one seed), and sums the
-`cpu_time` column of the jobs' Snakemake benchmark files per rule. Then it compares the results trees
-of the first commit with each other one (scripts/compare_results.py: same masks and metrics), prints a
-Markdown table and writes a JSON file.
+(`task_<TASK>`, one of the config's tasks, with `seeds` narrowed to the one seed), and counts the
+CPU-seconds of every job exactly: each job's shell (Snakemake runs `bash -c`) reads a `BASH_ENV` file
+whose EXIT trap appends bash's `times` (the user + system time of the job's shell and all the processes
+it waited for) and the job's command to a log, and the jobs are summed per bertlottery command (one per
+rule). Snakemake's own benchmark files sample a job's CPU time only every 30 seconds and undercount short
+jobs, so they are not used. Then it compares the results trees of the first commit with each other one
+(scripts/compare_results.py: same masks and metrics), prints a Markdown table and writes a JSON file.
 
     python benchmarks/study_cost.py --commits c6484e8 HEAD --task SST-2 --seed 1337 \\
         --model ../shared/models/all-MiniLM-L6-v2-fp16 --glue-dir ../shared/data/glue
 
 A relative `--configfile` is each commit's own copy, so two commits whose study configs differ run
-different jobs (the table then compares unlike chunks: pass an absolute path to run one file at both, if
-the older commit's schema accepts it). `--overrides FILE` (a YAML config file read after the study's)
+different jobs (the table then compares unlike chunks). To run one file at every commit, pass an absolute
+path or `COMMIT:PATH` (that commit's copy, e.g. `c6484e8:config/minilm.yaml`, the first edition's study),
+if every commit's schema accepts it. `--overrides FILE` (a YAML config file read after the study's)
 and `--config key=value` pairs go to every run, e.g. a file with
 `data: {max_train_examples: 200, max_dev_examples: 200, subsample_seed: 0}` for a short check of the
-script itself.
+script itself. With `--work-dir`, a commit's run is kept (`run<i>/measured.json`) and reused by a later
+call with the same commits in the same order, so the baseline is measured once.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--task", default="SST-2")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--configfile", default="config/minilm.yaml",
-                   help="relative: each commit's own copy (their studies may differ); absolute: one file for all")
+                   help="relative: each commit's own copy (their studies may differ); absolute or COMMIT:PATH "
+                        "(that commit's copy): one file for all")
     p.add_argument("--model", required=True, help="the pre-trained encoder (a local dir)")
     p.add_argument("--glue-dir", required=True)
     p.add_argument("--cores", type=int, default=2)
@@ -65,35 +72,96 @@ def checkout(commit: str, where: Path) -> str:
     return sha
 
 
-def run_chunk(args: argparse.Namespace, source: Path, workdir: Path) -> float:
-    """The chunk of (task, seed) with the code of `source`; returns the wall seconds."""
+def study_config(configfile: str, work: Path) -> Path | None:
+    """`COMMIT:PATH` written out of git into `work` (one file for every commit); an absolute path as it is;
+    None for a relative path (each commit's own copy)."""
+    if ":" in configfile:
+        commit, path = configfile.split(":", 1)
+        text = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:{path}"], capture_output=True,
+                              text=True, check=True).stdout
+        out = work / f"config-{commit}-{Path(path).name}"
+        out.write_text(text)
+        return out
+    return Path(configfile).resolve() if Path(configfile).is_absolute() else None
+
+
+# Sourced by every job's non-interactive bash (BASH_ENV): on exit, the job's command and bash's `times`
+# (two lines: the shell's own user/system time, then its waited-for children's) go to a file of their own
+# in $STUDY_COST_LOG. Builtins in the shell itself: a $(...) subshell would time only itself.
+JOB_TIMER = """trap '{ printf "%s\\0" "$BASH_EXECUTION_STRING"; times; } > "$STUDY_COST_LOG/$$"' EXIT
+"""
+
+
+def run_chunk(args: argparse.Namespace, source: Path, workdir: Path, config: Path | None) -> dict:
+    """The chunk of (task, seed) with the code of `source`; returns its wall seconds, the CPU-seconds of
+    all its processes (getrusage of the children) and the log of its jobs' CPU times."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    timer, log = workdir / "job_timer.sh", workdir / "job_cpu"
+    timer.write_text(JOB_TIMER)
+    log.mkdir(exist_ok=True)
+    for old in log.iterdir():
+        old.unlink()
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(source / "Snakefile"),
                "--directory", str(workdir), "--cores", str(args.cores), chunk_target(args.task),
-               "--configfile", str(source / args.configfile),
+               "--configfile", str(config or source / args.configfile),
                *([str(Path(args.overrides).resolve())] if args.overrides else []), "--config",
                f"model={Path(args.model).resolve()}", f"glue_dir={Path(args.glue_dir).resolve()}",
                f"seeds=[{args.seed}]", *args.config]
-    env = os.environ | {"PYTHONPATH": str(source / "src")}  # this commit's package, in every job too
+    env = os.environ | {"PYTHONPATH": str(source / "src"),  # this commit's package, in every job too
+                        "BASH_ENV": str(timer), "STUDY_COST_LOG": str(log)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     result = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True)
+    wall = time.time() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         sys.exit(f"study_cost: the chunk failed at {source.name}:\n{result.stderr[-4000:]}")
-    return time.time() - started
+    return {"wall_s": wall, "all_cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "rules": cpu_seconds_per_command(log)}
 
 
-def cpu_seconds_per_rule(results: Path) -> dict[str, dict]:
-    """{rule: {"cpu_s", "wall_s", "jobs"}} from results/benchmarks/<rule>/.../*.tsv (Snakemake's benchmark
-    files: one row per job, `cpu_time` in seconds)."""
-    rules: dict[str, dict] = defaultdict(lambda: {"cpu_s": 0.0, "wall_s": 0.0, "jobs": 0})
-    root = results / "benchmarks"
-    for path in sorted(root.rglob("*.tsv")):
-        with path.open() as f:
-            for row in csv.DictReader(f, delimiter="\t"):
-                rule = rules[path.relative_to(root).parts[0]]
-                rule["cpu_s"] += float(row["cpu_time"])
-                rule["wall_s"] += float(row["s"])
-                rule["jobs"] += 1
+TIMES = re.compile(r"(\d+)m([\d.]+)s")
+
+
+def command_name(command: str) -> str:
+    """The bertlottery subcommand a job ran (one per rule; a retraining is `finetune --mask`), else the
+    job's first word."""
+    names = [name for name in re.findall(r"-m bertlottery\s+([\w-]+)", command) if name != "with-gpu"]
+    if not names:
+        return (command.split() or ["?"])[0]
+    return "finetune --mask (retrain)" if names[0] == "finetune" and " --mask " in command else names[0]
+
+
+def cpu_seconds_per_command(log: Path) -> dict[str, dict]:
+    """{command: {"cpu_s", "jobs"}} from the jobs' EXIT-trap files (JOB_TIMER). Only the outermost bash of a
+    job counts: shells that the job's own scripts start are its children and already in its `times`."""
+    rules: dict[str, dict] = defaultdict(lambda: {"cpu_s": 0.0, "jobs": 0})
+    for path in sorted(log.iterdir()):
+        command, _, times = path.read_text().partition("\0")
+        if "set -euo pipefail" not in command:  # not a Snakemake job's shell
+            continue
+        seconds = sum(int(m) * 60 + float(s) for m, s in TIMES.findall(times))
+        rule = rules[command_name(command)]
+        rule["cpu_s"] += seconds
+        rule["jobs"] += 1
     return dict(rules)
+
+
+def run_key(args: argparse.Namespace) -> list:
+    return [args.task, args.seed, args.configfile, args.cores, args.overrides, args.config]
+
+
+def earlier_run(workdir: Path, sha: str, args: argparse.Namespace) -> dict | None:
+    """The measurement a previous call with the same --work-dir took of this commit and chunk (so a
+    baseline is measured once and new commits are compared with it later)."""
+    path = workdir / "measured.json"
+    if not path.exists():
+        return None
+    earlier = json.loads(path.read_text())
+    if earlier.pop("commit") != sha or earlier.pop("key") != run_key(args):
+        sys.exit(f"study_cost: {workdir} holds another commit's or chunk's run; use another --work-dir")
+    print(f"study_cost: {sha[:8]} measured before, in {workdir}", file=sys.stderr)
+    return earlier
 
 
 def same_results(a: Path, b: Path) -> bool:
@@ -109,7 +177,7 @@ def markdown(runs: list[dict]) -> str:
     base = runs[0]
     heads = [f"{run['commit'][:8]} CPU-s (jobs)" for run in runs] + [f"{run['commit'][:8]} / {base['commit'][:8]}"
                                                                        for run in runs[1:]]
-    lines = ["| rule | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    lines = ["| command (rule) | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     for rule in [*rules, "total"]:
         cells = []
         for run in runs:
@@ -121,7 +189,8 @@ def markdown(runs: list[dict]) -> str:
             cells.append(f"{b / a:.2f}" if a and b is not None else "-")
         lines.append(f"| {rule} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines += [f"{run['commit'][:8]}: wall {run['wall_s'] / 60:.1f} min" + (
+    lines += [f"{run['commit'][:8]}: wall {run['wall_s'] / 60:.1f} min, all processes {run['all_cpu_s']:.0f} CPU-s"
+              " (Snakemake included)" + (
         "" if run is base else f", results equal to {base['commit'][:8]}'s: {run['same_results']}") for run in runs]
     return "\n".join(lines)
 
@@ -130,17 +199,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work_dir or tmp).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        config = study_config(args.configfile, work)
         runs = []
         for index, commit in enumerate(args.commits):
             source, workdir = work / f"source{index}", work / f"run{index}"
             sha = checkout(commit, source)
             try:
-                wall = run_chunk(args, source, workdir)
+                measured = earlier_run(workdir, sha, args) or run_chunk(args, source, workdir, config)
             finally:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(source)],
                                capture_output=True)
-            rules = cpu_seconds_per_rule(workdir / "results")
-            runs.append({"commit": sha, "asked": commit, "wall_s": wall, "rules": rules,
+            (workdir / "measured.json").write_text(json.dumps({"commit": sha, "key": run_key(args), **measured}))
+            rules = measured["rules"]
+            runs.append({"commit": sha, "asked": commit, **measured,
                          "cpu_s": sum(r["cpu_s"] for r in rules.values()),
                          "jobs": sum(r["jobs"] for r in rules.values())})
             if index:
