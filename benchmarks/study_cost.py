@@ -116,8 +116,11 @@ def run_chunk(args: argparse.Namespace, source: Path, workdir: Path, config: Pat
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         sys.exit(f"study_cost: the chunk failed at {source.name}:\n{result.stderr[-4000:]}")
+    rules = cpu_seconds_per_command(log)
+    for name, cpu_s in forked_cpu_seconds(workdir / ".snakemake" / "bertlottery" / "job-server.log").items():
+        rules.setdefault(name, {"cpu_s": 0.0, "jobs": 0})["cpu_s"] += cpu_s
     return {"wall_s": wall, "all_cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "rules": cpu_seconds_per_command(log)}
+            "rules": rules}
 
 
 TIMES = re.compile(r"(\d+)m([\d.]+)s")
@@ -130,6 +133,22 @@ def command_name(command: str) -> str:
     if not names:
         return (command.split() or ["?"])[0]
     return "finetune --mask (retrain)" if names[0] == "finetune" and " --mask " in command else names[0]
+
+
+def forked_cpu_seconds(server_log: Path) -> dict[str, float]:
+    """{command: CPU-seconds} of the jobs a job server ran (bertlottery/jobserver.py): their work is done
+    in a fork of the server, not in the job's shell, and the server's log has each fork's CPU time."""
+    argv: dict[str, list[str]] = {}
+    seconds: dict[str, float] = defaultdict(float)
+    for line in server_log.read_text().splitlines() if server_log.exists() else []:
+        started = re.fullmatch(r"job (\d+): (\[.*\])", line)
+        ended = re.fullmatch(r"job (\d+): exit -?\d+, cpu ([\d.]+) s", line)
+        if started:
+            argv[started.group(1)] = json.loads(started.group(2))
+        elif ended and ended.group(1) in argv:
+            args = argv.pop(ended.group(1))
+            seconds[command_name(" ".join(["-m bertlottery", *args]))] += float(ended.group(2))
+    return dict(seconds)
 
 
 def cpu_seconds_per_command(log: Path) -> dict[str, dict]:

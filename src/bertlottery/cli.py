@@ -11,6 +11,7 @@ import os
 import re
 import sys
 
+from bertlottery import jobserver
 from bertlottery.errors import BertLotteryError
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,7 +38,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "job-failed": ("bertlottery.cli", "a failed rule's shell: the error line of its log on stderr, its exit status"),
     "doctor": ("bertlottery.doctor", "what a model job here would use (device, GPUs, threads, model, data) and why"),
     "with-gpu": ("bertlottery.devices", "run a command on its own free GPU (CUDA_VISIBLE_DEVICES; CPU without GPUs)"),
+    "job-server": ("bertlottery.cli", "serve a workflow's jobs from one process that imported torch once (forks)"),
 }
+# Commands a job runs in its own process even with a job server: they import nothing heavy.
+LOCAL_COMMANDS = {"with-gpu", "job-failed", "job-server", "doctor"}
+# What the job server imports before it forks its first job: the imports every model job pays for.
+PRELOADED = ("torch", "transformers", "transformers.models.bert.modeling_bert", "bertlottery.train.loop",
+             "bertlottery.train.evaluation", "bertlottery.search.spruning", "bertlottery.search.mpruning",
+             "bertlottery.subnetworks.derive", "bertlottery.analysis.aggregate")
 
 
 def _usage() -> str:
@@ -113,6 +121,25 @@ def main_job_failed(argv: list[str]) -> None:
     sys.exit(status or 1)
 
 
+def main_job_server(argv: list[str]) -> None:
+    """`job-server --socket PATH [--parent PID]`: the workflow's fork server (bertlottery.jobserver)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bertlottery job-server", description=main_job_server.__doc__)
+    parser.add_argument("--socket", required=True, help="the Unix socket to listen on")
+    parser.add_argument("--parent", type=int, help="stop when this process (the one that started it) is gone")
+    args = parser.parse_args(argv)
+    listener = jobserver.listen(args.socket)  # jobs may connect from now on; they wait for the imports
+    # Imports only: no torch operation may run before a fork (OpenMP threads and CUDA do not survive it).
+    for module in PRELOADED:
+        importlib.import_module(module)
+    from transformers import AutoModelForSequenceClassification
+    from transformers.models.bert import BertConfig
+
+    AutoModelForSequenceClassification._model_mapping[BertConfig]  # resolves the auto class's lazy imports
+    jobserver.serve(listener, main, parent=args.parent)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
@@ -124,6 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         sys.exit(f"bertlottery: unknown command {command!r}\n\n{_usage()}")
+    if command not in LOCAL_COMMANDS and (server := jobserver.server_path()):
+        status = jobserver.forward(server, [sys.argv[0], *argv])
+        if status is not None:
+            sys.exit(status)
+        print(f"bertlottery: no job server at {server}; running {command} in this process", file=sys.stderr)
     if command != "with-gpu":  # with-gpu execs the real command, which sets the threads itself: no torch here
         _limit_threads()
     module = importlib.import_module(COMMANDS[command][0])

@@ -6,6 +6,9 @@ import os
 import shlex
 
 from snakemake.utils import validate
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+from bertlottery import jobserver
 
 from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.bundle.config import study_config
@@ -478,3 +481,41 @@ def check_bundles_complete():
 
 if BUNDLES:
     check_bundles_complete()
+
+
+# -- the job server (bertlottery/jobserver.py; config job_server, BERTLOTTERY_JOB_SERVER=0/1 overrides it):
+# a local run starts every job as a fork of one process that imported torch and transformers once,
+# instead of a new interpreter importing them again (about 4 CPU-seconds a job). Never for cluster jobs
+# (other machines) or per-rule conda environments (other software).
+JOB_SERVER = {}
+
+
+def job_server_wanted():
+    switch = os.environ.get(jobserver.ENV)
+    wanted = {"0": False, "1": True}.get(switch, config.get("job_server", False))
+    return (wanted and workflow.local_exec
+            and DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method)
+
+
+def start_job_server():
+    if job_server_wanted():
+        process, path = jobserver.start(os.path.join(".snakemake", "bertlottery", "job-server.log"))
+        JOB_SERVER.update(process=process, path=path)
+        os.environ[jobserver.ENV] = path
+
+
+def stop_job_server():
+    if JOB_SERVER:
+        jobserver.stop(JOB_SERVER.pop("process"), JOB_SERVER.pop("path"))
+
+
+onstart:
+    start_job_server()
+
+
+onsuccess:
+    stop_job_server()
+
+
+onerror:
+    stop_job_server()
