@@ -1,11 +1,13 @@
-"""benchmarks/study_cost.py: the per-rule CPU-seconds of Snakemake's benchmark files, and the side-by-side
-table. (The script's runs of the real workflow are measurements, not tests.)"""
+"""benchmarks/study_cost.py: the exact CPU-seconds of every job (its shell's `times`, recorded by the
+BASH_ENV exit trap, and a job server's forks from the server's log) summed per command, and the
+side-by-side table. (The script's runs of the real workflow are measurements, not tests.)"""
 
 import importlib.util
+import os
+import subprocess
+import sys
 
 from conftest import REPO
-
-HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
 
 def load_script():
@@ -15,27 +17,40 @@ def load_script():
     return module
 
 
-def benchmark_file(path, wall, cpu):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(HEADER + f"{wall}\t0:00:01\t930.79\t1636.60\t823.26\t870.65\t0.23\t1671.02\t87.97\t{cpu}\n")
-
-
-def test_cpu_seconds_are_summed_per_rule(tmp_path):
+def test_the_exit_trap_records_each_jobs_cpu_seconds_per_command(tmp_path):
+    """Real bash shells as Snakemake starts them (`bash -c 'set -euo pipefail; ...'`), with the script's
+    BASH_ENV: a job that burns CPU in a child process is counted with its child's time."""
     bench = load_script()
-    root = tmp_path / "results" / "benchmarks"
-    benchmark_file(root / "retrain" / "s" / "good" / "SST-2" / "seed1337.tsv", 280.0, 246.5)
-    benchmark_file(root / "retrain" / "m" / "bad" / "SST-2" / "seed1337.tsv", 100.0, 90.0)
-    benchmark_file(root / "finetune" / "SST-2" / "seed1337.tsv", 50.0, 40.25)
-    rules = bench.cpu_seconds_per_rule(tmp_path / "results")
-    assert rules == {"retrain": {"cpu_s": 336.5, "wall_s": 380.0, "jobs": 2},
-                     "finetune": {"cpu_s": 40.25, "wall_s": 50.0, "jobs": 1}}
+    timer, log = tmp_path / "timer.sh", tmp_path / "log"
+    timer.write_text(bench.JOB_TIMER)
+    log.mkdir()
+    env = os.environ | {"BASH_ENV": str(timer), "STUDY_COST_LOG": str(log)}
+    burn = f"{sys.executable} -c 'sum(range(3_000_000))'"
+    for command in (f"set -euo pipefail; {burn} # -m bertlottery with-gpu -- python -m bertlottery finetune --mask m",
+                    f"set -euo pipefail; {burn} # python -m bertlottery find-s-mask --task X",
+                    "echo not a job"):
+        subprocess.run(["bash", "-c", command], env=env, check=True, capture_output=True)
+    rules = bench.cpu_seconds_per_command(log)
+    assert set(rules) == {"finetune --mask (retrain)", "find-s-mask"}
+    assert all(r["jobs"] == 1 and r["cpu_s"] > 0.01 for r in rules.values())
+
+
+def test_a_job_servers_forks_are_counted_from_its_log(tmp_path):
+    log = tmp_path / "job-server.log"
+    log.write_text('job server 7: listening on /tmp/x/jobs.sock\n'
+                   'job 11: ["finetune", "--task", "RTE", "--mask", "m.safetensors"]\n'
+                   'job 12: ["find-m-mask", "--task", "RTE"]\n'
+                   'job 12: exit 0, cpu 2.500 s\n'
+                   'job 11: exit 1, cpu 10.250 s\n'
+                   'job 13: ["finetune", "--task", "RTE"]\n')  # still running: not counted
+    assert load_script().forked_cpu_seconds(log) == {"finetune --mask (retrain)": 10.25, "find-m-mask": 2.5}
 
 
 def test_the_table_puts_the_commits_side_by_side_with_their_ratio():
     bench = load_script()
-    base = {"commit": "a" * 40, "wall_s": 600.0, "cpu_s": 300.0, "jobs": 3,
+    base = {"commit": "a" * 40, "wall_s": 600.0, "all_cpu_s": 320.0, "cpu_s": 300.0, "jobs": 3,
             "rules": {"retrain": {"cpu_s": 200.0, "jobs": 2}, "finetune": {"cpu_s": 100.0, "jobs": 1}}}
-    new = {"commit": "b" * 40, "wall_s": 300.0, "cpu_s": 150.0, "jobs": 3, "same_results": True,
+    new = {"commit": "b" * 40, "wall_s": 300.0, "all_cpu_s": 170.0, "cpu_s": 150.0, "jobs": 3, "same_results": True,
            "rules": {"retrain": {"cpu_s": 80.0, "jobs": 2}, "finetune": {"cpu_s": 70.0, "jobs": 1}}}
     table = bench.markdown([base, new]).splitlines()
     assert table[2] == "| finetune | 100 (1) | 70 (1) | 0.70 |"
