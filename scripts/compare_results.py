@@ -4,7 +4,8 @@
 
 Equal means: every JSON equal after dropping run-time-only keys (wall times, throughput, the speed job's
 timings and speedups) and reading metrics records and training summaries of older versions in today's
-contract (`variant`); every
+contract (`variant`; a record from before per-example predictions is compared without them, and the
+count of such records is printed); every
 safetensors file's tensors bit-equal, with the same dtypes and the same metadata (run-time keys dropped);
 CSV and parquet tables equal after dropping run-time columns; every other file (md, tex, html, tsv,
 jsonl) equal byte for byte. Logs, benchmarks and figures (PNG/PDF carry timestamps) are not compared.
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 from safetensors import safe_open
 
+from bertlottery.glue.predictions import PREDICTIONS_FIELD
 from bertlottery.train.evaluation import upgrade_record
 
 RUN_TIME = {"wall_time_s", "elapsed_s", "examples_per_s", "tokens_per_s", "seconds"}
@@ -50,10 +52,22 @@ def _frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=[c for c in frame.columns if _run_time(c)])
 
 
+WITHOUT_PREDICTIONS: list[Path] = []  # records compared without predictions: one side predates them
+
+
+def _records(a: Path, b: Path) -> tuple:
+    ra, rb = (_strip(upgrade_record(json.loads(p.read_text()))) for p in (a, b))
+    if isinstance(ra, dict) and isinstance(rb, dict) and (PREDICTIONS_FIELD in ra) != (PREDICTIONS_FIELD in rb):
+        ra, rb = ({k: v for k, v in r.items() if k != PREDICTIONS_FIELD} for r in (ra, rb))
+        WITHOUT_PREDICTIONS.append(a)
+    return ra, rb
+
+
 def _same(a: Path, b: Path) -> bool:
     ext = a.suffix
     if ext == ".json":
-        return _strip(upgrade_record(json.loads(a.read_text()))) == _strip(upgrade_record(json.loads(b.read_text())))
+        ra, rb = _records(a, b)
+        return ra == rb
     if ext == ".safetensors":
         (ta, ma), (tb, mb) = _tensors(a), _tensors(b)
         return ma == mb and set(ta) == set(tb) and all(
@@ -78,6 +92,9 @@ def compare(a: Path, b: Path) -> list[str]:
     for rel in files_a & files_b:
         counts[rel.suffix or rel.name] = counts.get(rel.suffix or rel.name, 0) + 1
     print("compared:", ", ".join(f"{n} {ext}" for ext, n in sorted(counts.items())))
+    if WITHOUT_PREDICTIONS:
+        print(f"{len(WITHOUT_PREDICTIONS)} metrics record(s) compared without per-example predictions "
+              "(one side was written before records kept them)")
     return diffs
 
 

@@ -40,3 +40,17 @@ def test_a_changed_number_tensor_table_or_file_is_reported(tmp_path):
     e = _tree(tmp_path / "e")
     shutil.copy(e / "table.csv", e / "extra.csv")
     assert compare_results.compare(a, e) == ["only in B: extra.csv"]
+
+
+def test_a_record_from_before_predictions_is_compared_on_everything_else(tmp_path, capsys):
+    a, b, c = (_tree(tmp_path / name) for name in "abc")
+    for root, predicted in ((b, "0101"), (c, "0101")):
+        record = json.loads((root / "eval" / "pruned.json").read_text())
+        record["predictions"] = {"dev": {"predicted": predicted}}
+        (root / "eval" / "pruned.json").write_text(json.dumps(record))
+    assert compare_results.compare(a, b) == []  # a predates predictions: compared without them, and said
+    assert "1 metrics record(s) compared without per-example predictions" in capsys.readouterr().out
+    record = json.loads((c / "eval" / "pruned.json").read_text())
+    record["predictions"]["dev"]["predicted"] = "0111"
+    (c / "eval" / "pruned.json").write_text(json.dumps(record))
+    assert compare_results.compare(b, c) == ["differs: eval/pruned.json"]  # both have them: compared
