@@ -4,6 +4,7 @@ task / seed / family / kind / variant back from a path.
     <root>/data/<task>/{data_card.json, splits/}
     <root>/finetune/<task>/seed<S>/{model/config.json, train_log.csv, train_summary.json, metrics.json}
     <root>/masks/<family>/<task>/seed<S>/{<kind>.safetensors, search.json, trace.json, trace.safetensors}
+    <root>/masks/m/<task>/seed<S>/<kind>.summary.json          (a study bundle's summary of an m-mask)
     <root>/masks/super/<task>/summary.json
     <root>/eval/<family>/<kind>/<task>/seed<S>/pruned.json
     <root>/retrain/<family>/<variant>/<task>/seed<S>/{train_log.csv, train_summary.json, metrics.json}
@@ -48,6 +49,9 @@ SPEED_RECORD = "speed.json"
 
 SEED_DIR = "seed{seed}"
 MASK_FILE = "{kind}.safetensors"
+# What a study bundle keeps of a weight mask in its place (`bundle export --m-masks summary`): per-block
+# kept counts, size and the sha256 of the mask file (bertlottery.masks.summary).
+MASK_SUMMARY = "{kind}.summary.json"
 _RUN = "{task}/" + SEED_DIR
 _MASK_DIR = "masks/{family}/" + _RUN
 _FINETUNE_DIR = "finetune/" + _RUN
@@ -71,6 +75,7 @@ TEMPLATES = {
     "search_trace": f"{_MASK_DIR}/{SEARCH_TRACE}",
     "search_trace_tensors": f"{_MASK_DIR}/{SEARCH_TRACE_TENSORS}",
     "mask_file": _MASK_DIR + "/" + MASK_FILE,
+    "mask_summary": _MASK_DIR + "/" + MASK_SUMMARY,
     "super_dir": _SUPER_DIR,
     "super_summary": f"{_SUPER_DIR}/{SUPER_SUMMARY}",
     "pruned_metrics": "eval/{family}/{kind}/" + _RUN + "/" + PRUNED_METRICS,
@@ -194,6 +199,9 @@ class Layout:
     def mask_file(self, family, task, seed, kind) -> str:
         return self.path("mask_file", family=family, task=task, seed=seed, kind=kind)
 
+    def mask_summary(self, family, task, seed, kind) -> str:
+        return self.path("mask_summary", family=family, task=task, seed=seed, kind=kind)
+
     def search_record(self, family, task, seed) -> str:
         return self.path("search_record", family=family, task=task, seed=seed)
 
@@ -313,6 +321,26 @@ def seed_dir(seed) -> str:
 def mask_name(kind) -> str:
     """The file name of a mask of this kind inside a seed directory: <kind>.safetensors."""
     return MASK_FILE.format(kind=kind)
+
+
+def mask_summary_name(kind) -> str:
+    """The file name of the summary of a mask of this kind, beside it: <kind>.summary.json."""
+    return MASK_SUMMARY.format(kind=kind)
+
+
+def summary_of_mask(path) -> str | None:
+    """The path of a mask file's summary (the same folder, `mask_summary_name`); None when `path` is not
+    named as a mask file (<kind>.safetensors)."""
+    path = PurePosixPath(path)
+    kind = next((k for k in MASK_KINDS if path.name == mask_name(k)), None)
+    return None if kind is None else str(path.with_name(mask_summary_name(kind)))
+
+
+def mask_of_summary(path) -> str | None:
+    """The path of the mask file a summary stands for; None when `path` is not named as a summary."""
+    path = PurePosixPath(path)
+    kind = next((k for k in MASK_KINDS if path.name == mask_summary_name(k)), None)
+    return None if kind is None else str(path.with_name(mask_name(kind)))
 
 
 def run_of(path) -> tuple[str, int] | None:

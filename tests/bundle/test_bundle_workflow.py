@@ -89,3 +89,40 @@ def test_analyses_from_bundles_equal_the_original_run(tiny_run, tiny_model_dir, 
     assert report.returncode == 0, report.stderr[-4000:]
     assert (fresh / "report.html").stat().st_size > 10_000
     assert "What ran." in (fresh / "report.html").read_text()  # the landing page opens on the summary
+
+
+@pytest.mark.slow
+def test_analyses_from_summary_bundles_equal_the_original_run(tiny_run, tiny_model_dir, tmp_path):
+    """`bundle export --m-masks summary`: the good m-masks' summaries in their place (here SST-2's; MRPC's
+    bundle keeps the masks, so both forms are read in one run). m_blocks reads the summaries, and every
+    table, claim and analysis CSV equals the original run's byte for byte."""
+    results = tiny_run / "results"
+    bundles = [tmp_path / "bundles" / task for task in ("SST-2", "MRPC")]
+    for bundle, form in zip(bundles, ("summary", "full")):
+        done = _bertlottery("bundle", "export", "--results", str(results), "--out", str(bundle), "--tasks",
+                            bundle.name, "--m-kinds", "good", "--m-masks", form, "--configfile", str(TINY_CONFIG),
+                            "--config", f"model={tiny_model_dir}", f"glue_dir={FIXTURE_GLUE}")
+        assert done.returncode == 0, done.stderr
+    assert not list(bundles[0].glob("masks/m/*/*/*.safetensors"))
+    assert list(bundles[0].glob("masks/m/*/*/good.summary.json"))
+    assert list(bundles[1].glob("masks/m/*/*/good.safetensors"))
+    verified = _bertlottery("bundle", "verify", *map(str, bundles))
+    assert verified.returncode == 0, verified.stderr
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    dry = _snakemake(fresh, bundles, "-n", "--printshellcmds", "results/analysis/m_blocks.csv")
+    said = dry.stdout + dry.stderr
+    assert dry.returncode == 0, said
+    command = next(line for line in said.splitlines() if "stats m-blocks" in line)
+    assert "results/masks/m/SST-2/seed" in command and "good.summary.json" in command
+    assert "results/masks/m/MRPC/seed" in command and "good.safetensors" in command
+    run = _snakemake(fresh, bundles)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert not list((fresh / "results").glob("masks/m/SST-2/*/good.safetensors"))
+
+    original, rebuilt = _compared(results), _compared(fresh / "results")
+    assert original == rebuilt and "analysis/m_blocks.csv" in rebuilt
+    differing = [name for name in original
+                 if (results / name).read_bytes() != (fresh / "results" / name).read_bytes()]
+    assert not differing, f"differ from the original run: {differing}"

@@ -76,7 +76,7 @@ rule f_mask_stats:
 
 rule m_blocks:
     input:
-        masks=m_good_masks(),
+        masks=m_block_inputs(),
         model=m_blocks_model(),
     output:
         table=LAYOUT.analysis_file("m_blocks", "parquet"),

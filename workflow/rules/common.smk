@@ -20,7 +20,7 @@ from bertlottery.families import (FAMILIES, FISHER, M, MASK_KINDS, S, S_HEADS, S
 from bertlottery.glue.reading import check_glue_dir
 from bertlottery.glue.tasks import CUSTOM_TASKS_ENV, check_task_names, custom_tasks_json
 from bertlottery.io import check_writable_folder
-from bertlottery.layout import RESULTS_ROOT, Layout
+from bertlottery.layout import RESULTS_ROOT, Layout, summary_of_mask
 from bertlottery.patterns.extract import MODEL_CONFIGS, SELECTIONS, pattern_tasks
 from bertlottery.settings import SCHEMA_PATH, check_config, resolve_data, resolve_training, without_neutral_defaults
 
@@ -33,14 +33,18 @@ try:
     # report rules are included.
     BUNDLES = config.get("bundles") or []
     BUNDLES = [BUNDLES] if isinstance(BUNDLES, str) else [str(b) for b in BUNDLES]
+    BUNDLE_FILES = set()
     if BUNDLES:
         ignored = sorted(set(config) - {"bundles"})
         if ignored:  # they would be dropped without a word: the bundles' config replaces them
             raise BertLotteryError(f"config {', '.join(ignored)}: not used with config `bundles` (the analyses "
                                    "run with the settings the bundles recorded); remove them, or run the study")
-        bundle_config = study_config(BUNDLES)
+        bundle_config = study_config(BUNDLES)  # each bundle checked against its manifest first
         config.clear()
         config.update(bundle_config)
+        # The results files the bundles restore (their manifests' paths, under results/).
+        BUNDLE_FILES = {os.path.normpath(os.path.join(RESULTS_ROOT, path)) for bundle in BUNDLES
+                        for path in restored_files(bundle)}
     else:
         check_config(config)
     if workflow.is_main_process:  # a read-only or full results folder: one line, not a traceback
@@ -240,6 +244,19 @@ def m_good_masks():
     if M not in RETRAIN_FAMILIES:
         return []
     return [LAYOUT.mask_file(M, task, seed, "good") for task in TASKS for seed in SEEDS]
+
+
+def in_bundles(path):
+    return os.path.normpath(path) in BUNDLE_FILES
+
+
+def m_block_inputs():
+    """What m_blocks reads of each good m-mask: the mask, or (config `bundles`) its summary where the bundles
+    hold that in the mask's place (`bundle export --m-masks summary`); m_block_table gives the same table."""
+    if not BUNDLES:
+        return m_good_masks()
+    return [summary_of_mask(mask) if not in_bundles(mask) and in_bundles(summary_of_mask(mask)) else mask
+            for mask in m_good_masks()]
 
 
 def f_good_masks():
@@ -459,7 +476,7 @@ def results_root(wc):
 
 def bundle_outputs():
     """The files the analyses read, all restored from the bundles."""
-    files = metric_files() + m_good_masks() + f_good_masks() + s_traces() + speed_files()
+    files = metric_files() + m_block_inputs() + f_good_masks() + s_traces() + speed_files()
     files += [mask for family in S_FAMILIES for mask in s_good_masks(family)]
     files += [m_blocks_model()] if M_BLOCKS else []
     if pattern_targets():
@@ -471,12 +488,17 @@ def bundle_outputs():
 def check_bundles_complete():
     """Stop before any job when the bundles lack a file the analyses read (a chunk exported before it
     finished, or a task without one of the seeds), naming the files."""
-    held = {os.path.normpath(os.path.join(LAYOUT.root, path)) for bundle in BUNDLES for path in restored_files(bundle)}
-    missing = [path for path in bundle_outputs() if os.path.normpath(path) not in held]
+    missing = [path for path in bundle_outputs() if not in_bundles(path)]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        summarized = [path for path in missing if summary_of_mask(path) and in_bundles(summary_of_mask(path))]
+        hint = (f"; {len(summarized)} of them are masks the bundles hold only the summary of (--m-masks summary), "
+                f"e.g. {summary_of_mask(summarized[0])}: regenerate each from the run with the command its summary's "
+                "`regenerate` names and check it against the summary's sha256, or export with --m-masks full") \
+            if summarized else ""
         raise WorkflowError(f"bundles {', '.join(BUNDLES)}: {len(missing)} file(s) the analyses read are in none of "
-                            f"them: {shown}; export each chunk after it has finished (every task needs every seed)")
+                            f"them: {shown}; export each chunk after it has finished (every task needs every seed)"
+                            + hint)
 
 
 if BUNDLES:

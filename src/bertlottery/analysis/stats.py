@@ -6,8 +6,9 @@ Library routines do the arithmetic: statsmodels (Fleiss' kappa, Cochran's Q, Hol
 tail, t-test, Wilcoxon, bootstrap, Fisher's combination). Degenerate inputs (two seeds, identical masks,
 constant differences) give NaN with a stated reason, never an exception.
 
-Masks come from our files (HeadMlpMask / WeightMask safetensors) or, for the head/MLP analyses, from a
-directory in the original study's layout <dir>/<TASK>/seed_<S>/{head_mask,mlp_mask}.npy.
+Masks come from our files (HeadMlpMask / WeightMask safetensors, or for the m-blocks a WeightMask's summary
+from a study bundle) or, for the head/MLP analyses, from a directory in the original study's layout
+<dir>/<TASK>/seed_<S>/{head_mask,mlp_mask}.npy.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def main_stats(argv: list[str]) -> None:
     p.set_defaults(func=_cmd_masks)
 
     p = sub.add_parser("m-blocks", help="surviving fraction per head and MLP of m-pruning weight masks")
-    p.add_argument("--m-masks", nargs="+", required=True)
+    p.add_argument("--m-masks", nargs="+", required=True,
+                   help="m-pruning WeightMask files, or their summaries (<kind>.summary.json) from a study bundle "
+                        "exported with --m-masks summary: the same table")
     p.add_argument("--model-config", required=True,
                    help="config.json of the model the masks were found on (its layers, heads and parameter roles)")
     p.add_argument("--output", default=RESULTS.analysis_file("m_blocks", "csv"), help="CSV (a .parquet copy is written too)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bertlottery.bundle.config import FULL, M_MASK_FORMS
 from bertlottery.bundle.export import M_KINDS, export
 from bertlottery.bundle.manifest import verify
 from bertlottery.bundle.unpack import unpack
@@ -17,7 +18,12 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="the bundle folder to write (new or empty)")
     ex.add_argument("--tasks", nargs="+", help="tasks to export (default: every task with results)")
     ex.add_argument("--m-kinds", nargs="+", default=list(M_KINDS), choices=M_KINDS,
-                    help="m-masks to include, bit-packed (default: all; the analyses read only good)")
+                    help="m-masks to include (default: all; the analyses read only good)")
+    ex.add_argument("--m-masks", choices=M_MASK_FORMS, default=FULL,
+                    help="what the bundle holds of each m-mask: full, the mask bit-packed (default; MiniLM: "
+                         "1.34 MB a mask), or summary, only its per-block counts, size, parameters and sha256 "
+                         "(<kind>.summary.json, a few KB), which is what the analyses read; the mask itself is "
+                         "regenerated from the run when needed (the summary names the command)")
     ex.add_argument("--configfile", nargs="+", default=[],
                     help="the run's config file(s), as given to snakemake (recorded resolved in bundle.json; "
                          "without it the config is rebuilt from the results)")
@@ -25,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="the run's --config overrides, as given to snakemake (e.g. model=... glue_dir=...)")
     ve = sub.add_parser("verify", help="check bundles against their manifests")
     ve.add_argument("bundles", nargs="+")
-    un = sub.add_parser("unpack", help="verify bundles and restore their results files (m-masks unpacked)")
+    un = sub.add_parser("unpack", help="verify bundles and restore their results files (m-masks unpacked; "
+                                       "m-mask summaries restored as they are)")
     un.add_argument("--results", default="results", help="the results folder to restore into (default: results)")
     un.add_argument("bundles", nargs="+")
     return parser
@@ -34,10 +41,11 @@ def _parser() -> argparse.ArgumentParser:
 def main_bundle(argv: list[str]) -> None:
     args = _parser().parse_args(argv)
     if args.action == "export":
-        info = export(args.results, args.out, tasks=args.tasks, m_kinds=args.m_kinds,
+        info = export(args.results, args.out, tasks=args.tasks, m_kinds=args.m_kinds, m_masks=args.m_masks,
                       configfiles=args.configfile, overrides=args.config)
         print(f"{args.out}: bundle of {info['files']} files, tasks {' '.join(info['tasks'])}, "
-              f"seeds {' '.join(map(str, info['seeds']))} (config {info['config_source']})")
+              f"seeds {' '.join(map(str, info['seeds']))}, m-masks {info['m_masks']} "
+              f"(config {info['config_source']})")
     elif args.action == "verify":
         for bundle in args.bundles:
             manifest = verify(bundle)

@@ -30,6 +30,10 @@ from bertlottery.settings import (
     resolve_training,
 )
 
+# What a bundle holds of each exported m-mask (`bundle export --m-masks`, bundle.json's m_masks): the mask
+# bit-packed, or only its summary (bertlottery.masks.summary: per-block counts, size, sha256).
+FULL, SUMMARY = "full", "summary"
+M_MASK_FORMS = (FULL, SUMMARY)
 # Keys that may differ between the bundles of one study: paths of the machine each chunk ran on, and
 # the per-chunk lists merged below.
 _MACHINE_KEYS = {"model", "glue_dir", "tasks", "seeds", "overrides", "bundles"}
@@ -197,6 +201,7 @@ def bundle_info_schema() -> dict:
             "pattern_counts": {"type": "boolean"},
             "speed_records": {"type": "boolean"},
             "m_kinds": {"type": "array", "items": {"enum": ["good", "random", "bad"]}},
+            "m_masks": {"enum": list(M_MASK_FORMS)},  # absent (bundles before it): full
         },
     }
 

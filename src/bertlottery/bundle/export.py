@@ -1,35 +1,41 @@
 """`bundle export`: a chunk's small artifacts copied out of a results tree, in the same layout.
 
 What goes in (README "Sharing a study: bundles"): data cards, every metrics JSON with the training summaries and
-logs, every s-family mask, the m-masks of the chosen kinds bit-packed, search records and traces, super
-summaries, attention-pattern counts, each fine-tuned model's config.json, the per-job benchmarks, and
-bundle.json (resolved config, versions, hardware, tasks and seeds covered). Never models, optimizer
-states, splits or logs."""
+logs, every s-family mask, the m-masks of the chosen kinds (`--m-masks full`: bit-packed; `--m-masks
+summary`: only each mask's summary, bertlottery.masks.summary, beside the mask's path), search records and
+traces, super summaries, attention-pattern counts, each fine-tuned model's config.json, the per-job
+benchmarks, and bundle.json (resolved config, versions, hardware, tasks and seeds covered, which m-mask
+form). Never models, optimizer states, splits or logs."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
-from bertlottery.bundle.config import check_run_config, rebuilt_config, resolved_config
+from bertlottery.bundle.config import FULL, M_MASK_FORMS, SUMMARY, check_run_config, rebuilt_config, resolved_config
 from bertlottery.bundle.manifest import BUNDLE_INFO, MANIFEST, write_manifest
 from bertlottery.bundle.packing import pack_weight_mask
 from bertlottery.bundle.system import hardware, now_utc
 from bertlottery.errors import BertLotteryError
 from bertlottery.families import EVALUATED_KINDS, WEIGHTS, family
-from bertlottery.io import atomic_path, write_json
-from bertlottery.layout import RESULTS_ROOT, ResultPath, parse
+from bertlottery.io import atomic_path, file_sha256, write_json
+from bertlottery.layout import RESULTS_ROOT, Layout, ResultPath, parse
+from bertlottery.masks.summary import write_summary
+from bertlottery.modeling.loading import model_of_config_file
+from bertlottery.modeling.mask_blocks import summarize_weight_mask
 from bertlottery.settings import library_versions
 
 M_KINDS = EVALUATED_KINDS
-# The layout's files a bundle copies (the m-masks are bit-packed instead; see _classify).
+# The layout's files a bundle copies (the m-masks are bit-packed or summarized instead; see _classify).
 _COPIED = {"data_card", "finetuned_model_config", "full_metrics", "train_log", "train_summary", "pruned_metrics",
            "retrain_train_log", "retrain_train_summary", "retrain_metrics", "search_record", "search_trace",
            "search_trace_tensors", "super_summary", "pattern_counts", "speed_record", "benchmark"}
 
 
 def _classify(relative: str) -> tuple[str, ResultPath | None] | None:
-    """('copy' | 'pack' | 'mask', the parsed path) for a file that belongs in a bundle; None otherwise."""
+    """('copy' | 'pack', the parsed path) for a file that belongs in a bundle ('pack': an m-mask, bit-packed
+    or summarized); None otherwise."""
     try:
         parsed = parse(f"{RESULTS_ROOT}/{relative}")
     except BertLotteryError:
@@ -86,13 +92,43 @@ def _ordered(values: set, preferred: list) -> list:
     return [v for v in preferred if v in values] + sorted(values - set(preferred))
 
 
+def regenerate_command(target: str, configfiles: list[str], overrides: list[str]) -> str:
+    """The Snakemake call that writes `target` (a results path) again, with the run's config as given to
+    `bundle export` (the targets before --config, which takes every following word)."""
+    files = " ".join(map(shlex.quote, configfiles)) if configfiles else "<the run's config file>"
+    command = f"snakemake {shlex.quote(target)} --cores 1 --configfile {files}"
+    return command + (" --config " + " ".join(map(shlex.quote, overrides)) if overrides else "")
+
+
+def _summarize(results: Path, relative: str, parsed: ResultPath, target: Path, configfiles: list[str],
+               overrides: list[str], models: dict) -> None:
+    """Write the summary of the m-mask `relative` to `target`, its blocks counted on its run's model."""
+    config = Path(Layout(str(results)).finetuned_model_config(parsed.task, parsed.seed))
+    if not config.is_file():
+        raise BertLotteryError(f"{config}: not found; `--m-masks {SUMMARY}` counts each m-mask's blocks on its "
+                               "run's model config (finetune/<task>/seed<S>/model/config.json); export the run "
+                               f"before removing its models, or use --m-masks {FULL}")
+    digest = file_sha256(config)
+    if digest not in models:
+        models[digest] = model_of_config_file(config)
+    mask_target = Layout().mask_file(parsed.family, parsed.task, parsed.seed, parsed.kind)
+    summary = summarize_weight_mask(
+        results / relative, models[digest], mask=relative,
+        model_config={"path": config.relative_to(results).as_posix(), "sha256": digest},
+        regenerate=regenerate_command(mask_target, list(configfiles), list(overrides)))
+    write_summary(target, summary)
+
+
 def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: list[str] = list(M_KINDS),
-           configfiles: list[str] = (), overrides: list[str] = ()) -> dict:
-    """Write the bundle of `tasks` (default: every task with results) into `out`; returns bundle.json."""
+           m_masks: str = FULL, configfiles: list[str] = (), overrides: list[str] = ()) -> dict:
+    """Write the bundle of `tasks` (default: every task with results) into `out`; returns bundle.json.
+    `m_masks`: FULL (each m-mask bit-packed) or SUMMARY (only its summary, beside its path)."""
     results_dir, out_dir = Path(results), Path(out)
     bad = sorted(set(m_kinds) - set(M_KINDS))
     if bad:
         raise BertLotteryError(f"--m-kinds {' '.join(bad)}: expected some of {' '.join(M_KINDS)}")
+    if m_masks not in M_MASK_FORMS:
+        raise BertLotteryError(f"--m-masks {m_masks}: expected one of {' '.join(M_MASK_FORMS)}")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise BertLotteryError(f"{out_dir}: folder exists and is not empty; a bundle is written into a new folder")
     chosen = select_files(results_dir, tasks, m_kinds)
@@ -106,9 +142,13 @@ def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: l
         check_run_config(config, results_dir, chosen)
     else:
         config, source = rebuilt_config(results_dir, chosen), "rebuilt from the data cards and the results files"
-    for relative, action, _ in chosen:
+    models: dict = {}  # config.json sha256 -> its model (on the meta device), for the summaries
+    for relative, action, parsed in chosen:
         target = out_dir / relative
-        if action == "pack":
+        if action == "pack" and m_masks == SUMMARY:
+            target = Path(Layout(str(out_dir)).mask_summary(parsed.family, parsed.task, parsed.seed, parsed.kind))
+            _summarize(results_dir, relative, parsed, target, configfiles, overrides, models)
+        elif action == "pack":
             pack_weight_mask(results_dir / relative, target)
         else:
             with atomic_path(target) as tmp:
@@ -122,6 +162,7 @@ def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: l
         "tasks": _ordered(covered, config.get("tasks", [])),
         "seeds": _ordered(seeds, config.get("seeds", [])),
         "m_kinds": [k for k in M_KINDS if k in m_kinds],
+        "m_masks": m_masks,
         "pattern_counts": any(p.what == "pattern_counts" for _, _, p in chosen),
         "speed_records": any(p.what == "speed_record" for _, _, p in chosen),
         "config_source": source,
@@ -133,4 +174,4 @@ def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: l
     return info
 
 
-__all__ = ["export", "select_files", "M_KINDS", "MANIFEST"]
+__all__ = ["export", "select_files", "M_KINDS", "M_MASK_FORMS", "MANIFEST"]

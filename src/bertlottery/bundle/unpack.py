@@ -1,6 +1,9 @@
 """`bundle unpack`: the results files of one or more bundles restored under a results root, m-masks
-unpacked to the normal WeightMask files, so the analyses run as after the original run. The bundles'
-benchmarks stay in the bundles (they are the original run's compute record, not inputs)."""
+unpacked to the normal WeightMask files, so the analyses run as after the original run. A bundle exported
+with `--m-masks summary` holds each m-mask's summary in its place: restored as it is (<kind>.summary.json
+beside the mask's path), which the m-block analysis reads; the mask itself is not there (an analysis that
+needs it says how to regenerate it). The bundles' benchmarks stay in the bundles (they are the original
+run's compute record, not inputs)."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import check_safetensors, damaged_file_error, save_tensors
 from bertlottery.layout import seed_of_dir
+from bertlottery.masks.summary import missing_mask_error
 
 
 def _as_bool(tensor: Any, what: str, where: str) -> torch.Tensor:
@@ -287,6 +288,8 @@ class WeightMask:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> WeightMask:
+        if not Path(path).is_file():  # a study bundle's summary in its place: how to regenerate the mask
+            raise missing_mask_error(path)
         tensors, meta = _read_safetensors(path)
         if meta.get("mask_type") == "PackedWeightMask":  # bertlottery.bundle.packing
             raise BertLotteryError(f"{path}: a bit-packed m-mask from a study bundle; restore it with "
@@ -302,7 +305,7 @@ class WeightMask:
 def load_any_mask(path: str | os.PathLike) -> HeadMlpMask | WeightMask:
     """A HeadMlpMask or WeightMask file, told apart by its tensors."""
     if not Path(path).exists():
-        raise BertLotteryError(f"{path}: mask file not found")
+        raise missing_mask_error(path)
     check_safetensors(path)
     with safe_open(str(path), "pt") as f:
         keys = set(f.keys())
