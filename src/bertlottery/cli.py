@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "find-s-mask": ("bertlottery.search.spruning", "s-pruning search (heads and MLPs) on a fine-tuned model"),
     "find-m-mask": ("bertlottery.search.mpruning", "m-pruning search (global magnitude) on a fine-tuned model"),
     "find-f-mask": ("bertlottery.search.fisher", "Fisher-based head/MLP mask sized like the s-good mask (family f)"),
+    "find-i-mask": ("bertlottery.search.imp", "IMP with rewinding: prune, rewind, fine-tune per round (family i)"),
     "derive-s-masks": ("bertlottery.subnetworks.derive", "random and bad s-masks from a good one"),
     "super-masks": ("bertlottery.subnetworks.super", "super-survivor good / random / bad masks of a task"),
     "evaluate-pruned": ("bertlottery.train.evaluation", "dev metrics of a fine-tuned model with a mask applied"),
