@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report-summary": ("bertlottery.analysis.report_summary", "the report's opening page: what ran, the claims, Figure 2"),
     "tables": ("bertlottery.analysis.tables", "Table 2, Appendix C/E tables, sizes"),
     "figures": ("bertlottery.analysis.figures", "Figures 1, 2, 3, 5 and the Appendix B heatmaps"),
+    "i-vs-m": ("bertlottery.analysis.imp_vs_m", "i-pruning (IMP) against m-pruning: masks' overlap and scores"),
     "speed-report": ("bertlottery.analysis.speed_report", "the subnetwork_speed table and figure"),
     "bundle": ("bertlottery.bundle.cli", "study bundles: export a chunk's small artifacts, verify, unpack"),
     "patterns": ("bertlottery.patterns.cli", "self-attention pattern extraction and classification"),
