@@ -49,7 +49,7 @@ def test_s_modes_and_lookups():
     assert F.family_of_mode("joint") == F.S and F.family_of_mode("heads") == F.S_HEADS
     assert F.SEPARATE_S_FAMILIES == (F.S_HEADS, F.S_MLPS)
     assert F.families_where(deriver="derive-s-masks") == [F.S, F.FISHER, F.S_HEADS, F.S_MLPS]
-    assert F.families_where(mask_type=F.WEIGHTS) == [F.M]
+    assert F.families_where(mask_type=F.WEIGHTS) == [F.M, F.IMP]
     with pytest.raises(BertLotteryError, match="unknown s-pruning mode 'layers'.*joint, heads, mlps"):
         F.family_of_mode("layers")
     with pytest.raises(BertLotteryError, match="unknown mask family 'x'"):

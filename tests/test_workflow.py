@@ -134,7 +134,7 @@ def test_snakemake_lint_reports_nothing(tmp_path, extras):
     if extras:
         (tmp_path / "extras.yaml").write_text(yaml.safe_dump({
             "retrain": {"bad_6_epochs": True, "random_init_random_s": True, "separate_searches": True,
-                        "families": ["m", "s", "super", "f"]},
+                        "families": ["m", "s", "super", "f", "i"]},
             "s_pruning": {"modes": ["joint", "heads", "mlps"]},
             "speed": {"enabled": True},
         }))

@@ -41,7 +41,7 @@ class MaskFamily:
 
 
 # Families, in the order tables and figures list them.
-M, S, SUPER, FISHER, S_HEADS, S_MLPS = "m", "s", "super", "f", "s-heads", "s-mlps"
+M, S, SUPER, FISHER, IMP, S_HEADS, S_MLPS = "m", "s", "super", "f", "i", "s-heads", "s-mlps"
 FAMILIES: dict[str, MaskFamily] = {f.name: f for f in (
     MaskFamily(M, WEIGHTS, "find-m-mask", "find-m-mask", "m-pruning", "appendix_c_m",
                "Appendix C / Figure 2b: m-pruning (global magnitude)"),
@@ -52,13 +52,18 @@ FAMILIES: dict[str, MaskFamily] = {f.name: f for f in (
     MaskFamily(FISHER, HEADS_MLPS, "find-f-mask", "derive-s-masks", "f-pruning (Fisher, Kwon et al. 2022; beyond the paper)",
                "beyond_f_fisher", "Beyond the paper: Fisher-based f-pruning (Kwon et al. 2022), s-good's sizes",
                kinds=MASK_KINDS, in_paper=False),
+    # IMP with rewinding (Chen et al. 2020): a fine-tune per round, so its cost grows with the rounds taken;
+    # random and bad masks by m's rules, written by the search itself.
+    MaskFamily(IMP, WEIGHTS, "find-i-mask", "find-i-mask", "i-pruning (IMP with rewinding, Chen et al. 2020; "
+               "beyond the paper)", "beyond_i_imp", "Beyond the paper: i-pruning, iterative magnitude pruning with "
+               "rewinding to the pre-trained weights (Chen et al. 2020)", in_paper=False),
     MaskFamily(S_HEADS, HEADS_MLPS, "find-s-mask", "derive-s-masks", "heads-only s-pruning", "appendix_b_heads_only",
                "Appendix B: heads-only s-pruning", kinds=MASK_KINDS, s_mode="heads"),
     MaskFamily(S_MLPS, HEADS_MLPS, "find-s-mask", "derive-s-masks", "MLPs-only s-pruning", "appendix_b_mlps_only",
                "Appendix B: MLPs-only s-pruning", kinds=MASK_KINDS, s_mode="mlps"),
 )}
 # The families config retrain.families may name (the separate s-searches come with retrain.separate_searches).
-RETRAINABLE = (M, S, SUPER, FISHER)
+RETRAINABLE = (M, S, SUPER, FISHER, IMP)
 # s-search mode -> family ("joint" -> "s", ...), and back
 S_MODES = {f.s_mode: f.name for f in FAMILIES.values() if f.s_mode}
 SEPARATE_S_FAMILIES = tuple(name for mode, name in S_MODES.items() if mode != "joint")

@@ -348,9 +348,23 @@ class FPruningSettings(Section):
     rearrange: bool
 
 
+@dataclass(frozen=True)
+class IPruningSettings(Section):
+    """The `i_pruning` section (find-i-mask: IMP with rewinding, family i)."""
+
+    SCHEMA = ("properties", "i_pruning")
+
+    threshold: float
+    amount: float
+    max_rounds: int
+    batch_size: int
+    bad_mode: str
+
+
 SECTIONS: dict[str, type[Section]] = {"training": TrainingSettings, "data": DataSettings,
                                       "s_pruning": SPruningSettings, "m_pruning": MPruningSettings,
-                                      "speed": SpeedSettings, "f_pruning": FPruningSettings}
+                                      "speed": SpeedSettings, "f_pruning": FPruningSettings,
+                                      "i_pruning": IPruningSettings}
 
 
 # Keys added after results were published, at the value that changes nothing: left out of the rules'

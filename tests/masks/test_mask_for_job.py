@@ -56,6 +56,16 @@ def test_every_writers_mask_passes_in_its_own_place(masks):
     load_mask_for(masks["s"] / "bad.safetensors", task="RTE", seed=42, family="s")  # bad_6ep: kind not named
 
 
+def test_weight_mask_families_come_from_the_registry(masks, tmp_path):
+    """Family i (IMP) holds weight masks like m: the registry's mask type decides, not the family's name."""
+    i_mask = WeightMask.load(masks["m"])
+    i_mask.meta["family"] = "i"
+    path = i_mask.save(tmp_path / "i.safetensors")
+    assert isinstance(load_mask_for(path, task="RTE", seed=42, family="i", kind="good"), WeightMask)
+    with pytest.raises(BertLotteryError, match="family 'i' needs a WeightMask"):
+        load_mask_for(masks["good"], task="RTE", seed=42, family="i", kind="good")
+
+
 @pytest.mark.parametrize("wrong, expected", [
     (dict(family="s"), "a WeightMask (family 's' needs a HeadMlpMask)"),  # the issue's m-mask as s/good
     (dict(seed=1337), "seed='42' where the job has seed='1337'"),

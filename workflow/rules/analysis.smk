@@ -111,3 +111,33 @@ rule paired_tests:
     shell:
         "python -m bertlottery stats tests --metrics {input} --bootstrap {params.bootstrap} --seed 0 --output {output.csv}"
         " > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
+
+
+# Family i (beyond the paper; docs/protocol.md §i-pruning): IMP's good masks against m-pruning's, per task and
+# seed: sparsity, overlap of the kept weights, pruned and retrained scores side by side; its table and figure.
+rule i_vs_m:
+    input:
+        **i_vs_m_inputs(),
+        metrics=LAYOUT.analysis_file("metrics", "parquet"),
+    output:
+        table=LAYOUT.analysis_file("i_vs_m", "parquet"),
+        csv=LAYOUT.analysis_file("i_vs_m", "csv"),
+        html=report(LAYOUT.table_file("i_vs_m", "html"), caption="../report/i_vs_m.rst", category="2. Tables",
+                    labels={"name": "i_vs_m"}),
+        other=[LAYOUT.table_file("i_vs_m", ext) for ext in ("csv", "md", "tex")],
+        png=report(LAYOUT.figure_file("i_vs_m", "png"), caption="../report/i_vs_m_figure.rst", category="3. Figures",
+                   subcategory="Beyond the paper: IMP against m-pruning", labels={"name": "i vs m"}),
+        pdf=LAYOUT.figure_file("i_vs_m", "pdf"),
+    params:
+        table=table_stem,
+        figure=figure_stem,
+    conda:
+        CONDA_ENV
+    log:
+        LAYOUT.log("analysis", "i_vs_m"),
+    benchmark:
+        LAYOUT.benchmark("analysis", "i_vs_m")
+    shell:
+        "python -m bertlottery i-vs-m --i-masks {input.i_masks} --i-records {input.i_records} --m-masks {input.m_masks}"
+        " --m-records {input.m_records} --metrics {input.metrics} --output {output.table} --table {params.table}"
+        " --figure {params.figure} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"

@@ -15,8 +15,8 @@ from bertlottery.bundle.config import study_config
 from bertlottery.bundle.unpack import restored_files
 from bertlottery.errors import BertLotteryError
 from bertlottery.analysis.importance import figure3_run
-from bertlottery.families import (FAMILIES, FISHER, M, MASK_KINDS, S, S_HEADS, S_MLPS, S_MODES, SUPER, VARIANTS,
-                                  families_where, switched_variants, variant)
+from bertlottery.families import (FAMILIES, FISHER, IMP, M, MASK_KINDS, S, S_HEADS, S_MLPS, S_MODES, SUPER,
+                                  VARIANTS, families_where, switched_variants, variant)
 from bertlottery.glue.reading import check_glue_dir
 from bertlottery.glue.tasks import CUSTOM_TASKS_ENV, check_task_names, custom_tasks_json
 from bertlottery.io import check_writable_folder
@@ -93,6 +93,10 @@ S_RULE_FAMILIES = families_where(deriver="derive-s-masks")
 RETRAIN_FAMILIES = config["retrain"]["families"]
 # Family f (beyond the paper, docs/protocol.md §f-pruning): Fisher-based masks sized like the s-good ones.
 F_FAMILY = FISHER in RETRAIN_FAMILIES
+# Family i (beyond the paper, docs/protocol.md §i-pruning): IMP with rewinding, one fine-tune per round.
+I_FAMILY = IMP in RETRAIN_FAMILIES
+# Its comparison with m-pruning (analysis/imp_vs_m.py) needs both families' masks.
+I_VS_M = I_FAMILY and M in RETRAIN_FAMILIES
 
 # -- patterns.smk (paper §5.2)
 PATTERNS = config["patterns"]
@@ -185,6 +189,10 @@ def m_mask_dir(wc):
     return LAYOUT.mask_dir(M, wc.task, wc.seed)
 
 
+def i_mask_dir(wc):
+    return LAYOUT.mask_dir(IMP, wc.task, wc.seed)
+
+
 def super_dir(wc):
     return LAYOUT.super_dir(wc.task)
 
@@ -263,6 +271,20 @@ def f_good_masks():
     if not F_FAMILY:
         return []
     return [LAYOUT.mask_file(FISHER, task, seed, "good") for task in TASKS for seed in SEEDS]
+
+
+def good_masks_and_records(family):
+    """Good masks and search records of every task and seed of one weight-mask family (i-vs-m comparison)."""
+    return {"masks": [LAYOUT.mask_file(family, task, seed, "good") for task in TASKS for seed in SEEDS],
+            "records": [LAYOUT.search_record(family, task, seed) for task in TASKS for seed in SEEDS]}
+
+
+def i_vs_m_inputs():
+    """The i-vs-m comparison's mask and search-record inputs (none without both families)."""
+    if not I_VS_M:
+        return {}
+    i, m = good_masks_and_records(IMP), good_masks_and_records(M)
+    return {"i_masks": i["masks"], "i_records": i["records"], "m_masks": m["masks"], "m_records": m["records"]}
 
 
 def f_stats_tables():
@@ -398,7 +420,7 @@ def retrain_metric_files():
 
 
 def subnetwork_targets():
-    searches = [LAYOUT.search_record(fam, task, seed) for fam in S_FAMILIES + [FISHER] * F_FAMILY
+    searches = [LAYOUT.search_record(fam, task, seed) for fam in S_FAMILIES + [FISHER] * F_FAMILY + [IMP] * I_FAMILY
                 for task in TASKS for seed in SEEDS]
     return pruned_metric_files() + retrain_metric_files() + searches
 
@@ -428,6 +450,9 @@ def analysis_targets():
     if speed_files():
         targets += [LAYOUT.table_file("subnetwork_speed", ext) for ext in ("csv", "md", "tex", "html")]
         figures.append("subnetwork_speed")
+    if I_VS_M:
+        targets += [LAYOUT.table_file("i_vs_m", ext) for ext in ("csv", "md", "tex", "html")]
+        figures.append("i_vs_m")
     targets += [LAYOUT.figure_file(name, ext) for name in figures for ext in ("png", "pdf")]
     return targets
 
@@ -479,6 +504,7 @@ def bundle_outputs():
     files = metric_files() + m_block_inputs() + f_good_masks() + s_traces() + speed_files()
     files += [mask for family in S_FAMILIES for mask in s_good_masks(family)]
     files += [m_blocks_model()] if M_BLOCKS else []
+    files += [path for paths in i_vs_m_inputs().values() for path in paths]
     if pattern_targets():
         files += [LAYOUT.pattern_counts(pconfig, task, seed)
                   for pconfig in PATTERN_CONFIGS for task in PATTERN_TASKS for seed in SEEDS]

@@ -90,3 +90,38 @@ rule find_f_mask:
         "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-f-mask --task {wildcards.task} --seed {wildcards.seed}"
         " --model-dir {input.model} --data-dir {params.data_dir} --reference {input.reference} --settings {params.settings:q}"
         " --out-dir {params.out_dir} {params.padding_free} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
+
+
+# Family i (beyond the paper; docs/protocol.md §i-pruning): IMP with rewinding. Every round prunes 10 % of the
+# remaining weights by magnitude, rewinds to the pre-trained model (the classifier to its seeded init) and
+# fine-tunes it again with the task's training settings: one fine-tune per round, up to i_pruning.max_rounds.
+rule find_i_mask:
+    input:
+        model=LAYOUT.finetuned_model("{task}", "{seed}"),
+        card=LAYOUT.data_card("{task}"),
+    output:
+        good=LAYOUT.mask_file(IMP, "{task}", "{seed}", "good"),
+        random=LAYOUT.mask_file(IMP, "{task}", "{seed}", "random"),
+        bad=LAYOUT.mask_file(IMP, "{task}", "{seed}", "bad"),
+        search=LAYOUT.search_record(IMP, "{task}", "{seed}"),
+        trace=LAYOUT.search_trace(IMP, "{task}", "{seed}"),
+    params:
+        pretrained=config["model"],
+        training=lambda wc: training_json(wc.task),
+        settings=section_json("i_pruning"),
+        data_dir=data_dir,
+        out_dir=i_mask_dir,
+        padding_free=padding_free_flag,
+    threads: MODEL_THREADS
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    log:
+        LAYOUT.log("find_i_mask", "{task}", seed="{seed}"),
+    benchmark:
+        LAYOUT.benchmark("find_i_mask", "{task}", seed="{seed}")
+    shell:
+        "BERTLOTTERY_THREADS={threads} python -m bertlottery with-gpu -- python -m bertlottery find-i-mask --task {wildcards.task} --seed {wildcards.seed}"
+        " --model-dir {input.model} --pretrained {params.pretrained:q} --data-dir {params.data_dir} --training {params.training:q}"
+        " --settings {params.settings:q} --out-dir {params.out_dir} {params.padding_free} > {log} 2>&1 || python -m bertlottery job-failed {log} $?"

@@ -114,7 +114,7 @@ rule retrain:
     output:
         LAYOUT.retrain_metrics("{family}", "{variant}", "{task}", "{seed}"),
     wildcard_constraints:
-        family="m|s|super|s-heads|s-mlps|f",
+        family="|".join(FAMILIES),  # every registered family (bertlottery.families)
         variant="|".join(VARIANTS),
     params:
         model=config["model"],

@@ -195,20 +195,21 @@ def _with_flags(n: Numbers, verdict: Verdict, families: tuple[str, ...], kinds: 
 # --- §4.2: good, random and bad subnetworks --------------------------------------------------------
 
 
-def claim_good_keeps_90(n: Numbers, family: str) -> Verdict:
-    """By construction every seed's good mask keeps >= 90 % of its full model's stop score: judged per seed."""
+def claim_good_keeps_90(n: Numbers, family: str, evaluated: str = "pruned") -> Verdict:
+    """By construction every seed's good mask keeps >= 90 % of its full model's stop score: judged per seed
+    (the searches' own evaluation: pruned for s and m; retrained for IMP, family i)."""
     def check(task):
-        e = effect(n, task, [(1, (family, GOOD, "pruned")), (-0.9, ("full", NO_KIND, "full"))])
+        e = effect(n, task, [(1, (family, GOOD, evaluated)), (-0.9, ("full", NO_KIND, "full"))])
         if e is None:
             return None
         if n.metrics is not None:
-            good = _seed_values(n, task, (family, GOOD, "pruned"))
+            good = _seed_values(n, task, (family, GOOD, evaluated))
             full = _seed_values(n, task, ("full", NO_KIND, "full"))
             lowest = min(good[s] - 0.9 * full[s] for s in good if s in full)
             return (YES if lowest >= -1e-9 else NO), f"{100 * e.value:+.1f} (lowest seed {100 * lowest:+.1f})"
         return (YES if e.value >= -1e-9 else NO), f"{100 * e.value:+.1f}"
     return grade(_per_task(n, check), 1.0, f"keep >= 90 % of the full model's score in every seed "
-                 f"({family} good pruned - 0.9 x full, points)")
+                 f"({family} good {evaluated} - 0.9 x full, points)")
 
 
 def claim_good_beats(n: Numbers, family: str, evaluated: str, margin: float) -> Verdict:
@@ -221,12 +222,12 @@ def claim_good_beats(n: Numbers, family: str, evaluated: str, margin: float) -> 
     return _with_flags(n, verdict, (family,), (GOOD, RANDOM, BAD)) if evaluated == "retrained" else verdict
 
 
-def claim_m_good_reaches_full(n: Numbers) -> Verdict:
+def claim_m_good_reaches_full(n: Numbers, family: str = M) -> Verdict:
     def check(task):
-        return _judged(effect(n, task, [(1, (M, GOOD, "retrained")), (-1, ("full", NO_KIND, "full"))]),
+        return _judged(effect(n, task, [(1, (family, GOOD, "retrained")), (-1, ("full", NO_KIND, "full"))]),
                        -FULL_TOLERANCE)
-    return _with_flags(n, grade(_per_task(n, check), MOST, f"have m good retrained - full above "
-                                f"-{100 * FULL_TOLERANCE:.0f} points"), (M,), (GOOD,))
+    return _with_flags(n, grade(_per_task(n, check), MOST, f"have {family} good retrained - full above "
+                                f"-{100 * FULL_TOLERANCE:.0f} points"), (family,), (GOOD,))
 
 
 def claim_s_random_on_par(n: Numbers, tol: float, family: str = S) -> Verdict:

@@ -15,6 +15,7 @@ from bertlottery.analysis.aggregate import load_paper, read_table
 from bertlottery.analysis.claims import PAR_TOLERANCE, Numbers, _tasks
 from bertlottery.analysis.claims_catalog import claim_list
 from bertlottery.analysis.claims_f import f_claims, has_f
+from bertlottery.analysis.claims_i import has_i, i_claims
 from bertlottery.analysis.importance import importance_summary
 from bertlottery.analysis.masksets import UNITS
 from bertlottery.analysis.verdicts import FAILS, HOLDS, NOT_SHOWN, PARTLY, UNCHECKABLE, VERDICTS, Verdict, cannot
@@ -30,7 +31,9 @@ PAPER_SEEDS = 5  # the published means and standard deviations are over 5 seeds
 def evaluate_claims(ours: Numbers, paper: Numbers | None, alpha: float, par_tolerance: float) -> list[dict]:
     """Each claim's verdict on our numbers and, for reference, on the paper's own published numbers."""
     out = []
-    extra = f_claims(alpha, par_tolerance) if has_f(ours) else []  # beyond the paper: the optional family f
+    # beyond the paper: the optional families f and i
+    extra = (f_claims(alpha, par_tolerance) if has_f(ours) else []) + (i_claims(alpha, par_tolerance)
+                                                                        if has_i(ours) else [])
     for claim in claim_list(alpha, par_tolerance) + extra:
         mine = _safe(claim.check, ours)
         theirs = _safe(claim.check, paper) if paper is not None else None

@@ -34,7 +34,7 @@ FLOPS_NOTE = ("FLOPs per token (padding-free, 2 per multiply-accumulate): for a 
               "attention output, both MLP denses), A the sum over layers of kept heads × head size (QKᵀ and "
               "attention × V) and P_seq the pooler and classifier weights (first token only); per token = "
               "Σ F(n_i) / Σ n_i over the timed dev examples. Biases, LayerNorm, softmax and GELU are not counted.")
-DENSE_NOTE = ("m-pruning masks single weights (unstructured sparsity): a dense kernel does the same work on a "
+DENSE_NOTE = ("m- and i-pruning mask single weights (unstructured sparsity): a dense kernel does the same work on a "
               "matrix with zeros, so they give no dense speedup; their rows give the sparsity (share of the "
               "prunable weights set to zero) instead of a timing.")
 LONG_COLUMNS = ["task", "seed", "family", "kind", "structured", "params", "params_total", "params_fraction",

@@ -33,7 +33,7 @@ from bertlottery.analysis.table_format import (
     write_report_table,
 )
 from bertlottery.errors import BertLotteryError
-from bertlottery.families import FAMILIES, FISHER, KIND_LABELS, M, RANDINIT_RANDOM, S, SUPER, VARIANTS
+from bertlottery.families import FAMILIES, FISHER, IMP, KIND_LABELS, M, RANDINIT_RANDOM, S, SUPER, VARIANTS
 
 
 
@@ -110,14 +110,14 @@ def table2(summary: pd.DataFrame, paper: dict, tasks: list[str], truncate: bool)
         notes.insert(2, "The paper prints 0.24 for CoLA m-bad: a typo for 0.02 (repo mean 0.02475, Figure 2b shows a "
                      "bar near 0.02, and the row average 0.51 is only consistent with about 0.025); the corrected "
                      "0.02 is shown.")
-    f_bad = ours_of(summary, tasks, FISHER, "bad", "retrained")
-    if f_bad:  # beyond the paper: the Fisher finder's bad subnetworks (optional family f), ours only
-        d, lg = compare_block("f-pruning 'bad' (Fisher, beyond the paper)", tasks, f_bad, {}, with_std=False,
-                              truncate=truncate, digits=2 if truncate else 3)
-        display += d
-        long += lg
-        notes.append("The f-pruning row is not in the paper: the bad masks of the Fisher-based finder "
-                     "(Kwon et al. 2022), sized like s-good, retrained; its paper and diff rows stay empty.")
+    for family, label, note in BEYOND_BAD_ROWS:  # the optional families beyond the paper, ours only
+        bad = ours_of(summary, tasks, family, "bad", "retrained")
+        if bad:
+            d, lg = compare_block(label, tasks, bad, {}, with_std=False, truncate=truncate,
+                                  digits=2 if truncate else 3)
+            display += d
+            long += lg
+            notes.append(note)
     if not ours_of(summary, tasks, S, RANDINIT_RANDOM, "retrained"):
         notes.append("Random init + random s-pruning was not run (retrain.random_init_random_s: false).")
     notes.append("Per task, † marks the best GLUE baseline and ‡ our best subnetwork row (the paper bolds and "
@@ -125,6 +125,17 @@ def table2(summary: pd.DataFrame, paper: dict, tasks: list[str], truncate: bool)
     caption = (paper["table2"]["caption"].replace("(the best one is underlined)", "(the best of ours is marked ‡)")
                .replace("(the best one is bolded)", "(the best one is marked †)"))
     return long, _finish(mark_best(display, tasks), tasks), caption, notes
+
+
+# Table 2's rows of the bad masks of the families beyond the paper (when they ran): family, label, note.
+BEYOND_BAD_ROWS = (
+    (FISHER, "f-pruning 'bad' (Fisher, beyond the paper)",
+     "The f-pruning row is not in the paper: the bad masks of the Fisher-based finder (Kwon et al. 2022), sized "
+     "like s-good, retrained; its paper and diff rows stay empty."),
+    (IMP, "i-pruning 'bad' (IMP, beyond the paper)",
+     "The i-pruning row is not in the paper: the bad masks of IMP with rewinding (Chen et al. 2020), m's rule "
+     "(the smallest fine-tuned |w|) at the i-good mask's sparsity, retrained; its paper and diff rows stay empty."),
+)
 
 
 def mark_best(display: list[dict], tasks: list[str]) -> list[dict]:
@@ -188,6 +199,14 @@ def family_table(summary: pd.DataFrame, paper: dict, tasks: list[str], family: s
         notes.append("Not in the paper: heads and MLPs of highest Fisher information of their masks (Kwon et al. "
                      "2022) on training examples, as many as the s-good mask of the same task and seed; random "
                      "and bad masks derived from it by the s rules. The paper rows are empty.")
+    if family == IMP:
+        notes.append("Not in the paper: iterative magnitude pruning with rewinding (Chen et al. 2020). Each round "
+                     "prunes 10 % of the remaining prunable weights by the last round's trained magnitudes, rewinds "
+                     "the rest to the pre-trained values (the classifier to its seeded initialisation) and "
+                     "fine-tunes again: one fine-tune per round. The good mask is the last round whose retrained "
+                     "score stayed >= 90 % of the full model's, so 'good, retrained' repeats that round; 'good, "
+                     "pruned' puts the mask on the fine-tuned model without retraining. Random and bad masks by "
+                     "m's rules at the same sparsity. The paper rows are empty; tables/i_vs_m compares it with m.")
     notes += _not_run_note(paper, tasks)
     return long, _finish(display, tasks), caption, notes
 
@@ -211,24 +230,31 @@ def _model_size_note(summary: pd.DataFrame) -> str:
 def sizes_table(summary: pd.DataFrame, paper: dict, tasks: list[str]) -> tuple:
     """Figure 2 subplot titles: '% surviving weights' of the good subnetworks (whole model kept / total - 0.21)."""
     display, long = [], []
-    for family, label in ((S, "s-pruning good"), (M, "m-pruning good"), (SUPER, "super-survivors")):
+    for family, label in ((S, "s-pruning good"), (M, "m-pruning good"), (SUPER, "super-survivors"),
+                          (IMP, "i-pruning good (IMP, beyond the paper)")):
         ours = {}
         for evaluated in ("retrained", "pruned"):  # pruned wins when both exist (same mask)
             ours |= ours_of(summary, tasks, family, "good", evaluated, col="paper_fraction", scale=100)
-        theirs = {t: tuple(map(float, v)) for t, v in paper["sizes_percent"][family].items() if t in tasks}
+        if family not in paper["sizes_percent"] and not ours:
+            continue  # a family beyond the paper that did not run
+        theirs = {t: tuple(map(float, v)) for t, v in paper["sizes_percent"].get(family, {}).items() if t in tasks}
         d, lg = compare_block(f"{label} (%)", tasks, ours, theirs, digits=1, average=False)
         display += d
         long += lg
-    ours = {}
-    for task in tasks:
-        row = lookup(summary, task, M, "good", "pruned")
-        if row is not None and pd.notna(row.get("prunable_kept_mean")):
-            ours[task] = (row["prunable_kept_mean"] / row["prunable_total_mean"], None, int(row["n_seeds"]))
-    theirs = {t: (v, None) for t, v in paper["m_prunable_surviving_fraction"].items() if t in tasks}
-    d, lg = compare_block("m good: surviving share of prunable weights", tasks, ours, theirs, with_std=False,
-                          average=False)
-    display += d
-    long += lg
+    for family in (M, IMP):
+        ours = {}
+        for task in tasks:
+            row = lookup(summary, task, family, "good", "pruned")
+            if row is not None and pd.notna(row.get("prunable_kept_mean")):
+                ours[task] = (row["prunable_kept_mean"] / row["prunable_total_mean"], None, int(row["n_seeds"]))
+        if family == IMP and not ours:
+            continue
+        theirs = ({t: (v, None) for t, v in paper["m_prunable_surviving_fraction"].items() if t in tasks}
+                  if family == M else {})
+        d, lg = compare_block(f"{family} good: surviving share of prunable weights", tasks, ours, theirs,
+                              with_std=False, average=False)
+        display += d
+        long += lg
     notes = ["'% surviving weights' = kept / total parameters of the whole classifier − 21 % (roughly the embeddings' "
              "share, as the paper computes it), mean ± sd over seeds in percent; the paper prints whole percent.",
              _model_size_note(summary)]

@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from bertlottery.errors import BertLotteryError
+from bertlottery.families import FAMILIES, WEIGHTS
 from bertlottery.io import check_safetensors, damaged_file_error, save_tensors
 from bertlottery.layout import seed_of_dir
 from bertlottery.masks.summary import missing_mask_error
@@ -319,7 +320,9 @@ def load_mask_for(path: str | os.PathLike, *, task: str, seed: int | str, family
     Metadata a file does not have (the original study's masks) is not checked; the model's shape is
     checked when the mask is applied (`modeling.fit.check_fits`)."""
     mask = load_any_mask(path)
-    expected_type = None if family is None else WeightMask if family == "m" else HeadMlpMask
+    # the registered family's mask type (m and i: weights); a family the registry lacks: heads and MLPs
+    weights = family is not None and family in FAMILIES and FAMILIES[family].mask_type == WEIGHTS
+    expected_type = None if family is None else WeightMask if weights else HeadMlpMask
     problems = []
     if expected_type is not None and not isinstance(mask, expected_type):
         problems.append(f"a {type(mask).__name__} (family {family!r} needs a {expected_type.__name__})")

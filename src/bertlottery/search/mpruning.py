@@ -268,22 +268,32 @@ def saved_steps(trace: list[dict], limit: float, max_iterations: int, cap_quirk:
     return taken - 1
 
 
+# How the random and bad weight masks are drawn, by m_pruning.bad_mode (their masks' `method`).
+RANDOM_METHOD = "global uniform random, same count"
+BAD_METHODS = {"code": "keep the smallest |w|, same count", "paper": "pruned-away plus random, same count (paper text)"}
+
+
+def random_and_bad(pool: MagnitudePool, good: torch.Tensor, *, task: str, seed: int, bad_mode: str,
+                   draw_prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    """The random and bad kept-vectors of a good weight mask, each keeping exactly as many values: m's rules
+    (module docstring), for every weight-mask family. "code" ranks the pool's magnitudes (the fine-tuned
+    |w|). The draws come from the generators of (task, seed, draw_prefix + "random" / "bad"): m's own have
+    no prefix, so its masks stay what they were; another family names its own draws (family i: "i-")."""
+    if bad_mode not in BAD_MODES:
+        raise BertLotteryError(f"bad_mode {bad_mode!r}: expected one of {', '.join(BAD_MODES)}")
+    n_kept = int(good.sum())
+    random = random_kept(pool.total, n_kept, _generator(task, seed, f"{draw_prefix}random"))
+    if bad_mode == "code":
+        return random, bad_kept_code(pool.magnitude, n_kept)
+    return random, bad_kept_paper(good, _generator(task, seed, f"{draw_prefix}bad"))
+
+
 def _derive(pool: MagnitudePool, state: dict, good: torch.Tensor, steps: int, limit: float, task: str, seed: int,
             bad_mode: str) -> MSearchResult:
     """The result: the good mask, its random and bad counterparts (same kept count) and the summary."""
-    n_kept = int(good.sum())
-    random = random_kept(pool.total, n_kept, _generator(task, seed, "random"))
-    if bad_mode == "code":
-        bad = bad_kept_code(pool.magnitude, n_kept)
-    else:
-        bad = bad_kept_paper(good, _generator(task, seed, "bad"))
+    random, bad = random_and_bad(pool, good, task=task, seed=seed, bad_mode=bad_mode)
     meta = {"task": task, "seed": seed, "family": M_FAMILY, "iteration": steps}
-    methods = {
-        "good": "global L1 magnitude (iterative)",
-        "random": "global uniform random, same count",
-        "bad": "keep the smallest |w|, same count" if bad_mode == "code"
-        else "pruned-away plus random, same count (paper text)",
-    }
+    methods = {"good": "global L1 magnitude (iterative)", "random": RANDOM_METHOD, "bad": BAD_METHODS[bad_mode]}
     masks = {kind: pool.weight_mask(kept, kind=kind, method=methods[kind], **meta)
              for kind, kept in (("good", good), ("random", random), ("bad", bad))}
     trace = state["trace"]

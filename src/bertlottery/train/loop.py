@@ -340,12 +340,16 @@ class FinetuneJob:
         return variant(self.variant).mask_kind if self.variant else None
 
 
+def starting_model(model: str, task: TaskSpec, seed: int, settings: TrainingSettings, *, random_init: bool = False):
+    """The model a fine-tune with this seed starts from: the pre-trained (or random) encoder and a classifier
+    initialised from the seed, as in the original (IMP rewinds to exactly this model every round)."""
+    set_seed(seed)  # the classifier's init comes from this seed, as in the original
+    return load_classifier(model, task.num_labels, random_init=random_init, attn_implementation=settings.attention)
+
+
 def build_model(job: FinetuneJob, device: torch.device):
     """Pre-trained (or random) encoder + seeded classifier, with the mask applied if one is given."""
-    set_seed(job.seed)  # the classifier's init comes from this seed, as in the original
-    model = load_classifier(
-        job.model, job.task.num_labels, random_init=job.random_init, attn_implementation=job.settings.attention
-    )
+    model = starting_model(job.model, job.task, job.seed, job.settings, random_init=job.random_init)
     # a mask checked against the job: the mask kind the variant reads (bertlottery.families)
     mask = load_mask_for(job.mask, task=job.task.name, seed=job.seed,
                          family=None if job.family == "full" else job.family, kind=job.mask_kind) if job.mask else None
