@@ -295,3 +295,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def self_labelled_split(model, n=40, seed=0):
+    """Random token rows (vocabulary ids 1-59) labelled with `model`'s own predictions: its dev score S0 is
+    1, so pruning can only lower it (the m- and i-search tests)."""
+    import numpy as np
+    import torch
+
+    from bertlottery.glue.splits import TokenizedSplit
+
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 14, (n,), generator=g)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+    ids = torch.randint(1, 60, (int(offsets[-1]),), generator=g).int()
+    types = torch.zeros(int(offsets[-1]), dtype=torch.uint8)
+    split = TokenizedSplit(ids, types, offsets, torch.zeros(n, dtype=torch.long))
+    with torch.no_grad():
+        batch = split.collate(np.arange(n))
+        batch.pop("labels")
+        labels = model(**batch).logits.argmax(-1)
+    return TokenizedSplit(ids, types, offsets, labels)

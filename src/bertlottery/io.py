@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import struct
 from contextlib import contextmanager
 from pathlib import Path
@@ -274,3 +275,26 @@ def check_model_source(name: str) -> None:
                                "folder with config.json, model.safetensors and tokenizer files")
     for weights in sorted(folder.glob("*.safetensors")):
         check_safetensors(weights)
+
+
+def read_regular_json(path: str | os.PathLike, limit: int, *, name: str, missing: str, hint: str = ""):
+    """A JSON file from an untrusted folder (a bundle, a summary): a regular file, not a symlink, of at
+    most `limit` bytes, parsed. Errors start with `name` ("bundle B: manifest.json"); `missing` is the
+    whole message for a file that is not there, `hint` ends the one for a file that cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise BertLotteryError(missing) from None
+    except OSError as exc:  # ELOOP: a symlink
+        raise BertLotteryError(f"{name} cannot be opened as a regular file ({exc.strerror}){hint}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise BertLotteryError(f"{name} is not a regular file")
+        if info.st_size > limit:
+            raise BertLotteryError(f"{name} is {info.st_size} bytes; at most {limit} expected (refused unread)")
+        raw = handle.read(limit + 1)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BertLotteryError(f"{name} is not valid JSON ({exc})") from None

@@ -5,13 +5,13 @@ step), the stop rule, the random and bad masks, kill and resume, and the command
 from __future__ import annotations
 
 import json
-import numpy as np
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
+from conftest import self_labelled_split
+
 from bertlottery.errors import BertLotteryError
-from bertlottery.glue.splits import TokenizedSplit
 from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import WeightMask
 from bertlottery.modeling.structure import prunable_parameters
@@ -45,21 +45,6 @@ def tiny_bert(seed=0, init=0.1) -> BertForSequenceClassification:
             if name.endswith("bias") and "LayerNorm" not in name:
                 param.normal_(0.0, init)
     return model
-
-
-def labelled_split(model, n=16, seed=0) -> TokenizedSplit:
-    """Random token rows labelled with `model`'s own predictions (its S0 is 1)."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(3, 14, (n,), generator=g)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
-    ids = torch.randint(1, 60, (int(offsets[-1]),), generator=g).int()
-    types = torch.zeros(int(offsets[-1]), dtype=torch.uint8)
-    split = TokenizedSplit(ids, types, offsets, torch.zeros(n, dtype=torch.long))
-    with torch.no_grad():
-        batch = split.collate(np.arange(n))
-        batch.pop("labels")
-        labels = model(**batch).logits.argmax(-1)
-    return TokenizedSplit(ids, types, offsets, labels)
 
 
 def effective(model) -> dict[str, torch.Tensor]:
@@ -114,7 +99,7 @@ def test_rewind_restores_every_weight_and_masks_the_pruned_ones(tiny_model_dir):
 def test_pruned_weights_stay_zero_through_a_round(tmp_path):
     start = tiny_bert(seed=0)
     point = {k: v.clone() for k, v in start.state_dict().items()}
-    split = labelled_split(tiny_bert(seed=3), n=16)
+    split = self_labelled_split(tiny_bert(seed=3), n=16)
     pool = MP.MagnitudePool.from_model(start)
     kept = MP.l1_step(pool.magnitude, torch.ones(pool.total, dtype=torch.bool), 0.4)
     score, values, summary, magnitude = IM.run_round(
@@ -164,7 +149,7 @@ def scripted(monkeypatch, scores):
 def test_stop_rule(monkeypatch, scores, max_rounds, good_round, note):
     calls = scripted(monkeypatch, scores)
     finetuned, start = tiny_bert(seed=3), tiny_bert(seed=0)
-    split = labelled_split(finetuned, n=4)
+    split = self_labelled_split(finetuned, n=4)
     result = IM.find_i_mask(finetuned, start, RTE, split, split, i_settings(max_rounds=max_rounds), TRAINING,
                             seed=1, progress=False)
     total = result.good.total
@@ -181,7 +166,7 @@ def test_stop_rule(monkeypatch, scores, max_rounds, good_round, note):
 def test_round_one_prunes_what_m_prunes_first_and_later_rounds_rank_the_retrained_weights(monkeypatch):
     calls = scripted(monkeypatch, [1.0, 0.99, 0.98, 0.97, 0.0])
     finetuned, start = tiny_bert(seed=3), tiny_bert(seed=0)
-    split = labelled_split(finetuned, n=4)
+    split = self_labelled_split(finetuned, n=4)
     result = IM.find_i_mask(finetuned, start, RTE, split, split, i_settings(), TRAINING, seed=1, progress=False)
     assert result.round == 3 and len(calls) == 5
     pool = MP.MagnitudePool.from_model(finetuned)
@@ -198,7 +183,7 @@ def test_round_one_prunes_what_m_prunes_first_and_later_rounds_rank_the_retraine
 def test_round_one_equals_m_step_one(monkeypatch):
     scripted(monkeypatch, [1.0, 0.95, 0.0])
     finetuned, start = tiny_bert(seed=3), tiny_bert(seed=0)
-    split = labelled_split(finetuned, n=4)
+    split = self_labelled_split(finetuned, n=4)
     result = IM.find_i_mask(finetuned, start, RTE, split, split, i_settings(), TRAINING, seed=1, progress=False)
     pool = MP.MagnitudePool.from_model(finetuned)
     step1 = MP.l1_step(pool.magnitude, torch.ones(pool.total, dtype=torch.bool), 0.1)
@@ -208,7 +193,7 @@ def test_round_one_equals_m_step_one(monkeypatch):
 def test_random_and_bad_masks_follow_m_rules_with_their_own_draws(monkeypatch):
     scripted(monkeypatch, [1.0, 0.95, 0.95, 0.0])
     finetuned, start = tiny_bert(seed=3), tiny_bert(seed=0)
-    split = labelled_split(finetuned, n=4)
+    split = self_labelled_split(finetuned, n=4)
     result = IM.find_i_mask(finetuned, start, RTE, split, split, i_settings(), TRAINING, seed=1, progress=False)
     pool = MP.MagnitudePool.from_model(finetuned)
     good = torch.cat([result.good.masks[n].reshape(-1) for n in pool.names])
@@ -226,7 +211,7 @@ def test_random_and_bad_masks_follow_m_rules_with_their_own_draws(monkeypatch):
 
 def test_bad_settings_are_errors():
     finetuned = tiny_bert(seed=3)
-    split = labelled_split(finetuned, n=4)
+    split = self_labelled_split(finetuned, n=4)
     with pytest.raises(BertLotteryError, match="max_round"):
         IPruningSettings.from_arg('{"max_round": 3}', "settings")
     with pytest.raises(BertLotteryError, match="bad_mode 'worst'"):
@@ -243,7 +228,7 @@ def test_bad_settings_are_errors():
 
 def test_retraining_the_good_mask_from_a_fresh_start_repeats_the_accepted_round():
     finetuned = tiny_bert(seed=3)
-    split = labelled_split(finetuned, n=16, seed=3)
+    split = self_labelled_split(finetuned, n=16, seed=3)
     settings = i_settings(max_rounds=2, threshold=0.1)
     result = IM.find_i_mask(finetuned, tiny_bert(seed=0), RTE, split, split, settings, TRAINING, seed=4,
                             progress=False)
@@ -264,7 +249,7 @@ def _tmp_dir():
 
 def test_kill_and_resume_gives_the_same_masks(tmp_path, killed_then_resumed):
     finetuned = tiny_bert(seed=3)
-    split = labelled_split(finetuned, n=16, seed=3)
+    split = self_labelled_split(finetuned, n=16, seed=3)
     settings = i_settings(max_rounds=3, threshold=0.1)
     reference = IM.find_i_mask(finetuned, tiny_bert(seed=0), RTE, split, split, settings, TRAINING, seed=4,
                                progress=False)

@@ -8,13 +8,12 @@ import dataclasses
 import json
 from functools import partial
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.utils.prune as prune
 from transformers import BertConfig, BertForSequenceClassification
 
-from bertlottery.glue.splits import TokenizedSplit
+from conftest import self_labelled_split
 from bertlottery.glue.tasks import get_task
 from bertlottery.masks.types import WeightMask
 from bertlottery.modeling.structure import prunable_parameters
@@ -54,21 +53,6 @@ def effective_nonzero(model) -> int:
         module_name, attr = name.rsplit(".", 1)
         total += int((getattr(model.get_submodule(module_name), attr) != 0).sum())
     return total
-
-
-def self_labelled_split(model, n=40, seed=0) -> TokenizedSplit:
-    """Random token rows labelled with the model's own predictions (S0 = 1, pruning degrades it)."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(3, 14, (n,), generator=g)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
-    ids = torch.randint(1, 60, (int(offsets[-1]),), generator=g).int()
-    types = torch.zeros(int(offsets[-1]), dtype=torch.uint8)
-    split = TokenizedSplit(ids, types, offsets, torch.zeros(n, dtype=torch.long))
-    with torch.no_grad():
-        batch = split.collate(np.arange(n))
-        batch.pop("labels")
-        labels = model(**batch).logits.argmax(-1)
-    return TokenizedSplit(ids, types, offsets, labels)
 
 
 def torch_targets(model, pool: MP.MagnitudePool) -> list[tuple[torch.nn.Module, str]]:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import jsonschema
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.io import file_sha256, write_text
+from bertlottery.io import file_sha256, read_regular_json, write_text
 
 MANIFEST = "manifest.json"
 BUNDLE_INFO = "bundle.json"
@@ -82,26 +82,10 @@ def write_manifest(directory: str | os.PathLike) -> dict:
 
 def read_bounded_json(path: Path, bundle: Path, limit: int = MAX_JSON_BYTES):
     """A JSON file of a bundle: a regular file (not a symlink) of at most `limit` bytes, parsed."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise BertLotteryError(f"{path}: not found; expected a bundle folder written by "
-                               "`bertlottery bundle export` (it holds manifest.json and bundle.json)") from None
-    except OSError as exc:  # ELOOP: a symlink
-        raise BertLotteryError(f"bundle {bundle}: {path.name} cannot be opened as a regular file ({exc.strerror}); "
-                               "a bundle holds regular files only") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise BertLotteryError(f"bundle {bundle}: {path.name} is not a regular file")
-        if info.st_size > limit:
-            raise BertLotteryError(f"bundle {bundle}: {path.name} is {info.st_size} bytes; at most {limit} "
-                                   "expected (refused unread)")
-        raw = handle.read(limit + 1)
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BertLotteryError(f"bundle {bundle}: {path.name} is not valid JSON ({exc})") from None
+    return read_regular_json(path, limit, name=f"bundle {bundle}: {path.name}",
+                             missing=f"{path}: not found; expected a bundle folder written by `bertlottery bundle "
+                                     "export` (it holds manifest.json and bundle.json)",
+                             hint="; a bundle holds regular files only")
 
 
 def schema_error(value, schema: dict, where: str) -> None:

@@ -16,15 +16,13 @@ error naming the mask, the command that regenerates it and the sha256 to check i
 
 from __future__ import annotations
 
-import json
 import os
-import stat
 from pathlib import Path
 
 import jsonschema
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.io import write_json
+from bertlottery.io import read_regular_json, write_json
 from bertlottery.layout import mask_of_summary, summary_of_mask
 
 SUMMARY_FORMAT = 1
@@ -78,24 +76,8 @@ def write_summary(path: str | os.PathLike, summary: dict) -> None:
 
 
 def _bounded_json(path: Path):
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise BertLotteryError(f"{path}: mask summary not found") from None
-    except OSError as exc:
-        raise BertLotteryError(f"{path}: mask summary cannot be opened as a regular file ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise BertLotteryError(f"{path}: mask summary is not a regular file")
-        if info.st_size > MAX_SUMMARY_BYTES:
-            raise BertLotteryError(f"{path}: mask summary of {info.st_size} bytes; at most {MAX_SUMMARY_BYTES} "
-                                   "expected (refused unread)")
-        raw = handle.read(MAX_SUMMARY_BYTES + 1)
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BertLotteryError(f"{path}: mask summary is not valid JSON ({exc})") from None
+    return read_regular_json(path, MAX_SUMMARY_BYTES, name=f"{path}: mask summary",
+                             missing=f"{path}: mask summary not found")
 
 
 def _check(summary, where: str) -> None:
