@@ -23,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ANALYSIS_FILES = ["claims.md", "metrics.csv", "summary.csv", "stability.csv", "stability_pairs.csv", "overlaps.csv",
-                  "survivors.csv", "paired_tests.csv", "m_blocks.csv"]
+                  "survivors.csv", "paired_tests.csv", "m_blocks.csv", "sensitivity.csv"]
 ANALYSIS_FILES += [f"f_{name}" for name in ("stability.csv", "stability_pairs.csv", "survivors.csv", "overlaps.csv")]
 
 

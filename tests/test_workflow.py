@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, TINY_CONFIG, smoke_command, tiny_command
@@ -93,6 +94,20 @@ def test_subnetwork_speed_table_and_figure(tiny_run):
         assert (results / "figures" / f"subnetwork_speed.{ext}").stat().st_size > 0
     markdown = (results / "tables" / "subnetwork_speed.md").read_text()
     assert "n/a (dense)" in markdown and "F(n) = 2·n·P_tok" in markdown
+
+
+def test_the_sensitivity_table_covers_every_run(tiny_run):
+    """The sensitivity rule: a row per (task, seed, family) with every retraining counted, and the band and
+    still-good share of each threshold search from the dev bootstrap (the tiny run keeps predictions)."""
+    results = tiny_run / "results"
+    rows = pd.read_csv(results / "analysis" / "sensitivity.csv")
+    metrics = pd.read_csv(results / "analysis" / "metrics.csv")
+    assert rows["retrained"].sum() == (metrics["evaluated"] == "retrained").sum()
+    assert rows["nonconverged"].sum() == metrics["nonconverged"].sum()
+    searched = rows[rows["family"].isin(["m", "s"])]
+    assert len(searched) == 2 * metrics.loc[metrics["evaluated"] == "full"].shape[0]
+    assert searched["p_still_good"].between(0, 1).all() and (searched["full_dev_sd"] >= 0).all()
+    assert "retrainings not converged" in (results / "tables" / "sensitivity.md").read_text()
 
 
 def test_good_masks_keep_90_percent_of_the_full_score(tiny_run):

@@ -113,6 +113,33 @@ rule paired_tests:
         " > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
+# Sensitivity (docs/protocol.md §Sensitivity): each threshold search's 90 % band against the dev set's sampling
+# error, the share of resampled dev sets on which its good mask stays good, and the non-converged retrainings.
+rule sensitivity:
+    input:
+        metrics=LAYOUT.analysis_file("metrics", "parquet"),
+        dev_bootstrap=LAYOUT.analysis_file("dev_bootstrap", "parquet"),
+    output:
+        table=LAYOUT.analysis_file("sensitivity", "parquet"),
+        csv=LAYOUT.analysis_file("sensitivity", "csv"),
+        html=report(LAYOUT.table_file("sensitivity", "html"), caption="../report/sensitivity.rst", category="2. Tables",
+                    labels={"name": "sensitivity"}),
+        other=[LAYOUT.table_file("sensitivity", ext) for ext in ("csv", "md", "tex")],
+    params:
+        thresholds=" ".join(f"{family}={threshold}" for family, threshold in threshold_searches().items()),
+        table=table_stem,
+    conda:
+        CONDA_ENV
+    log:
+        LAYOUT.log("analysis", "sensitivity"),
+    benchmark:
+        LAYOUT.benchmark("analysis", "sensitivity")
+    shell:
+        "python -m bertlottery stats sensitivity --metrics {input.metrics} --dev-bootstrap {input.dev_bootstrap}"
+        " --thresholds {params.thresholds} --output {output.csv} --table {params.table}.csv > {log} 2>&1"
+        " || python -m bertlottery job-failed {log} $?"
+
+
 # Family i (beyond the paper; docs/protocol.md §i-pruning): IMP's good masks against m-pruning's, per task and
 # seed: sparsity, overlap of the kept weights, pruned and retrained scores side by side; its table and figure.
 rule i_vs_m:

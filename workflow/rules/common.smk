@@ -299,6 +299,15 @@ def s_traces():
     return [LAYOUT.search_trace(S, task, seed) for task in TASKS for seed in SEEDS]
 
 
+def threshold_searches():
+    """family -> threshold of each configured search that stops on its pruned score (m, the s-searches); the
+    sensitivity table reads them. Without one, it still counts the non-converged retrainings."""
+    found = {f: config["s_pruning"]["threshold"] for f in S_FAMILIES}
+    if M in RETRAIN_FAMILIES:
+        found[M] = config["m_pruning"]["threshold"]
+    return found
+
+
 def has_mask_stats():
     return bool(ORIGINAL_MASKS) or S in S_FAMILIES
 
@@ -450,6 +459,7 @@ def analysis_targets():
     if speed_files():
         targets += [LAYOUT.table_file("subnetwork_speed", ext) for ext in ("csv", "md", "tex", "html")]
         figures.append("subnetwork_speed")
+    targets += [LAYOUT.table_file("sensitivity", ext) for ext in ("csv", "md", "tex", "html")]
     if I_VS_M:
         targets += [LAYOUT.table_file("i_vs_m", ext) for ext in ("csv", "md", "tex", "html")]
         figures.append("i_vs_m")

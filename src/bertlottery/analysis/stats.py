@@ -1,5 +1,6 @@
 """Statistics of the study (docs/protocol.md §Statistics): stability across seeds, overlaps, super-survivors, the
-m-pruning block fractions of Figure 1a, and paired tests of good vs random vs bad. The paper's claims
+m-pruning block fractions of Figure 1a, paired tests of good vs random vs bad, and the sensitivity of the
+searches' stopping to dev-set sampling (sensitivity.py). The paper's claims
 checked on these numbers are in claims.py.
 
 Library routines do the arithmetic: statsmodels (Fleiss' kappa, Cochran's Q, Holm), scipy (hypergeometric
@@ -22,6 +23,11 @@ from bertlottery.analysis.aggregate import read_table, write_frame
 from bertlottery.analysis.m_blocks import m_block_table
 from bertlottery.analysis.masksets import load_head_mlp_masks, load_original_masks
 from bertlottery.analysis.paired_tests import paired_tests
+from bertlottery.analysis.sensitivity import CAPTION as SENSITIVITY_CAPTION
+from bertlottery.analysis.sensitivity import display as sensitivity_display
+from bertlottery.analysis.sensitivity import notes as sensitivity_notes
+from bertlottery.analysis.sensitivity import sensitivity, threshold_arg
+from bertlottery.analysis.table_format import write_report_table
 from bertlottery.analysis.stability import overlaps, stability, super_survivors
 from bertlottery.errors import BertLotteryError
 from bertlottery.layout import Layout
@@ -63,6 +69,15 @@ def _cmd_tests(args) -> None:
     print(f"{len(table)} paired comparisons -> {args.output}")
 
 
+def _cmd_sensitivity(args) -> None:
+    table = sensitivity(read_table(args.metrics), pd.read_parquet(args.dev_bootstrap), dict(args.thresholds))
+    write_frame(table, Path(args.output).with_suffix(""))
+    written = write_report_table(Path(args.table).with_suffix(""), table, sensitivity_display(table), SENSITIVITY_CAPTION,
+                                 sensitivity_notes(table))
+    print(f"sensitivity: {len(table)} (task, seed, family) rows -> {args.output}, {written[1]}; "
+          f"{int(table['nonconverged'].sum())} of {int(table['retrained'].sum())} retrainings not converged")
+
+
 def main_stats(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bertlottery stats", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +107,16 @@ def main_stats(argv: list[str]) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed")
     p.add_argument("--output", default=RESULTS.analysis_file("paired_tests", "csv"))
     p.set_defaults(func=_cmd_tests)
+
+    p = sub.add_parser("sensitivity", help="the 90 %% stopping band against dev-set sampling error; retrainings "
+                                           "not converged")
+    p.add_argument("--metrics", required=True, help="metrics.parquet (or .csv) from `aggregate`")
+    p.add_argument("--dev-bootstrap", required=True, help="dev_bootstrap.parquet from `aggregate`")
+    p.add_argument("--thresholds", nargs="+", required=True, type=threshold_arg,
+                   help="FAMILY=THRESHOLD of each threshold search (m=0.9 s=0.9 ...)")
+    p.add_argument("--output", default=RESULTS.analysis_file("sensitivity", "csv"), help="CSV (a .parquet copy too)")
+    p.add_argument("--table", default=RESULTS.table_file("sensitivity", "csv"), help="the table (.csv, .md, .tex, .html)")
+    p.set_defaults(func=_cmd_sensitivity)
 
     args = parser.parse_args(argv)
     args.func(args)
