@@ -188,6 +188,21 @@ def run_tiny_with_overlay(workdir: Path, model_dir: Path, overlay: Path):
     return run
 
 
+def overlay_on_tiny_run(tiny_run: Path, model_dir: Path, workdir: Path, overlay: dict) -> set[str]:
+    """The tiny run's results copied into `workdir` (mtimes kept, so nothing upstream reruns), then the
+    tiny workflow with the config `overlay` on top; returns the names of the rules that ran."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(tiny_run / "results", workdir / "results")
+    path = workdir / "overlay.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    run = run_tiny_with_overlay(workdir, model_dir, path)
+    return {line.split()[1].rstrip(":") for line in (run.stdout + run.stderr).splitlines()
+            if line.strip().startswith(("rule ", "localrule "))}
+
+
 def _run_workflow(command: list[str], workdir: Path, what: str) -> Path:
     import subprocess
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_tiny_with_overlay
+from conftest import REPO, overlay_on_tiny_run
 
 from bertlottery.analysis.verdicts import VERDICTS
 from bertlottery.masks.types import WeightMask
@@ -34,14 +33,9 @@ def test_documented_overlay_switches_i_on():
 
 @pytest.fixture(scope="module")
 def i_run(tiny_run, tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny run's results copied (mtimes kept, so nothing upstream reruns), then the i overlay on top."""
+    """The tiny run with the i overlay on top (only i and what reads it runs)."""
     workdir = tmp_path_factory.mktemp("tiny-i")
-    shutil.copytree(tiny_run / "results", workdir / "results")
-    overlay = workdir / "i.yaml"
-    overlay.write_text(yaml.safe_dump(I_OVERLAY))
-    run = run_tiny_with_overlay(workdir, tiny_model_dir, overlay)
-    jobs = {line.split()[1].rstrip(":") for line in (run.stdout + run.stderr).splitlines()
-            if line.strip().startswith(("rule ", "localrule "))}
+    jobs = overlay_on_tiny_run(tiny_run, tiny_model_dir, workdir, I_OVERLAY)
     assert "find_i_mask" in jobs and not jobs & {"finetune", "find_s_mask", "find_m_mask"}, jobs
     return workdir
 

@@ -17,8 +17,9 @@ from conftest import FIXTURE_GLUE, REPO, TINY_CONFIG
 from bertlottery.bundle.manifest import write_manifest
 
 # What the bundles workflow may run: no data, fine-tuning, search, subnetwork or pattern-extraction job.
-ANALYSIS_RULES = {"bundle_unpack", "aggregate", "mask_stats", "m_blocks", "paired_tests", "claims", "report_summary",
-                  "tables", "figure1", "figure2", "figure3", "figure5", "appendix_b", "patterns_summarize", "subnetwork_speed", "all"}
+ANALYSIS_RULES = {"bundle_unpack", "aggregate", "mask_stats", "m_blocks", "paired_tests", "sensitivity", "claims",
+                  "report_summary", "tables", "figure1", "figure2", "figure3", "figure5", "appendix_b", "patterns_summarize",
+                  "subnetwork_speed", "all"}
 
 
 def _bertlottery(*args: str) -> subprocess.CompletedProcess:
