@@ -128,7 +128,7 @@ def _dry_run_paths(tmp_path, model_dir) -> list[tuple[dict, str, str]]:
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-4000:] + out.stdout[-4000:]
     jobs = re.split(r"\n(?:local)?rule \S+:\n", out.stdout)[1:]
-    assert len(jobs) == 97  # evaluate_pruned and speed: one job per (task, seed) for all its masks
+    assert len(jobs) == 98  # evaluate_pruned and speed: one job per (task, seed) for all its masks
     listed = []
     for job in jobs:
         lines = dict(line.strip().split(": ", 1) for line in job.splitlines()
