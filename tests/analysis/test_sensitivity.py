@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bertlottery.analysis.aggregate import flag_nonconverged
+from bertlottery.analysis.aggregate import flag_nonconverged, run_keys
+from bertlottery.analysis.dev_bootstrap import dev_bootstrap
 from bertlottery.analysis.sensitivity import display, notes, sensitivity, threshold_arg
 from bertlottery.errors import BertLotteryError
 
@@ -67,7 +68,7 @@ def test_the_display_counts_every_familys_retrainings_and_says_how_to_read_it():
 
 
 def test_records_without_predictions_leave_the_dev_columns_empty_and_say_so():
-    empty = pd.DataFrame(columns=["task", "seed", "family", "kind", "evaluated", "replicate", "value"])
+    empty = dev_bootstrap([], run_keys)  # what aggregate writes when no record keeps predictions
     table = sensitivity(_metrics(), empty, {"s": 0.9})
     assert table["full_dev_sd"].isna().all() and table.set_index("family").loc["s", "band"] == pytest.approx(0.04)
     assert any("No dev bootstrap" in n for n in notes(table))

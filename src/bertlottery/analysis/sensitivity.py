@@ -29,6 +29,8 @@ CAPTION = "Sensitivity: the 90 % stopping band against dev-set sampling error, a
 
 
 def _replicates(boot: pd.DataFrame, task: str, seed: int, family: str, kind: str, evaluated: str) -> np.ndarray | None:
+    if boot.empty:  # aggregate's table when no record keeps predictions: no key columns either
+        return None
     rows = boot[(boot["task"] == task) & (boot["seed"] == seed) & (boot["family"] == family)
                 & (boot["kind"] == kind) & (boot["evaluated"] == evaluated)]
     return None if rows.empty else rows.sort_values("replicate")["value"].to_numpy(dtype=float)
