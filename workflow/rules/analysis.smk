@@ -113,7 +113,7 @@ rule paired_tests:
         " > {log} 2>&1 || python -m bertlottery job-failed {log} $?"
 
 
-# Sensitivity (docs/protocol.md §Sensitivity): each threshold search's 90 % band against the dev set's sampling
+# Sensitivity (docs/protocol.md §Statistics): each threshold search's 90 % band against the dev set's sampling
 # error, the share of resampled dev sets on which its good mask stays good, and the non-converged retrainings.
 rule sensitivity:
     input:

@@ -1,4 +1,4 @@
-"""How far the study's verdicts can be trusted at its size (docs/protocol.md §Sensitivity): the searches'
+"""How far the study's verdicts can be trusted at its size (docs/protocol.md §Statistics, "Sensitivity"): the searches'
 90 % stopping band against the dev set's sampling error, how often a 'good' mask would still count as good
 on a resampled dev set, and how many retrainings did not converge.
 
@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from bertlottery.analysis.aggregate import NONCONVERGED_RATIO, task_order
+from bertlottery.analysis.aggregate import KEYS, NO_KIND, NONCONVERGED_RATIO, task_order
 from bertlottery.analysis.table_format import fmt_ms
 from bertlottery.errors import BertLotteryError
 from bertlottery.families import FAMILIES, GOOD, families_where
@@ -28,12 +28,12 @@ THRESHOLD_FAMILIES = tuple(families_where(finder="find-m-mask") + families_where
 CAPTION = "Sensitivity: the 90 % stopping band against dev-set sampling error, and retrainings not converged"
 
 
-def _replicates(boot: pd.DataFrame, task: str, seed: int, family: str, kind: str, evaluated: str) -> np.ndarray | None:
-    if boot.empty:  # aggregate's table when no record keeps predictions: no key columns either
-        return None
-    rows = boot[(boot["task"] == task) & (boot["seed"] == seed) & (boot["family"] == family)
-                & (boot["kind"] == kind) & (boot["evaluated"] == evaluated)]
-    return None if rows.empty else rows.sort_values("replicate")["value"].to_numpy(dtype=float)
+def _replicates_by_run(boot: pd.DataFrame) -> dict[tuple, np.ndarray]:
+    """{run key (aggregate.KEYS): its resampled metric, by replicate}; empty when no record keeps predictions
+    (aggregate's table then has no key columns either)."""
+    if boot.empty:
+        return {}
+    return {key: rows.sort_values("replicate")["value"].to_numpy(dtype=float) for key, rows in boot.groupby(KEYS)}
 
 
 def sensitivity(metrics: pd.DataFrame, boot: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
@@ -43,6 +43,7 @@ def sensitivity(metrics: pd.DataFrame, boot: pd.DataFrame, thresholds: dict[str,
     if unknown:
         raise BertLotteryError(f"sensitivity: no threshold search for family {unknown}; expected {THRESHOLD_FAMILIES}")
     full = metrics[metrics["evaluated"] == "full"].set_index(["task", "seed"])
+    replicates = _replicates_by_run(boot)
     rows = []
     for (task, seed, family), runs in metrics[metrics["family"] != "full"].groupby(["task", "seed", "family"], sort=False):
         if (task, seed) not in full.index:
@@ -59,8 +60,8 @@ def sensitivity(metrics: pd.DataFrame, boot: pd.DataFrame, thresholds: dict[str,
             row |= {"threshold": threshold, "good_pruned": float(good["reported"].iloc[0])}
             row["good_ratio"] = row["good_pruned"] / row["full"] if row["full"] else np.nan
             row["band"] = (1 - threshold) * row["full"]
-            full_reps = _replicates(boot, task, seed, "full", "none", "full")
-            good_reps = _replicates(boot, task, seed, family, GOOD, "pruned")
+            full_reps = replicates.get((task, seed, "full", NO_KIND, "full"))
+            good_reps = replicates.get((task, seed, family, GOOD, "pruned"))
             if full_reps is not None and good_reps is not None:
                 row["full_dev_sd"] = float(np.std(full_reps, ddof=1))
                 row["band_in_sd"] = row["band"] / row["full_dev_sd"] if row["full_dev_sd"] > 0 else np.nan

@@ -23,10 +23,7 @@ from bertlottery.analysis.aggregate import read_table, write_frame
 from bertlottery.analysis.m_blocks import m_block_table
 from bertlottery.analysis.masksets import load_head_mlp_masks, load_original_masks
 from bertlottery.analysis.paired_tests import paired_tests
-from bertlottery.analysis.sensitivity import CAPTION as SENSITIVITY_CAPTION
-from bertlottery.analysis.sensitivity import display as sensitivity_display
-from bertlottery.analysis.sensitivity import notes as sensitivity_notes
-from bertlottery.analysis.sensitivity import sensitivity, threshold_arg
+from bertlottery.analysis import sensitivity
 from bertlottery.analysis.table_format import write_report_table
 from bertlottery.analysis.stability import overlaps, stability, super_survivors
 from bertlottery.errors import BertLotteryError
@@ -70,10 +67,11 @@ def _cmd_tests(args) -> None:
 
 
 def _cmd_sensitivity(args) -> None:
-    table = sensitivity(read_table(args.metrics), pd.read_parquet(args.dev_bootstrap), dict(args.thresholds))
+    table = sensitivity.sensitivity(read_table(args.metrics), pd.read_parquet(args.dev_bootstrap),
+                                    dict(args.thresholds))
     write_frame(table, Path(args.output).with_suffix(""))
-    written = write_report_table(Path(args.table).with_suffix(""), table, sensitivity_display(table), SENSITIVITY_CAPTION,
-                                 sensitivity_notes(table))
+    written = write_report_table(Path(args.table).with_suffix(""), table, sensitivity.display(table),
+                                 sensitivity.CAPTION, sensitivity.notes(table))
     print(f"sensitivity: {len(table)} (task, seed, family) rows -> {args.output}, {written[1]}; "
           f"{int(table['nonconverged'].sum())} of {int(table['retrained'].sum())} retrainings not converged")
 
@@ -112,8 +110,8 @@ def main_stats(argv: list[str]) -> None:
                                            "not converged")
     p.add_argument("--metrics", required=True, help="metrics.parquet (or .csv) from `aggregate`")
     p.add_argument("--dev-bootstrap", required=True, help="dev_bootstrap.parquet from `aggregate`")
-    p.add_argument("--thresholds", nargs="+", required=True, type=threshold_arg,
-                   help="FAMILY=THRESHOLD of each threshold search (m=0.9 s=0.9 ...)")
+    p.add_argument("--thresholds", nargs="*", default=[], type=sensitivity.threshold_arg,
+                   help="FAMILY=THRESHOLD of each threshold search (m=0.9 s=0.9 ...); none: only the retrainings")
     p.add_argument("--output", default=RESULTS.analysis_file("sensitivity", "csv"), help="CSV (a .parquet copy too)")
     p.add_argument("--table", default=RESULTS.table_file("sensitivity", "csv"), help="the table (.csv, .md, .tex, .html)")
     p.set_defaults(func=_cmd_sensitivity)
