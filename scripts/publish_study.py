@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bertlottery.bundle.archive import ARCHIVE_SUFFIX
+
 REPO = Path(__file__).resolve().parent.parent
 ANALYSIS_FILES = ["claims.md", "metrics.csv", "summary.csv", "stability.csv", "stability_pairs.csv", "overlaps.csv",
                   "survivors.csv", "paired_tests.csv", "m_blocks.csv", "sensitivity.csv"]
@@ -86,15 +88,23 @@ def _copy(source: Path, target: Path) -> Path:
     return target
 
 
+def find_bundles(folder: Path) -> list[Path]:
+    """The bundles in a study's bundles/ folder, sorted: folders with a manifest.json, and archives."""
+    return sorted(p for p in folder.iterdir()
+                  if (p / "manifest.json").is_file() or (p.is_file() and p.name.endswith(ARCHIVE_SUFFIX)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", type=Path, help="the study folder, with bundles/<chunk>/ inside")
+    parser.add_argument("study", type=Path, help="the study folder, with bundles/<chunk>/ or "
+                                                 "bundles/<chunk>.tar.gz inside")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--keep", type=Path, help="rebuild here (kept) instead of a temporary directory")
     args = parser.parse_args(argv)
-    bundles = sorted(p for p in (args.study / "bundles").iterdir() if (p / "manifest.json").is_file())
+    bundles = find_bundles(args.study / "bundles")
     if not bundles:
-        parser.error(f"{args.study / 'bundles'}: no bundle (a folder with manifest.json) found")
+        parser.error(f"{args.study / 'bundles'}: no bundle (a folder with manifest.json, or a {ARCHIVE_SUFFIX} "
+                     "archive) found")
     with tempfile.TemporaryDirectory(prefix="publish-") as scratch:
         workdir = (args.keep or Path(scratch)).resolve()  # Snakemake runs from the repository
         status = rebuild(bundles, workdir, args.cores)

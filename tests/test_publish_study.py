@@ -39,6 +39,15 @@ def test_a_study_without_bundles_is_refused(tmp_path):
         publish_study.main([str(tmp_path)])
 
 
+def test_bundles_are_folders_with_a_manifest_or_archives(tmp_path):
+    for name in ("CoLA", "RTE", "notes"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "CoLA" / "manifest.json").write_text("{}")
+    (tmp_path / "SST-2.tar.gz").write_bytes(b"")
+    (tmp_path / "README.md").write_text("")
+    assert publish_study.find_bundles(tmp_path) == [tmp_path / "CoLA", tmp_path / "SST-2.tar.gz"]
+
+
 def test_the_claims_table_is_rewritten_between_the_markers_only(tmp_path):
     claims = tmp_path / "claims.json"
     claims.write_text(json.dumps({"notes": [], "claims": [

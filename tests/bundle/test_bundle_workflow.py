@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -96,16 +97,20 @@ def test_analyses_from_bundles_equal_the_original_run(tiny_run, tiny_model_dir, 
 def test_analyses_from_summary_bundles_equal_the_original_run(tiny_run, tiny_model_dir, tmp_path):
     """`bundle export --m-masks summary`: the good m-masks' summaries in their place (here SST-2's; MRPC's
     bundle keeps the masks, so both forms are read in one run). m_blocks reads the summaries, and every
-    table, claim and analysis CSV equals the original run's byte for byte."""
+    table, claim and analysis CSV equals the original run's byte for byte. SST-2's bundle is exported as an
+    archive (`--out SST-2.tar.gz`), so the workflow reads an archive and a folder together."""
     results = tiny_run / "results"
-    bundles = [tmp_path / "bundles" / task for task in ("SST-2", "MRPC")]
-    for bundle, form in zip(bundles, ("summary", "full")):
+    bundles = [tmp_path / "bundles" / "SST-2.tar.gz", tmp_path / "bundles" / "MRPC"]
+    for bundle, task, form in zip(bundles, ("SST-2", "MRPC"), ("summary", "full")):
         done = _bertlottery("bundle", "export", "--results", str(results), "--out", str(bundle), "--tasks",
-                            bundle.name, "--m-kinds", "good", "--m-masks", form, "--configfile", str(TINY_CONFIG),
+                            task, "--m-kinds", "good", "--m-masks", form, "--configfile", str(TINY_CONFIG),
                             "--config", f"model={tiny_model_dir}", f"glue_dir={FIXTURE_GLUE}")
         assert done.returncode == 0, done.stderr
-    assert not list(bundles[0].glob("masks/m/*/*/*.safetensors"))
-    assert list(bundles[0].glob("masks/m/*/*/good.summary.json"))
+    with tarfile.open(bundles[0]) as archive:
+        members = archive.getnames()
+    assert all(name.startswith("SST-2/") for name in members) and "SST-2/manifest.json" in members
+    assert not [n for n in members if re.fullmatch(r"SST-2/masks/m/.*\.safetensors", n)]
+    assert [n for n in members if re.fullmatch(r"SST-2/masks/m/SST-2/seed\d+/good\.summary\.json", n)]
     assert list(bundles[1].glob("masks/m/*/*/good.safetensors"))
     verified = _bertlottery("bundle", "verify", *map(str, bundles))
     assert verified.returncode == 0, verified.stderr

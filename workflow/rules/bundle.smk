@@ -1,11 +1,11 @@
 # config `bundles` (README "Sharing a study: bundles"): the files the analyses read, restored from study bundles
-# (each checked against its manifest first; m-masks unpacked, or their summaries restored as they are),
+# (folders or .tar.gz archives, each checked against its manifest first; m-masks unpacked, or their summaries restored as they are),
 # instead of the data, fine-tuning, mask and subnetwork rules. Nothing here needs a model. Include after
 # common.smk.
 
 rule bundle_unpack:
     input:
-        manifests=[os.path.join(bundle, "manifest.json") for bundle in BUNDLES],
+        manifests=[manifest_input(bundle) for bundle in BUNDLES],  # a folder's manifest.json, or the archive
     output:
         bundle_outputs(),
     params:

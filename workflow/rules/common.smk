@@ -12,6 +12,7 @@ from bertlottery import jobserver
 
 from bertlottery.analysis.aggregate import PAPER_RESULTS_PATH
 from bertlottery.bundle.config import study_config
+from bertlottery.bundle.archive import manifest_input
 from bertlottery.bundle.unpack import restored_files
 from bertlottery.errors import BertLotteryError
 from bertlottery.analysis.importance import figure3_run

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
+from bertlottery.bundle.archive import ARCHIVE_SUFFIX, is_archive, write_archive
 from bertlottery.bundle.config import FULL, M_MASK_FORMS
 from bertlottery.bundle.export import M_KINDS, export
-from bertlottery.bundle.manifest import verify
+from bertlottery.bundle.manifest import MANIFEST, verify
 from bertlottery.bundle.unpack import unpack
 
 
@@ -15,7 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", required=True)
     ex = sub.add_parser("export", help="write a chunk's small artifacts and a sha256 manifest into a new folder")
     ex.add_argument("--results", default="results", help="the workflow's results folder (default: results)")
-    ex.add_argument("--out", required=True, help="the bundle folder to write (new or empty)")
+    ex.add_argument("--out", required=True, help=f"the bundle folder to write (new or empty), or an archive "
+                                                 f"<name>{ARCHIVE_SUFFIX} (one file, about a twentieth of the disk)")
     ex.add_argument("--tasks", nargs="+", help="tasks to export (default: every task with results)")
     ex.add_argument("--m-kinds", nargs="+", default=list(M_KINDS), choices=M_KINDS,
                     help="m-masks to include (default: all; the analyses read only good)")
@@ -31,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="the run's --config overrides, as given to snakemake (e.g. model=... glue_dir=...)")
     ve = sub.add_parser("verify", help="check bundles against their manifests")
     ve.add_argument("bundles", nargs="+")
+    pa = sub.add_parser("pack", help=f"write each bundle folder as one archive <folder>{ARCHIVE_SUFFIX} (verified "
+                                      "before and after; the folder is left as it is)")
+    pa.add_argument("folders", nargs="+")
     un = sub.add_parser("unpack", help="verify bundles and restore their results files (m-masks unpacked; "
                                        "m-mask summaries restored as they are)")
     un.add_argument("--results", default="results", help="the results folder to restore into (default: results)")
@@ -38,11 +45,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def pack(folder: str, archive: str) -> dict:
+    """The bundle folder as one archive: checked against its manifest, written, and the archive checked."""
+    manifest = verify(folder)
+    write_archive(Path(folder), [MANIFEST] + [e["path"] for e in manifest["files"]], Path(archive))
+    return verify(archive)
+
+
 def main_bundle(argv: list[str]) -> None:
     args = _parser().parse_args(argv)
     if args.action == "export":
-        info = export(args.results, args.out, tasks=args.tasks, m_kinds=args.m_kinds, m_masks=args.m_masks,
-                      configfiles=args.configfile, overrides=args.config)
+        options = dict(tasks=args.tasks, m_kinds=args.m_kinds, m_masks=args.m_masks, configfiles=args.configfile,
+                       overrides=args.config)
+        if is_archive(args.out):  # the folder is written in a scratch folder, then packed
+            with tempfile.TemporaryDirectory(prefix="bertlottery-export-") as scratch:
+                folder = str(Path(scratch) / Path(args.out).name[:-len(ARCHIVE_SUFFIX)])
+                info = export(args.results, folder, **options)
+                pack(folder, args.out)
+        else:
+            info = export(args.results, args.out, **options)
         print(f"{args.out}: bundle of {info['files']} files, tasks {' '.join(info['tasks'])}, "
               f"seeds {' '.join(map(str, info['seeds']))}, m-masks {info['m_masks']} "
               f"(config {info['config_source']})")
@@ -51,6 +72,12 @@ def main_bundle(argv: list[str]) -> None:
             manifest = verify(bundle)
             size = sum(e["size"] for e in manifest["files"])
             print(f"{bundle}: OK ({len(manifest['files'])} files, {size / 2**20:.2f} MiB, manifest matches)")
+    elif args.action == "pack":
+        for folder in args.folders:
+            archive = folder.rstrip("/") + ARCHIVE_SUFFIX
+            manifest = pack(folder, archive)
+            print(f"{archive}: {len(manifest['files'])} files of {folder}, {Path(archive).stat().st_size / 2**20:.2f} "
+                  "MiB, verified")
     else:
         count = unpack(args.bundles, args.results)
         print(f"{args.results}: {count} files restored from {len(args.bundles)} bundle(s)")

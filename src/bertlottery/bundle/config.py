@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from bertlottery.bundle.archive import bundle_folder
 from bertlottery.bundle.manifest import BUNDLE_INFO, read_bounded_json, schema_error, verify
 from bertlottery.errors import BertLotteryError
 from bertlottery.families import EVALUATED_KINDS, RETRAINABLE, S, S_MODES, SEPARATE_S_FAMILIES, VARIANTS
@@ -210,9 +211,10 @@ def bundle_info(directory: str) -> dict:
     """bundle.json of a bundle, after checking the bundle against its manifest: size-bounded, and it and
     its recorded config schema-checked (messages name the bundle and the key) after dropping the keys
     retired since it was written (bertlottery.settings.RETIRED_KEYS)."""
-    verify(directory)
     where = f"bundle {directory}: {BUNDLE_INFO}"
-    info = read_bounded_json(Path(directory) / BUNDLE_INFO, Path(directory))
+    with bundle_folder(directory) as folder:
+        verify(folder)
+        info = read_bounded_json(folder / BUNDLE_INFO, folder)
     schema_error(info, bundle_info_schema(), where)
     check_config_schema(info["config"], where=f"{where} config key")
     return info

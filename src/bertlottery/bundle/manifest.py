@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import jsonschema
 
+from bertlottery.bundle.archive import bundle_folder
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import file_sha256, read_regular_json, write_text
 
@@ -117,9 +118,14 @@ def check_entry_path(relative: str, bundle: Path) -> None:
         raise BertLotteryError(f"bundle {bundle}: {MANIFEST} key files: entry {relative!r} {problem}; refused")
 
 
-def read_manifest(directory: str | os.PathLike) -> dict:
-    """manifest.json, size-bounded and schema-checked, every entry a path inside the bundle."""
-    directory = Path(directory)
+def read_manifest(bundle: str | os.PathLike) -> dict:
+    """manifest.json of a bundle (folder or archive), size-bounded and schema-checked, every entry a path
+    inside the bundle."""
+    with bundle_folder(bundle) as folder:
+        return _read_manifest(folder)
+
+
+def _read_manifest(directory: Path) -> dict:
     if not directory.is_dir():
         raise BertLotteryError(f"{directory}: bundle folder not found")
     manifest = read_bounded_json(directory / MANIFEST, directory)
@@ -150,12 +156,16 @@ def bounded_sha256(path: Path, size: int) -> str | None:
         return digest.hexdigest() if left == 1 else None
 
 
-def verify(directory: str | os.PathLike) -> dict:
-    """Check every file of the bundle against its manifest; returns the manifest. Raises one error that
-    lists each missing, extra and changed file with what was expected."""
-    directory = Path(directory)
+def verify(bundle: str | os.PathLike) -> dict:
+    """Check every file of the bundle (folder or archive) against its manifest; returns the manifest.
+    Raises one error that lists each missing, extra and changed file with what was expected."""
+    with bundle_folder(bundle) as folder:
+        return _verify(folder)
+
+
+def _verify(directory: Path) -> dict:
     present = set(_files(directory)) if directory.is_dir() else set()  # a symlink refused before any use
-    manifest = read_manifest(directory)
+    manifest = _read_manifest(directory)
     expected = {entry["path"]: entry for entry in manifest["files"]}
     problems = [f"{directory / rel}: missing (the manifest lists it, sha256 {expected[rel]['sha256'][:12]}...)"
                 for rel in sorted(set(expected) - present)]

@@ -8,8 +8,10 @@ run's compute record, not inputs)."""
 from __future__ import annotations
 
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 
+from bertlottery.bundle.archive import bundle_folder
 from bertlottery.bundle.manifest import BUNDLE_INFO, read_manifest, verify
 from bertlottery.bundle.packing import is_packed, unpack_weight_mask
 from bertlottery.errors import BertLotteryError
@@ -26,14 +28,20 @@ def restored_files(bundle: str | Path, manifest: dict | None = None) -> list[str
 
 
 def unpack(bundles: list[str], results: str) -> int:
-    """Verify every bundle, then restore their files under `results`; returns the number of files written.
-    The same path in two bundles must hold the same bytes (an error naming both otherwise)."""
+    """Verify every bundle (folder or archive), then restore their files under `results`; returns the number
+    of files written. The same path in two bundles must hold the same bytes (an error naming both otherwise)."""
+    with ExitStack() as stack:  # archives stay unpacked until every file is copied
+        folders = [stack.enter_context(bundle_folder(bundle)) for bundle in bundles]
+        return _restore(list(zip(bundles, folders)), Path(results))
+
+
+def _restore(bundles: list[tuple[str, Path]], results: Path) -> int:
     sources: dict[str, tuple[str, str]] = {}  # path -> (bundle, sha256)
     plan = []
-    for bundle in bundles:
-        manifest = verify(bundle)
+    for bundle, folder in bundles:
+        manifest = verify(folder)
         digests = {e["path"]: e["sha256"] for e in manifest["files"]}
-        for relative in restored_files(bundle, manifest):
+        for relative in restored_files(folder, manifest):
             if relative in sources:
                 other, digest = sources[relative]
                 if digest != digests[relative]:
@@ -41,7 +49,7 @@ def unpack(bundles: list[str], results: str) -> int:
                                            "contents; analyse them separately")
                 continue
             sources[relative] = (bundle, digests[relative])
-            plan.append((Path(bundle) / relative, Path(results) / relative))
+            plan.append((folder / relative, results / relative))
     for source, target in plan:
         if source.suffix == ".safetensors" and is_packed(source):
             unpack_weight_mask(source, target)
