@@ -12,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import bertlottery
+from bertlottery.bundle.archive import bundle_folder
 from bertlottery.bundle.config import bundle_info
 from bertlottery.errors import BertLotteryError
 from bertlottery.families import VARIANTS
@@ -148,18 +149,19 @@ def test_committed_bundles_config_hashes_are_what_the_code_computes(repo_dir):
     bundles = sorted((repo_dir / "docs/results/minilm/bundles").iterdir())
     assert bundles
     checked = 0
-    for bundle in bundles:
+    for bundle in bundles:  # <task>.tar.gz archives
         info = bundle_info(str(bundle))
-        assert "keep_weights" in json.loads((bundle / "bundle.json").read_text())["config"]["training"]
-        for record_path in bundle.rglob("metrics.json"):
-            record = json.loads(record_path.read_text())
-            training = resolve_training(info["config"], record["task"])
-            retraining = VARIANTS.get(record.get("variant", record.get("kind")))  # old records: kind
-            if retraining is not None and retraining.epochs is not None:
-                training["epochs"] = retraining.epochs
-            typed = TrainingSettings.from_dict(training, where=str(record_path))
-            assert record["config_hash"] == config_hash(typed), record_path
-            checked += 1
+        with bundle_folder(bundle) as folder:
+            assert "keep_weights" in json.loads((folder / "bundle.json").read_text())["config"]["training"]
+            for record_path in folder.rglob("metrics.json"):
+                record = json.loads(record_path.read_text())
+                training = resolve_training(info["config"], record["task"])
+                retraining = VARIANTS.get(record.get("variant", record.get("kind")))  # old records: kind
+                if retraining is not None and retraining.epochs is not None:
+                    training["epochs"] = retraining.epochs
+                typed = TrainingSettings.from_dict(training, where=str(record_path))
+                assert record["config_hash"] == config_hash(typed), record_path
+                checked += 1
     assert checked >= 90  # 3 bundles: fine-tuned, evaluated and retrained runs
 
 
