@@ -10,6 +10,7 @@ import pytest
 
 from bertlottery import families as F
 from bertlottery.analysis.aggregate import collect
+from bertlottery.bundle.archive import bundle_folder
 from bertlottery.cli import COMMANDS
 from bertlottery.errors import BertLotteryError
 from bertlottery.layout import Layout, parse
@@ -17,7 +18,7 @@ from bertlottery.settings import load_schema
 from bertlottery.train.evaluation import upgrade_record
 
 REPO = Path(__file__).resolve().parents[1]
-SST2_BUNDLE = REPO / "docs" / "results" / "minilm" / "bundles" / "SST-2"
+SST2_BUNDLE = REPO / "docs" / "results" / "minilm" / "bundles" / "SST-2.tar.gz"
 
 
 def test_every_family_is_found_and_derived_by_a_real_command():
@@ -84,11 +85,12 @@ def test_old_records_read_their_kind_as_the_variant():
 
 
 def test_a_committed_bundle_of_old_records_still_aggregates():
-    paths = sorted(SST2_BUNDLE.glob("retrain/*/*/SST-2/seed*/metrics.json"))
-    assert len(paths) == 27  # 3 families x 3 variants x 3 seeds
-    records = [json.loads(p.read_text()) for p in paths]
-    assert all("variant" not in r for r in records)  # written before `variant` existed
-    table = collect(paths)
-    for path, row in zip(sorted(map(str, paths)), table.sort_values("source").itertuples()):
-        assert row.kind == parse(path, root=str(SST2_BUNDLE)).variant  # the variant, from the old `kind`
+    with bundle_folder(SST2_BUNDLE) as bundle:
+        paths = sorted(bundle.glob("retrain/*/*/SST-2/seed*/metrics.json"))
+        assert len(paths) == 27  # 3 families x 3 variants x 3 seeds
+        records = [json.loads(p.read_text()) for p in paths]
+        assert all("variant" not in r for r in records)  # written before `variant` existed
+        table = collect(paths)
+        for path, row in zip(sorted(map(str, paths)), table.sort_values("source").itertuples()):
+            assert row.kind == parse(path, root=str(bundle)).variant  # the variant, from the old `kind`
     assert set(table["kind"]) == {"good", "random", "bad"} and set(table["family"]) == {"m", "s", "super"}
