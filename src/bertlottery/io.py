@@ -16,7 +16,7 @@ import shutil
 import stat
 import struct
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from bertlottery.errors import BertLotteryError
@@ -275,6 +275,19 @@ def check_model_source(name: str) -> None:
                                "folder with config.json, model.safetensors and tokenizer files")
     for weights in sorted(folder.glob("*.safetensors")):
         check_safetensors(weights)
+
+
+def plain_path_problem(relative: str) -> str | None:
+    """Why a path from an untrusted listing (a bundle's manifest entry, an archive member) is not a plain
+    relative POSIX path, or None: absolute, '..', empty or '.' parts, a backslash or a NUL."""
+    parts = relative.split("/")
+    if relative.startswith("/") or PurePosixPath(relative).is_absolute():
+        return "is absolute"
+    if ".." in parts:
+        return "contains '..'"
+    if "" in parts or "." in parts or "\\" in relative or "\0" in relative:
+        return "is not a plain relative path (empty or '.' parts, a backslash or a NUL)"
+    return None
 
 
 def read_regular_json(path: str | os.PathLike, limit: int, *, name: str, missing: str, hint: str = ""):

@@ -1,7 +1,7 @@
 # config `bundles` (README "Sharing a study: bundles"): the files the analyses read, restored from study bundles
-# (folders or .tar.gz archives, each checked against its manifest first; m-masks unpacked, or their summaries restored as they are),
-# instead of the data, fine-tuning, mask and subnetwork rules. Nothing here needs a model. Include after
-# common.smk.
+# (folders or .tar.gz archives, each checked against its manifest first; m-masks unpacked, or their summaries
+# restored as they are), instead of the data, fine-tuning, mask and subnetwork rules. Nothing here needs a
+# model. Include after common.smk.
 
 rule bundle_unpack:
     input:

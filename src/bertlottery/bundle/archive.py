@@ -18,10 +18,10 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from bertlottery.errors import BertLotteryError
-from bertlottery.io import atomic_path
+from bertlottery.io import atomic_path, plain_path_problem
 
 ARCHIVE_SUFFIX = ".tar.gz"
 MAX_UNPACKED_BYTES = 8 * 2**30  # a BERT-base study's bundle with every m-mask bit-packed is under 1 GiB
@@ -56,18 +56,10 @@ def write_archive(folder: Path, relatives: list[str], archive: Path) -> Path:
 
 
 def _member_problem(member: tarfile.TarInfo) -> str | None:
-    name = member.name
-    parts = name.split("/")
     if not (member.isfile() or member.isdir()):
         what = "a link" if member.issym() or member.islnk() else "not a regular file (a device or pipe)"
         return f"is {what}; a bundle holds regular files only"
-    if name.startswith("/") or PurePosixPath(name).is_absolute():
-        return "is absolute"
-    if ".." in parts:
-        return "contains '..'"
-    if "" in parts[:-1] or "." in parts or "\\" in name or "\0" in name:
-        return "is not a plain relative path (empty or '.' parts, a backslash or a NUL)"
-    return None
+    return plain_path_problem(member.name.removesuffix("/") if member.isdir() else member.name)
 
 
 def _checked_members(tar: tarfile.TarFile, archive: Path) -> tuple[str, list[tarfile.TarInfo]]:

@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import jsonschema
 
 from bertlottery.bundle.archive import bundle_folder
 from bertlottery.errors import BertLotteryError
-from bertlottery.io import file_sha256, read_regular_json, write_text
+from bertlottery.io import file_sha256, plain_path_problem, read_regular_json, write_text
 
 MANIFEST = "manifest.json"
 BUNDLE_INFO = "bundle.json"
@@ -99,16 +99,10 @@ def schema_error(value, schema: dict, where: str) -> None:
 
 
 def _entry_problem(relative: str, bundle: Path) -> str | None:
-    parts = relative.split("/")
-    if relative.startswith("/") or PurePosixPath(relative).is_absolute():
-        return "is absolute"
-    if ".." in parts:
-        return "contains '..'"
-    if "" in parts or "." in parts or "\\" in relative or "\0" in relative:
-        return "is not a plain relative path (empty or '.' parts, a backslash or a NUL)"
-    if not (bundle / relative).resolve().is_relative_to(bundle.resolve()):
+    problem = plain_path_problem(relative)
+    if problem is None and not (bundle / relative).resolve().is_relative_to(bundle.resolve()):
         return "resolves outside the bundle"
-    return None
+    return problem
 
 
 def check_entry_path(relative: str, bundle: Path) -> None:
