@@ -151,17 +151,31 @@ def forked_cpu_seconds(server_log: Path) -> dict[str, float]:
     return dict(seconds)
 
 
-def cpu_seconds_per_command(log: Path) -> dict[str, dict]:
-    """{command: {"cpu_s", "jobs"}} from the jobs' EXIT-trap files (JOB_TIMER). Only the outermost bash of a
-    job counts: shells that the job's own scripts start are its children and already in its `times`."""
-    rules: dict[str, dict] = defaultdict(lambda: {"cpu_s": 0.0, "jobs": 0})
-    for path in sorted(log.iterdir()):
+JOB_LOG = re.compile(r"> (\S+\.log) 2>&1")
+
+
+def cpu_seconds_per_job(log: Path) -> list[dict]:
+    """One {"command", "log", "cpu_s"} per job record in the EXIT-trap files (JOB_TIMER), in file order; a job
+    killed and run again has a record for each run. Only the outermost bash of a job counts: shells that the
+    job's own scripts start are its children and already in its `times`. "log" is the job's Snakemake log
+    (which names the job: rule, family, kind, task, seed), "" for a job without one."""
+    records = []
+    for path in sorted(log.iterdir(), key=lambda p: (len(p.name), p.name)):
         command, _, times = path.read_text().partition("\0")
         if "set -euo pipefail" not in command:  # not a Snakemake job's shell
             continue
-        seconds = sum(int(m) * 60 + float(s) for m, s in TIMES.findall(times))
-        rule = rules[command_name(command)]
-        rule["cpu_s"] += seconds
+        job_log = JOB_LOG.search(command)
+        records.append({"command": command_name(command), "log": job_log.group(1) if job_log else "",
+                        "cpu_s": sum(int(m) * 60 + float(s) for m, s in TIMES.findall(times))})
+    return records
+
+
+def cpu_seconds_per_command(log: Path) -> dict[str, dict]:
+    """{command: {"cpu_s", "jobs"}}: cpu_seconds_per_job summed per bertlottery command."""
+    rules: dict[str, dict] = defaultdict(lambda: {"cpu_s": 0.0, "jobs": 0})
+    for record in cpu_seconds_per_job(log):
+        rule = rules[record["command"]]
+        rule["cpu_s"] += record["cpu_s"]
         rule["jobs"] += 1
     return dict(rules)
 

@@ -61,3 +61,29 @@ def test_the_table_puts_the_commits_side_by_side_with_their_ratio():
 
 def test_the_chunk_target_is_the_workflows():
     assert load_script().chunk_target("SST-2") == "task_SST2"
+
+
+def test_a_chunks_cost_table_has_a_row_per_job_record_named_by_its_log(tmp_path):
+    """benchmarks/chunk_cost.py: the timer file it writes records real bash jobs; the table names each job
+    by its Snakemake log, keeps a rerun job's two records, and sums to the records' CPU-seconds."""
+    timer, records, table = tmp_path / "timer.sh", tmp_path / "job_cpu", tmp_path / "cost" / "X.tsv"
+    script = [sys.executable, str(REPO / "benchmarks" / "chunk_cost.py")]
+    subprocess.run([*script, "--timer", str(timer)], check=True)
+    records.mkdir()
+    env = os.environ | {"BASH_ENV": str(timer), "STUDY_COST_LOG": str(records)}
+    burn = f"{sys.executable} -c 'sum(range(2_000_000))'"
+    for log in ("results/logs/retrain/m/good/X/seed1.log", "results/logs/retrain/m/good/X/seed1.log",
+                "results/logs/find_m_mask/X/seed1.log"):
+        rule = "finetune --mask m.safetensors" if "retrain" in log else "find-m-mask"
+        subprocess.run(["bash", "-c", f"set -euo pipefail; {burn} > {tmp_path / 'out'} 2>&1 "
+                        f"# python -m bertlottery {rule} > {log} 2>&1"], env=env, check=True)
+    printed = subprocess.run([*script, str(records), "--output", str(table)], check=True, capture_output=True,
+                             text=True).stdout
+    assert "over 3 job records" in printed
+    rows = [line.split("\t") for line in table.read_text().splitlines()]
+    assert rows[0] == ["log", "command", "cpu_s"]
+    assert [(r[0], r[1]) for r in rows[1:]] == [
+        ("results/logs/find_m_mask/X/seed1.log", "find-m-mask"),
+        ("results/logs/retrain/m/good/X/seed1.log", "finetune --mask (retrain)"),
+        ("results/logs/retrain/m/good/X/seed1.log", "finetune --mask (retrain)")]
+    assert all(float(r[2]) > 0.01 for r in rows[1:])
