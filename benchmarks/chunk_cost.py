@@ -1,7 +1,7 @@
 """The exact CPU-seconds of one study chunk, job by job: a table to commit beside the chunk's bundle.
 
-Snakemake's benchmark files sample a job's CPU time every 30 seconds and miss the parts of jobs killed at
-a session's end, so a chunk's exact cost is recorded as benchmarks/study_cost.py does it: every job's
+Snakemake's benchmark files sample a job's CPU time every 30 seconds and keep only a job's last run, so a
+chunk's cost is recorded as benchmarks/study_cost.py does it: every job's
 shell reads a BASH_ENV file whose EXIT trap writes the job's command and bash's `times` (the job's user +
 system time, its children's included) into a folder. Write that file, run the chunk with it, then
 tabulate the folder:
@@ -11,19 +11,19 @@ tabulate the folder:
     BASH_ENV=$PWD/job_timer.sh STUDY_COST_LOG=$PWD/job_cpu/RTE nohup snakemake task_RTE ... &
     python benchmarks/chunk_cost.py job_cpu/RTE --output docs/results/minilm-complete/cost/RTE.tsv
 
-The table has one row per job record (log, command, cpu_s), sorted by the job's log path; a job killed
-and run again has a row for each run, so the rows add up to what the chunk cost. The per-command sums
-and the total are printed.
+The table has one row per job record (log, command, cpu_s), sorted by the job's log path; a job cut short
+and run again has a row for each run whose trap ran. A run killed by SIGKILL (the end of a session) skips
+the trap and leaves no row, so the rows add up to every finished job's exact cost plus what was recorded
+of the others: a lower bound on the chunk's. The per-command sums and the total are printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-from collections import defaultdict
 from pathlib import Path
 
-from study_cost import JOB_TIMER, cpu_seconds_per_job
+from study_cost import JOB_TIMER, cpu_seconds_per_job, per_command
 
 
 def write_table(records: list[dict], output: Path) -> None:
@@ -36,11 +36,9 @@ def write_table(records: list[dict], output: Path) -> None:
 
 
 def summary(records: list[dict]) -> str:
-    per_command: dict[str, list[float]] = defaultdict(list)
-    for r in records:
-        per_command[r["command"]].append(r["cpu_s"])
-    lines = [f"{name}: {sum(v):,.0f} CPU-s over {len(v)} records ({sum(v) / len(v):,.0f} each)"
-             for name, v in sorted(per_command.items(), key=lambda kv: -sum(kv[1]))]
+    rules = sorted(per_command(records).items(), key=lambda kv: -kv[1]["cpu_s"])
+    lines = [f"{name}: {r['cpu_s']:,.0f} CPU-s over {r['jobs']} records ({r['cpu_s'] / r['jobs']:,.0f} each)"
+             for name, r in rules]
     total = sum(r["cpu_s"] for r in records)
     return "\n".join([*lines, f"total: {total:,.0f} CPU-s over {len(records)} job records"])
 

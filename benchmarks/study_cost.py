@@ -155,12 +155,13 @@ JOB_LOG = re.compile(r"> (\S+\.log) 2>&1")
 
 
 def cpu_seconds_per_job(log: Path) -> list[dict]:
-    """One {"command", "log", "cpu_s"} per job record in the EXIT-trap files (JOB_TIMER), in file order; a job
-    killed and run again has a record for each run. Only the outermost bash of a job counts: shells that the
-    job's own scripts start are its children and already in its `times`. "log" is the job's Snakemake log
-    (which names the job: rule, family, kind, task, seed), "" for a job without one."""
+    """One {"command", "log", "cpu_s"} per job record in the EXIT-trap files (JOB_TIMER); a job run twice
+    (cut short, then rerun) has a record for each run whose trap ran (a SIGKILL skips it). Only the
+    outermost bash of a job counts: shells that the job's own scripts start are its children and already in
+    its `times`. "log" is the job's Snakemake log (which names the job: rule, family, kind, task, seed), ""
+    for a job without one."""
     records = []
-    for path in sorted(log.iterdir(), key=lambda p: (len(p.name), p.name)):
+    for path in sorted(log.iterdir()):
         command, _, times = path.read_text().partition("\0")
         if "set -euo pipefail" not in command:  # not a Snakemake job's shell
             continue
@@ -170,14 +171,19 @@ def cpu_seconds_per_job(log: Path) -> list[dict]:
     return records
 
 
-def cpu_seconds_per_command(log: Path) -> dict[str, dict]:
-    """{command: {"cpu_s", "jobs"}}: cpu_seconds_per_job summed per bertlottery command."""
+def per_command(records: list[dict]) -> dict[str, dict]:
+    """{command: {"cpu_s", "jobs"}}: job records summed per bertlottery command."""
     rules: dict[str, dict] = defaultdict(lambda: {"cpu_s": 0.0, "jobs": 0})
-    for record in cpu_seconds_per_job(log):
+    for record in records:
         rule = rules[record["command"]]
         rule["cpu_s"] += record["cpu_s"]
         rule["jobs"] += 1
     return dict(rules)
+
+
+def cpu_seconds_per_command(log: Path) -> dict[str, dict]:
+    """{command: {"cpu_s", "jobs"}} from the jobs' EXIT-trap files (JOB_TIMER)."""
+    return per_command(cpu_seconds_per_job(log))
 
 
 def run_key(args: argparse.Namespace) -> list:

@@ -65,7 +65,7 @@ def test_the_chunk_target_is_the_workflows():
 
 def test_a_chunks_cost_table_has_a_row_per_job_record_named_by_its_log(tmp_path):
     """benchmarks/chunk_cost.py: the timer file it writes records real bash jobs; the table names each job
-    by its Snakemake log, keeps a rerun job's two records, and sums to the records' CPU-seconds."""
+    by its Snakemake log, keeps a rerun job's two records, and the printed total is the rows' sum."""
     timer, records, table = tmp_path / "timer.sh", tmp_path / "job_cpu", tmp_path / "cost" / "X.tsv"
     script = [sys.executable, str(REPO / "benchmarks" / "chunk_cost.py")]
     subprocess.run([*script, "--timer", str(timer)], check=True)
@@ -87,3 +87,4 @@ def test_a_chunks_cost_table_has_a_row_per_job_record_named_by_its_log(tmp_path)
         ("results/logs/retrain/m/good/X/seed1.log", "finetune --mask (retrain)"),
         ("results/logs/retrain/m/good/X/seed1.log", "finetune --mask (retrain)")]
     assert all(float(r[2]) > 0.01 for r in rows[1:])
+    assert f"total: {sum(float(r[2]) for r in rows[1:]):,.0f} CPU-s over 3 job records" in printed
