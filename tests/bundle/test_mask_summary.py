@@ -17,7 +17,7 @@ from bertlottery.analysis.stats import main_stats
 from bertlottery.bundle.cli import main_bundle
 from bertlottery.bundle.config import bundle_info
 from bertlottery.bundle.export import export
-from bertlottery.bundle.manifest import verify, write_manifest
+from bertlottery.bundle.manifest import BUNDLE_INFO, MANIFEST, verify, write_manifest
 from bertlottery.bundle.unpack import unpack
 from bertlottery.errors import BertLotteryError
 from bertlottery.io import file_sha256
@@ -187,3 +187,37 @@ def test_summary_export_without_a_config_file_and_without_the_model_config(tmp_p
         export(str(results), str(tmp_path / "c"), tasks=["RTE"], m_masks="summary")
     with pytest.raises(BertLotteryError, match="--m-masks half: expected one of full summary"):
         export(str(results), str(tmp_path / "d"), m_masks="half")
+
+
+def test_a_chunk_continued_from_its_partial_summary_bundle_exports_as_the_whole_run(tmp_path):
+    """A chunk exported partway (`--m-masks summary`), restored on a fresh machine with its benchmarks,
+    continued (one more retraining) and exported again holds what exporting the whole run at once holds."""
+    results = _results(tmp_path / "results")
+    _write(results, "benchmarks/finetune/RTE/seed1.tsv", "s\tcpu_time\n1.0\t2.0\n")
+    late = results / L.retrain_metrics("m", "bad", "RTE", 2).removeprefix("results/")
+    late_text = late.read_text()
+    late.unlink()  # not run yet when the chunk was saved
+    export(str(results), str(tmp_path / "partial"), tasks=["RTE"], m_kinds=["good"], m_masks="summary")
+
+    restored = tmp_path / "fresh"
+    unpack([str(tmp_path / "partial")], str(restored), benchmarks=True)
+    assert (restored / "benchmarks/finetune/RTE/seed1.tsv").is_file()
+    assert not list(restored.rglob("masks/m/**/*.safetensors"))
+    late.write_text(late_text)  # the run finishes: on the original machine, and on the fresh one
+    _write(restored, L.retrain_metrics("m", "bad", "RTE", 2), late_text)
+    export(str(results), str(tmp_path / "whole"), tasks=["RTE"], m_kinds=["good"], m_masks="summary")
+    export(str(restored), str(tmp_path / "continued"), tasks=["RTE"], m_kinds=["good"], m_masks="summary")
+
+    def contents(bundle: Path) -> dict[str, bytes]:
+        return {p.relative_to(bundle).as_posix(): p.read_bytes() for p in bundle.rglob("*")
+                if p.is_file() and p.name not in (BUNDLE_INFO, MANIFEST)}
+    whole, continued = contents(tmp_path / "whole"), contents(tmp_path / "continued")
+    assert L.retrain_metrics("m", "bad", "RTE", 2).removeprefix("results/") in continued
+    assert len(continued) > 10 and continued == whole
+    verify(tmp_path / "continued")
+
+    # a restored summary stands for a mask that is not here: a full export says so instead of dropping it
+    with pytest.raises(BertLotteryError, match=r"RTE/seed1/good.summary.json: only the summary of this m-mask is "
+                                               r"here \(restored from a summary bundle\), not the mask; export "
+                                               r"with --m-masks summary"):
+        export(str(restored), str(tmp_path / "full"), tasks=["RTE"], m_kinds=["good"], m_masks="full")

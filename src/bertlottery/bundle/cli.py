@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     un = sub.add_parser("unpack", help="verify bundles and restore their results files (m-masks unpacked; "
                                        "m-mask summaries restored as they are)")
     un.add_argument("--results", default="results", help="the results folder to restore into (default: results)")
+    un.add_argument("--benchmarks", action="store_true",
+                    help="restore the bundles' per-job benchmarks too: a chunk continued from its partial bundle on "
+                         "another machine, to be exported whole again (docs/results/minilm/README.md)")
     un.add_argument("bundles", nargs="+")
     return parser
 
@@ -79,5 +82,5 @@ def main_bundle(argv: list[str]) -> None:
             print(f"{archive}: {len(manifest['files'])} files of {folder}, {Path(archive).stat().st_size / 2**20:.2f} "
                   "MiB, verified")
     else:
-        count = unpack(args.bundles, args.results)
+        count = unpack(args.bundles, args.results, benchmarks=args.benchmarks)
         print(f"{args.results}: {count} files restored from {len(args.bundles)} bundle(s)")

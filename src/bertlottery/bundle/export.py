@@ -5,7 +5,11 @@ logs, every s-family mask, the m-masks of the chosen kinds (`--m-masks full`: bi
 summary`: only each mask's summary, bertlottery.masks.summary, beside the mask's path), search records and
 traces, super summaries, attention-pattern counts, each fine-tuned model's config.json, the per-job
 benchmarks, and bundle.json (resolved config, versions, hardware, tasks and seeds covered, which m-mask
-form). Never models, optimizer states, splits or logs."""
+form). Never models, optimizer states, splits or logs.
+
+A results tree restored from a summary bundle (`bundle unpack`: each m-mask's summary, not the mask) can be
+exported again with `--m-masks summary`, its summaries copied as they are: how a chunk continued on another
+machine from its partial bundle is exported whole (docs/results/minilm/README.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from bertlottery.bundle.system import hardware, now_utc
 from bertlottery.errors import BertLotteryError
 from bertlottery.families import EVALUATED_KINDS, WEIGHTS, family
 from bertlottery.io import atomic_path, file_sha256, write_json
-from bertlottery.layout import RESULTS_ROOT, Layout, ResultPath, parse
+from bertlottery.layout import RESULTS_ROOT, Layout, ResultPath, mask_of_summary, parse
 from bertlottery.masks.summary import write_summary
 from bertlottery.modeling.loading import model_of_config_file
 from bertlottery.modeling.mask_blocks import summarize_weight_mask
@@ -44,6 +48,8 @@ def _classify(relative: str) -> tuple[str, ResultPath | None] | None:
         return "copy", parsed
     if parsed.what == "mask_file":
         return ("pack" if family(parsed.family).mask_type == WEIGHTS else "copy"), parsed
+    if parsed.what == "mask_summary":  # a restored summary bundle's; see select_files
+        return "restored", parsed
     return None
 
 
@@ -67,6 +73,7 @@ def select_files(results: Path, tasks: list[str] | None, m_kinds: list[str]) -> 
     known = {p.split("/")[1] for p in files if p.startswith("data/") and p.count("/") >= 2}
     known |= {p.split("/")[1] for p in files if p.startswith("finetune/") and p.count("/") >= 2}
     wanted = set(tasks) if tasks else known
+    present = set(files)
     missing = sorted(wanted - known)
     if missing:
         raise BertLotteryError(f"{results}: no results of task(s) {', '.join(missing)} (found {sorted(known)})")
@@ -79,8 +86,10 @@ def select_files(results: Path, tasks: list[str] | None, m_kinds: list[str]) -> 
         task = _task_of(relative, parsed, known)
         if task not in wanted:
             continue
-        if action == "pack" and parsed.kind not in m_kinds:
+        if action in ("pack", "restored") and parsed.kind not in m_kinds:
             continue
+        if action == "restored" and mask_of_summary(relative) in present:
+            continue  # the mask is here: summarized or packed from it, as after the original run
         chosen.append((relative, action, parsed))
     if not chosen:
         raise BertLotteryError(f"{results}: nothing to export for tasks {sorted(wanted)}")
@@ -145,6 +154,9 @@ def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: l
     models: dict = {}  # config.json sha256 -> its model (on the meta device), for the summaries
     for relative, action, parsed in chosen:
         target = out_dir / relative
+        if action == "restored" and m_masks != SUMMARY:
+            raise BertLotteryError(f"{results_dir / relative}: only the summary of this m-mask is here (restored from "
+                                   f"a summary bundle), not the mask; export with --m-masks {SUMMARY}")
         if action == "pack" and m_masks == SUMMARY:
             target = Path(Layout(str(out_dir)).mask_summary(parsed.family, parsed.task, parsed.seed, parsed.kind))
             _summarize(results_dir, relative, parsed, target, configfiles, overrides, models)

@@ -3,7 +3,8 @@ unpacked to the normal WeightMask files, so the analyses run as after the origin
 with `--m-masks summary` holds each m-mask's summary in its place: restored as it is (<kind>.summary.json
 beside the mask's path), which the m-block analysis reads; the mask itself is not there (an analysis that
 needs it says how to regenerate it). The bundles' benchmarks stay in the bundles (they are the original
-run's compute record, not inputs)."""
+run's compute record, not inputs), unless asked for (`--benchmarks`: a chunk continued from its partial bundle,
+to be exported whole again)."""
 
 from __future__ import annotations
 
@@ -20,28 +21,30 @@ from bertlottery.io import atomic_path
 SKIPPED = ("benchmarks/",)
 
 
-def restored_files(bundle: str | Path, manifest: dict | None = None) -> list[str]:
+def restored_files(bundle: str | Path, manifest: dict | None = None, benchmarks: bool = False) -> list[str]:
     """The paths (under a results root) that `unpack` writes from this bundle, as its manifest lists them
-    (read here when not given; `verify` is what checks the files)."""
+    (read here when not given; `verify` is what checks the files); the benchmarks too with `benchmarks`."""
     manifest = manifest or read_manifest(bundle)
-    return [e["path"] for e in manifest["files"] if e["path"] != BUNDLE_INFO and not e["path"].startswith(SKIPPED)]
+    skipped = () if benchmarks else SKIPPED
+    return [e["path"] for e in manifest["files"] if e["path"] != BUNDLE_INFO and not e["path"].startswith(skipped)]
 
 
-def unpack(bundles: list[str], results: str) -> int:
-    """Verify every bundle (folder or archive), then restore their files under `results`; returns the number
-    of files written. The same path in two bundles must hold the same bytes (an error naming both otherwise)."""
+def unpack(bundles: list[str], results: str, benchmarks: bool = False) -> int:
+    """Verify every bundle (folder or archive), then restore their files under `results` (their benchmarks
+    too with `benchmarks`); returns the number of files written. The same path in two bundles must hold the
+    same bytes (an error naming both otherwise)."""
     with ExitStack() as stack:  # archives stay unpacked until every file is copied
         folders = [stack.enter_context(bundle_folder(bundle)) for bundle in bundles]
-        return _restore(list(zip(bundles, folders)), Path(results))
+        return _restore(list(zip(bundles, folders)), Path(results), benchmarks)
 
 
-def _restore(bundles: list[tuple[str, Path]], results: Path) -> int:
+def _restore(bundles: list[tuple[str, Path]], results: Path, benchmarks: bool) -> int:
     sources: dict[str, tuple[str, str]] = {}  # path -> (bundle, sha256)
     plan = []
     for bundle, folder in bundles:
         manifest = verify(folder)
         digests = {e["path"]: e["sha256"] for e in manifest["files"]}
-        for relative in restored_files(folder, manifest):
+        for relative in restored_files(folder, manifest, benchmarks):
             if relative in sources:
                 other, digest = sources[relative]
                 if digest != digests[relative]:

@@ -57,7 +57,8 @@ def _read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
         raise BertLotteryError(f"{path}: mask file not found")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
+            # sorted: safetensors hands the metadata back in no fixed order (a summary's bytes would vary)
+            meta = dict(sorted((f.metadata() or {}).items()))
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise damaged_file_error(path, exc) from None
