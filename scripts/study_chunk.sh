@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Save a study chunk partway as a partial bundle, and continue it on a fresh machine without its
+# fine-tuned weights (docs/results/minilm/README.md, "A chunk across fresh machines").
+#
+#   scripts/study_chunk.sh save TASK STUDY       # run from the repository: writes docs/results/minilm-complete/partial/
+#   scripts/study_chunk.sh continue TASK STUDY   # STUDY: a new clone; restores, then starts the rest in the background
+#   DRY_RUN=1 scripts/study_chunk.sh continue TASK STUDY   # restores, then lists the jobs it would run
+#
+# STUDY is the chunk's working copy: its results/, job_cpu/<TASK>/ (the per-job CPU records of
+# benchmarks/chunk_cost.py) and <task>.log. The partial bundle is the chunk's bundle so far (m-masks as
+# summaries, benchmarks included), <TASK>.remaining.txt its unfinished retrainings, <TASK>.job_cpu.tar.gz its
+# CPU records. `save` refuses while a job that reads the fine-tuned weights, or an m-retraining (it needs
+# the random and bad m-masks, which a summary bundle does not hold), is unfinished: only retrainings from
+# the pre-trained model and a head/MLP mask may be left.
+set -euo pipefail
+verb=${1:?usage: study_chunk.sh save|continue TASK STUDY} task=${2:?TASK} study=${3:?STUDY}
+shared=${BERTLOTTERY_SHARED:-../shared}
+repo=$(pwd)
+partial=$repo/docs/results/minilm-complete/partial
+study=$(cd "$study" && pwd)
+cfg=(--configfile config/minilm.yaml --config "model=$shared/models/all-MiniLM-L6-v2-fp16" "glue_dir=$shared/data/glue")
+target=task_$(tr -cd '[:alnum:]' <<< "$task")
+log=$study/$(tr '[:upper:]' '[:lower:]' <<< "$task" | tr -cd '[:alnum:]').log
+
+case $verb in
+save)
+    mkdir -p "$partial"
+    remaining=$partial/$task.remaining.txt
+    if [[ -f $study/$task.remaining.txt ]]; then  # a continued chunk: what its list still lacks
+        while read -r f; do [[ -e $study/$f ]] || echo "$f"; done < "$study/$task.remaining.txt" > "$remaining.new"
+    else
+        (cd "$study" && python -m snakemake "$target" --summary --cores 1 "${cfg[@]}" 2>/dev/null) |
+            awk -F'\t' 'NR > 1 && $5 == "missing" {print $3 "\t" $1}' > "$remaining.all"
+        blocking=$(awk -F'\t' '$1 != "retrain" || $2 ~ /^results\/retrain\/m\//' "$remaining.all")
+        if [[ -n $blocking ]]; then
+            echo "$task: not saved; these need the fine-tuned weights or the full m-masks, let them finish:" >&2
+            echo "$blocking" >&2
+            rm "$remaining.all"
+            exit 1
+        fi
+        cut -f2 "$remaining.all" > "$remaining.new" && rm "$remaining.all"
+    fi
+    mv "$remaining.new" "$remaining"
+    rm -f "$partial/$task.tar.gz"
+    (cd "$study" && python -m bertlottery bundle export --results results --out "$partial/$task.tar.gz" --tasks "$task" \
+        --m-kinds good --m-masks summary "${cfg[@]}")
+    tar -C "$study/job_cpu" -czf "$partial/$task.job_cpu.tar.gz" --sort=name --mtime=@0 --owner=0 --group=0 "$task"
+    echo "$task: saved, $(wc -l < "$remaining") retrainings left ($partial)"
+    ;;
+continue)
+    [[ -f $partial/$task.tar.gz ]] || { echo "$partial/$task.tar.gz: no partial bundle to continue" >&2; exit 1; }
+    cd "$study"
+    # the splits (never in bundles), tokenized again; their data card must be the bundle's, byte for byte
+    python -m snakemake "results/data/$task/splits" --cores 1 "${cfg[@]}" > /dev/null 2>&1
+    before=$(sha256sum < "results/data/$task/data_card.json")
+    python -m bertlottery bundle unpack --results results --benchmarks "$partial/$task.tar.gz"
+    [[ $before == "$(sha256sum < "results/data/$task/data_card.json")" ]] ||
+        { echo "results/data/$task/data_card.json: differs from the partial bundle's; not continued" >&2; exit 1; }
+    mkdir -p job_cpu && tar -C job_cpu -xzf "$partial/$task.job_cpu.tar.gz"
+    cp "$partial/$task.remaining.txt" "$task.remaining.txt"
+    python "$repo/benchmarks/chunk_cost.py" --timer job_timer.sh
+    if [[ -n ${DRY_RUN:-} ]]; then  # what would run, in the foreground
+        python -m snakemake $(cat "$task.remaining.txt") --allowed-rules retrain --cores 2 -n --quiet rules "${cfg[@]}"
+        exit
+    fi
+    echo "=== continued from the partial bundle $(date -u)" >> "$log"
+    # only the retrainings run: the masks and data card they read are restored files, not jobs
+    BASH_ENV=$study/job_timer.sh STUDY_COST_LOG=$study/job_cpu/$task setsid nohup \
+        python -m snakemake $(cat "$task.remaining.txt") --allowed-rules retrain --cores 2 --rerun-incomplete \
+        "${cfg[@]}" >> "$log" 2>&1 &
+    echo "$task: $(wc -l < "$task.remaining.txt") retrainings started in the background (log: $log)"
+    ;;
+*) echo "usage: study_chunk.sh save|continue TASK STUDY" >&2; exit 2 ;;
+esac
