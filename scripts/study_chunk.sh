@@ -9,9 +9,9 @@
 # STUDY is the chunk's working copy: its results/, job_cpu/<TASK>/ (the per-job CPU records of
 # benchmarks/chunk_cost.py) and <task>.log. The partial bundle is the chunk's bundle so far (m-masks as
 # summaries, benchmarks included), <TASK>.remaining.txt its unfinished retrainings, <TASK>.job_cpu.tar.gz its
-# CPU records. `save` refuses while a job that reads the fine-tuned weights, or an m-retraining (it needs
-# the random and bad m-masks, which a summary bundle does not hold), is unfinished: only retrainings from
-# the pre-trained model and a head/MLP mask may be left.
+# CPU records, and <TASK>.m_masks.tar.gz the m-masks (bit-packed) that unfinished m-retrainings read, which a
+# summary bundle does not hold. `save` refuses while a job that reads the fine-tuned weights is unfinished:
+# only retrainings, which start from the pre-trained model and a mask, may be left.
 set -euo pipefail
 verb=${1:?usage: study_chunk.sh save|continue TASK STUDY} task=${2:?TASK} study=${3:?STUDY}
 shared=${BERTLOTTERY_SHARED:-../shared}
@@ -31,9 +31,9 @@ save)
     else
         (cd "$study" && python -m snakemake "$target" --summary --cores 1 "${cfg[@]}" 2>/dev/null) |
             awk -F'\t' 'NR > 1 && $5 == "missing" {print $3 "\t" $1}' > "$remaining.all"
-        blocking=$(awk -F'\t' '$1 != "retrain" || $2 ~ /^results\/retrain\/m\//' "$remaining.all")
+        blocking=$(awk -F'\t' '$1 != "retrain"' "$remaining.all")
         if [[ -n $blocking ]]; then
-            echo "$task: not saved; these need the fine-tuned weights or the full m-masks, let them finish:" >&2
+            echo "$task: not saved; these need the fine-tuned weights, let them finish:" >&2
             echo "$blocking" >&2
             rm "$remaining.all"
             exit 1
@@ -45,6 +45,24 @@ save)
     (cd "$study" && python -m bertlottery bundle export --results results --out "$partial/$task.tar.gz" --tasks "$task" \
         --m-kinds good --m-masks summary "${cfg[@]}")
     tar -C "$study/job_cpu" -czf "$partial/$task.job_cpu.tar.gz" --sort=name --mtime=@0 --owner=0 --group=0 "$task"
+    # the m-masks the unfinished m-retrainings read, bit-packed (the bundle holds only the good ones' summaries)
+    rm -rf "$study/m_masks" "$partial/$task.m_masks.tar.gz"
+    python - "$remaining" "$study" <<'PY'
+import sys
+from pathlib import Path
+from bertlottery.bundle.packing import pack_weight_mask
+from bertlottery.families import variant
+from bertlottery.layout import Layout, parse
+remaining, study = Path(sys.argv[1]), Path(sys.argv[2])
+for line in remaining.read_text().split():
+    run = parse(line)
+    if run.family == "m":
+        mask = Layout("results").mask_file("m", run.task, run.seed, variant(run.variant).mask_kind)
+        pack_weight_mask(study / mask, study / "m_masks" / mask)
+PY
+    if [[ -d $study/m_masks ]]; then
+        tar -C "$study/m_masks" -czf "$partial/$task.m_masks.tar.gz" --sort=name --mtime=@0 --owner=0 --group=0 results
+    fi
     echo "$task: saved, $(wc -l < "$remaining") retrainings left ($partial)"
     ;;
 continue)
@@ -57,6 +75,15 @@ continue)
     [[ $before == "$(sha256sum < "results/data/$task/data_card.json")" ]] ||
         { echo "results/data/$task/data_card.json: differs from the partial bundle's; not continued" >&2; exit 1; }
     mkdir -p job_cpu && tar -C job_cpu -xzf "$partial/$task.job_cpu.tar.gz"
+    if [[ -f $partial/$task.m_masks.tar.gz ]]; then  # the m-masks unfinished m-retrainings read
+        rm -rf m_masks && mkdir m_masks && tar -C m_masks -xzf "$partial/$task.m_masks.tar.gz"
+        python - <<'PY'
+from pathlib import Path
+from bertlottery.bundle.packing import unpack_weight_mask
+for packed in sorted(Path("m_masks").rglob("*.safetensors")):
+    unpack_weight_mask(packed, packed.relative_to("m_masks"))
+PY
+    fi
     cp "$partial/$task.remaining.txt" "$task.remaining.txt"
     python "$repo/benchmarks/chunk_cost.py" --timer job_timer.sh
     if [[ -n ${DRY_RUN:-} ]]; then  # what would run, in the foreground
