@@ -86,15 +86,18 @@ PY
     fi
     cp "$partial/$task.remaining.txt" "$task.remaining.txt"
     python "$repo/benchmarks/chunk_cost.py" --timer job_timer.sh
+    # only the retrainings run: the masks and data card they read are restored files, not jobs
+    mapfile -t targets < "$task.remaining.txt"
+    # no targets would make Snakemake run the default target, the whole study
+    (( ${#targets[@]} )) || { echo "$task: no retrainings left; export its bundle (README)"; exit 0; }
+    run=(python -m snakemake "${targets[@]}" --allowed-rules retrain --cores 2)
     if [[ -n ${DRY_RUN:-} ]]; then  # what would run, in the foreground
-        python -m snakemake $(cat "$task.remaining.txt") --allowed-rules retrain --cores 2 -n --quiet rules "${cfg[@]}"
+        "${run[@]}" -n --quiet rules "${cfg[@]}"
         exit
     fi
     echo "=== continued from the partial bundle $(date -u)" >> "$log"
-    # only the retrainings run: the masks and data card they read are restored files, not jobs
     BASH_ENV=$study/job_timer.sh STUDY_COST_LOG=$study/job_cpu/$task setsid nohup \
-        python -m snakemake $(cat "$task.remaining.txt") --allowed-rules retrain --cores 2 --rerun-incomplete \
-        "${cfg[@]}" >> "$log" 2>&1 &
+        "${run[@]}" --rerun-incomplete "${cfg[@]}" >> "$log" 2>&1 &
     echo "$task: $(wc -l < "$task.remaining.txt") retrainings started in the background (log: $log)"
     ;;
 *) echo "usage: study_chunk.sh save|continue TASK STUDY" >&2; exit 2 ;;

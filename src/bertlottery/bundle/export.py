@@ -151,12 +151,13 @@ def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: l
         check_run_config(config, results_dir, chosen)
     else:
         config, source = rebuilt_config(results_dir, chosen), "rebuilt from the data cards and the results files"
+    restored = next((relative for relative, action, _ in chosen if action == "restored"), None)
+    if restored and m_masks != SUMMARY:  # before anything is written
+        raise BertLotteryError(f"{results_dir / restored}: only the summary of this m-mask is here (restored from "
+                               f"a summary bundle), not the mask; export with --m-masks {SUMMARY}")
     models: dict = {}  # config.json sha256 -> its model (on the meta device), for the summaries
     for relative, action, parsed in chosen:
         target = out_dir / relative
-        if action == "restored" and m_masks != SUMMARY:
-            raise BertLotteryError(f"{results_dir / relative}: only the summary of this m-mask is here (restored from "
-                                   f"a summary bundle), not the mask; export with --m-masks {SUMMARY}")
         if action == "pack" and m_masks == SUMMARY:
             target = Path(Layout(str(out_dir)).mask_summary(parsed.family, parsed.task, parsed.seed, parsed.kind))
             _summarize(results_dir, relative, parsed, target, configfiles, overrides, models)
