@@ -239,6 +239,7 @@ def tiny_run(tmp_path_factory, tiny_model_dir) -> Path:
 
 _PHASE_SECONDS: dict[str, float] = defaultdict(float)
 _PHASE_TESTS: dict[str, int] = defaultdict(int)
+_PHASE_LAST: dict[str, float] = {}
 _SESSION_START = time.monotonic()
 
 
@@ -246,28 +247,44 @@ def _phase(item_keywords) -> str:
     return "slurm" if "slurm" in item_keywords else "slow" if "slow" in item_keywords else "quick"
 
 
+# The session fixtures that run a workflow: under pytest-xdist every test that needs one goes to the same
+# worker, so each runs once (another worker would run it again).
+_SHARED_RUNS = ("tiny_run", "smoke_run")
+
+
 def pytest_collection_modifyitems(items) -> None:
     """Quick tests first, then slow, then SLURM (file order kept within each): early failures come early,
-    and each session fixture's run is timed in the first phase that uses it."""
+    and each session fixture's run is timed in the first phase that uses it. Each test joins an xdist group
+    (`--dist loadgroup`): its shared workflow run's, else its file's, so module fixtures run once too."""
     order = {"quick": 0, "slow": 1, "slurm": 2}
     items.sort(key=lambda item: order[_phase(item.keywords)])
+    for item in items:
+        shared = [name for name in _SHARED_RUNS if name in item.fixturenames]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.path.relative_to(REPO).as_posix()))
 
 
 def pytest_runtest_logreport(report) -> None:
-    """Add each test's setup, call and teardown time (session fixtures count where first used) to its phase."""
+    """Add each test's setup, call and teardown time (session fixtures count where first used) to its phase,
+    and note when the phase's last report came (the controller's clock, under xdist)."""
     phase = _phase(report.keywords)
     _PHASE_SECONDS[phase] += report.duration
+    _PHASE_LAST[phase] = time.monotonic()
     if report.when == "call" or (report.when == "setup" and report.skipped):
         _PHASE_TESTS[phase] += 1
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    """Each phase's test time, summed over the workers, and its wall time: from the previous phase's last
+    report to its own (phases overlap a little under xdist, as a worker starts the next while another ends)."""
     if not _PHASE_TESTS:
         return
     terminalreporter.section("time per phase")
+    since = _SESSION_START
     for phase in ("quick", "slow", "slurm"):
         if _PHASE_TESTS[phase]:
-            terminalreporter.write_line(f"{phase} tests: {_PHASE_TESTS[phase]} in {_PHASE_SECONDS[phase]:.0f} s")
+            terminalreporter.write_line(f"{phase} tests: {_PHASE_TESTS[phase]} in {_PHASE_LAST[phase] - since:.0f} s "
+                                        f"wall ({_PHASE_SECONDS[phase]:.0f} s of test time)")
+            since = _PHASE_LAST[phase]
     terminalreporter.write_line(f"whole session: {time.monotonic() - _SESSION_START:.0f} s")
 
 
