@@ -247,20 +247,11 @@ def _phase(item_keywords) -> str:
     return "slurm" if "slurm" in item_keywords else "slow" if "slow" in item_keywords else "quick"
 
 
-# The session fixtures that run a workflow: under pytest-xdist every test that needs one goes to the same
-# worker, so each runs once (another worker would run it again).
-_SHARED_RUNS = ("tiny_run", "smoke_run")
-
-
 def pytest_collection_modifyitems(items) -> None:
     """Quick tests first, then slow, then SLURM (file order kept within each): early failures come early,
-    and each session fixture's run is timed in the first phase that uses it. Each test joins an xdist group
-    (`--dist loadgroup`): its shared workflow run's, else its file's, so module fixtures run once too."""
+    and each session fixture's run is timed in the first phase that uses it."""
     order = {"quick": 0, "slow": 1, "slurm": 2}
     items.sort(key=lambda item: order[_phase(item.keywords)])
-    for item in items:
-        shared = [name for name in _SHARED_RUNS if name in item.fixturenames]
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.path.relative_to(REPO).as_posix()))
 
 
 def pytest_runtest_logreport(report) -> None:
