@@ -10,8 +10,9 @@
 # benchmarks/chunk_cost.py) and <task>.log. The partial bundle is the chunk's bundle so far (m-masks as
 # summaries, benchmarks included), <TASK>.remaining.txt its unfinished retrainings, <TASK>.job_cpu.tar.gz its
 # CPU records, and <TASK>.m_masks.tar.gz the m-masks (bit-packed) that unfinished m-retrainings read, which a
-# summary bundle does not hold. `save` refuses while a job that reads the fine-tuned weights is unfinished:
-# only retrainings, which start from the pre-trained model and a mask, may be left.
+# summary bundle does not hold (`bertlottery bundle masks`: a bundle with a sha256 manifest, checked when
+# restored). `save` refuses while a job that reads the fine-tuned weights is unfinished: only retrainings,
+# which start from the pre-trained model and a mask, may be left.
 set -euo pipefail
 verb=${1:?usage: study_chunk.sh save|continue TASK STUDY} task=${2:?TASK} study=${3:?STUDY}
 shared=${BERTLOTTERY_SHARED:-../shared}
@@ -46,23 +47,9 @@ save)
         --m-kinds good --m-masks summary "${cfg[@]}")
     tar -C "$study/job_cpu" -czf "$partial/$task.job_cpu.tar.gz" --sort=name --mtime=@0 --owner=0 --group=0 "$task"
     # the m-masks the unfinished m-retrainings read, bit-packed (the bundle holds only the good ones' summaries)
-    rm -rf "$study/m_masks" "$partial/$task.m_masks.tar.gz"
-    python - "$remaining" "$study" <<'PY'
-import sys
-from pathlib import Path
-from bertlottery.bundle.packing import pack_weight_mask
-from bertlottery.families import variant
-from bertlottery.layout import Layout, parse
-remaining, study = Path(sys.argv[1]), Path(sys.argv[2])
-for line in remaining.read_text().split():
-    run = parse(line)
-    if run.family == "m":
-        mask = Layout("results").mask_file("m", run.task, run.seed, variant(run.variant).mask_kind)
-        pack_weight_mask(study / mask, study / "m_masks" / mask)
-PY
-    if [[ -d $study/m_masks ]]; then
-        tar -C "$study/m_masks" -czf "$partial/$task.m_masks.tar.gz" --sort=name --mtime=@0 --owner=0 --group=0 results
-    fi
+    rm -f "$partial/$task.m_masks.tar.gz"
+    (cd "$study" && python -m bertlottery bundle masks --results results --runs "$remaining" \
+        --out "$partial/$task.m_masks.tar.gz")
     echo "$task: saved, $(wc -l < "$remaining") retrainings left ($partial)"
     ;;
 continue)
@@ -75,14 +62,8 @@ continue)
     [[ $before == "$(sha256sum < "results/data/$task/data_card.json")" ]] ||
         { echo "results/data/$task/data_card.json: differs from the partial bundle's; not continued" >&2; exit 1; }
     mkdir -p job_cpu && tar -C job_cpu -xzf "$partial/$task.job_cpu.tar.gz"
-    if [[ -f $partial/$task.m_masks.tar.gz ]]; then  # the m-masks unfinished m-retrainings read
-        rm -rf m_masks && mkdir m_masks && tar -C m_masks -xzf "$partial/$task.m_masks.tar.gz"
-        python - <<'PY'
-from pathlib import Path
-from bertlottery.bundle.packing import unpack_weight_mask
-for packed in sorted(Path("m_masks").rglob("*.safetensors")):
-    unpack_weight_mask(packed, packed.relative_to("m_masks"))
-PY
+    if [[ -f $partial/$task.m_masks.tar.gz ]]; then  # the m-masks unfinished m-retrainings read, checked
+        python -m bertlottery bundle unpack --results results "$partial/$task.m_masks.tar.gz"
     fi
     cp "$partial/$task.remaining.txt" "$task.remaining.txt"
     python "$repo/benchmarks/chunk_cost.py" --timer job_timer.sh

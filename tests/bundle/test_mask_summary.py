@@ -221,3 +221,38 @@ def test_a_chunk_continued_from_its_partial_summary_bundle_exports_as_the_whole_
                                                r"here \(restored from a summary bundle\), not the mask; export "
                                                r"with --m-masks summary"):
         export(str(restored), str(tmp_path / "full"), tasks=["RTE"], m_kinds=["good"], m_masks="full")
+
+
+def test_the_m_masks_of_unfinished_retrainings_travel_as_a_checked_bundle(tmp_path, capsys):
+    """`bundle masks`: the weight masks a partial summary bundle lacks, read by the unfinished retrainings,
+    bit-packed with a manifest; restored byte for byte, a tampered one refused; none read, nothing written."""
+    results = _results(tmp_path / "results")
+    runs = tmp_path / "RTE.remaining.txt"
+    runs.write_text("\n".join([L.retrain_metrics("m", "bad", "RTE", 2), L.retrain_metrics("m", "good", "RTE", 2),
+                               L.retrain_metrics("s", "bad_6ep", "RTE", 2), ""]))
+    archive = tmp_path / "RTE.m_masks.tar.gz"
+    main_bundle(["masks", "--results", str(results), "--runs", str(runs), "--out", str(archive)])
+    assert "2 weight mask(s) that 3 unfinished retraining(s) read" in capsys.readouterr().out
+    restored = tmp_path / "fresh"
+    unpack([str(archive)], str(restored))
+    wanted = [L.mask_file("m", "RTE", 2, kind).removeprefix("results/") for kind in ("bad", "good")]
+    assert sorted(p.relative_to(restored).as_posix() for p in restored.rglob("*") if p.is_file()) == wanted
+    for relative in wanted:
+        assert (restored / relative).read_bytes() == (results / relative).read_bytes()
+
+    folder = tmp_path / "folder"
+    main_bundle(["masks", "--results", str(results), "--runs", str(runs), "--out", str(folder)])
+    packed = folder / wanted[0]
+    packed.write_bytes(packed.read_bytes()[:-1] + bytes([packed.read_bytes()[-1] ^ 1]))
+    with pytest.raises(BertLotteryError, match=r"seed2/bad.safetensors: changed \(sha256 differs"):
+        unpack([str(folder)], str(tmp_path / "tampered"))
+
+    runs.write_text(L.retrain_metrics("s", "good", "RTE", 1) + "\n")
+    main_bundle(["masks", "--results", str(results), "--runs", str(runs), "--out", str(tmp_path / "none.tar.gz")])
+    assert "not written; none of the 1 retraining(s)" in capsys.readouterr().out
+    assert not (tmp_path / "none.tar.gz").exists()
+    runs.write_text(L.full_metrics("RTE", 1) + "\n")
+    with pytest.raises(BertLotteryError, match=r"finetune/RTE/seed1/metrics.json: not a retraining's metrics path"):
+        main_bundle(["masks", "--results", str(results), "--runs", str(runs), "--out", str(tmp_path / "x")])
+    with pytest.raises(BertLotteryError, match=r"--runs .*missing.txt: file not found"):
+        main_bundle(["masks", "--runs", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "y")])

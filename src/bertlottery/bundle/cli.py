@@ -1,4 +1,4 @@
-"""`python -m bertlottery bundle {export,verify,unpack}` (README "Sharing a study: bundles")."""
+"""`python -m bertlottery bundle {export,masks,verify,pack,unpack}` (README "Sharing a study: bundles")."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 from bertlottery.bundle.archive import ARCHIVE_SUFFIX, is_archive, write_archive
 from bertlottery.bundle.config import FULL, M_MASK_FORMS
-from bertlottery.bundle.export import M_KINDS, export
+from bertlottery.bundle.export import M_KINDS, export, export_run_masks, weight_masks_read_by
 from bertlottery.bundle.manifest import MANIFEST, verify
 from bertlottery.bundle.unpack import unpack
+from bertlottery.errors import BertLotteryError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
                          "without it the config is rebuilt from the results)")
     ex.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
                     help="the run's --config overrides, as given to snakemake (e.g. model=... glue_dir=...)")
+    ma = sub.add_parser("masks", help="write the weight masks that unfinished retrainings read, bit-packed, as a "
+                                      "bundle (none written when they read none): with a partial bundle (--m-masks "
+                                      "summary), what a chunk needs to go on on another machine (`bundle unpack` "
+                                      "restores them, checked)")
+    ma.add_argument("--results", default="results", help="the workflow's results folder (default: results)")
+    ma.add_argument("--runs", required=True, help="a file of the unfinished retrainings' metrics paths, one a line "
+                                                  "(results/retrain/<family>/<variant>/<task>/seed<S>/metrics.json)")
+    ma.add_argument("--out", required=True, help=f"the bundle folder or archive <name>{ARCHIVE_SUFFIX} to write")
     ve = sub.add_parser("verify", help="check bundles against their manifests")
     ve.add_argument("bundles", nargs="+")
     pa = sub.add_parser("pack", help=f"write each bundle folder as one archive <folder>{ARCHIVE_SUFFIX} (verified "
@@ -55,21 +64,37 @@ def pack(folder: str, archive: str) -> dict:
     return verify(archive)
 
 
+def _written(write, out: str) -> dict:
+    """`write(folder)` into the bundle `out`: the folder itself, or for an archive a scratch folder then packed."""
+    if not is_archive(out):
+        return write(out)
+    with tempfile.TemporaryDirectory(prefix="bertlottery-export-") as scratch:
+        folder = str(Path(scratch) / Path(out).name[:-len(ARCHIVE_SUFFIX)])
+        info = write(folder)
+        pack(folder, out)
+    return info
+
+
 def main_bundle(argv: list[str]) -> None:
     args = _parser().parse_args(argv)
     if args.action == "export":
         options = dict(tasks=args.tasks, m_kinds=args.m_kinds, m_masks=args.m_masks, configfiles=args.configfile,
                        overrides=args.config)
-        if is_archive(args.out):  # the folder is written in a scratch folder, then packed
-            with tempfile.TemporaryDirectory(prefix="bertlottery-export-") as scratch:
-                folder = str(Path(scratch) / Path(args.out).name[:-len(ARCHIVE_SUFFIX)])
-                info = export(args.results, folder, **options)
-                pack(folder, args.out)
-        else:
-            info = export(args.results, args.out, **options)
+        info = _written(lambda folder: export(args.results, folder, **options), args.out)
         print(f"{args.out}: bundle of {info['files']} files, tasks {' '.join(info['tasks'])}, "
               f"seeds {' '.join(map(str, info['seeds']))}, m-masks {info['m_masks']} "
               f"(config {info['config_source']})")
+    elif args.action == "masks":
+        if not Path(args.runs).is_file():
+            raise BertLotteryError(f"--runs {args.runs}: file not found; expected the unfinished retrainings' "
+                                   "metrics paths, one a line (a partial bundle's <TASK>.remaining.txt)")
+        runs = Path(args.runs).read_text().split()
+        masks = weight_masks_read_by(runs)
+        if not masks:  # nothing a summary bundle lacks: no file, so none is committed
+            print(f"{args.out}: not written; none of the {len(runs)} retraining(s) in {args.runs} reads a weight mask")
+            return
+        _written(lambda folder: export_run_masks(args.results, masks, folder), args.out)
+        print(f"{args.out}: {len(masks)} weight mask(s) that {len(runs)} unfinished retraining(s) read, bit-packed")
     elif args.action == "verify":
         for bundle in args.bundles:
             manifest = verify(bundle)

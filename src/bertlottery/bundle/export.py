@@ -22,7 +22,7 @@ from bertlottery.bundle.manifest import BUNDLE_INFO, MANIFEST, write_manifest
 from bertlottery.bundle.packing import pack_weight_mask
 from bertlottery.bundle.system import hardware, now_utc
 from bertlottery.errors import BertLotteryError
-from bertlottery.families import EVALUATED_KINDS, WEIGHTS, family
+from bertlottery.families import EVALUATED_KINDS, WEIGHTS, family, variant
 from bertlottery.io import atomic_path, file_sha256, write_json
 from bertlottery.layout import RESULTS_ROOT, Layout, ResultPath, mask_of_summary, parse
 from bertlottery.masks.summary import write_summary
@@ -187,4 +187,37 @@ def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: l
     return info
 
 
-__all__ = ["export", "select_files", "M_KINDS", "M_MASK_FORMS", "MANIFEST"]
+def weight_masks_read_by(runs: list[str]) -> list[str]:
+    """The weight masks (paths under a results root, sorted) that the retrainings `runs` read; `runs` are their
+    metrics paths, as a partial bundle's <TASK>.remaining.txt lists them."""
+    masks = set()
+    for run in runs:
+        parsed = parse(run)
+        if parsed.what != "retrain_metrics":
+            raise BertLotteryError(f"{run}: not a retraining's metrics path (results/retrain/<family>/<variant>/"
+                                   "<task>/seed<S>/metrics.json); expected the runs of a <TASK>.remaining.txt")
+        if family(parsed.family).mask_type == WEIGHTS:
+            mask = Layout().mask_file(parsed.family, parsed.task, parsed.seed, variant(parsed.variant).mask_kind)
+            masks.add(mask.removeprefix(f"{RESULTS_ROOT}/"))
+    return sorted(masks)
+
+
+def export_run_masks(results: str, masks: list[str], out: str) -> dict:
+    """Write the weight masks `masks` (from `weight_masks_read_by`) bit-packed into the bundle `out`: what a
+    summary bundle lacks for a chunk's unfinished retrainings to go on on another machine. A bundle like any
+    other (manifest, bundle.json); `bundle unpack` checks each packed mask against the manifest and unpacks it
+    to the same bytes. Returns bundle.json."""
+    out_dir = Path(out)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise BertLotteryError(f"{out_dir}: folder exists and is not empty; a bundle is written into a new folder")
+    for relative in masks:
+        pack_weight_mask(Path(results) / relative, out_dir / relative)
+    info = {"format": 1, "bertlottery": library_versions().get("bertlottery"), "created": now_utc(),
+            "content": "weight masks that unfinished retrainings read, bit-packed", "masks": list(masks),
+            "files": len(masks)}
+    write_json(out_dir / BUNDLE_INFO, info)
+    write_manifest(out_dir)
+    return info
+
+
+__all__ = ["export", "export_run_masks", "weight_masks_read_by", "select_files", "M_KINDS", "M_MASK_FORMS", "MANIFEST"]
