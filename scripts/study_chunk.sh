@@ -2,6 +2,8 @@
 # Save a study chunk partway as a partial bundle, and continue it on a fresh machine without its
 # fine-tuned weights (docs/results/minilm/README.md, "A chunk across fresh machines").
 #
+#   scripts/study_chunk.sh start TASK STUDY      # STUDY: a new clone; runs the chunk in the background, in two phases
+#   scripts/study_chunk.sh resume TASK STUDY     # the same machine, STUDY's results/ still there: goes on where it stopped
 #   scripts/study_chunk.sh save TASK STUDY       # run from the repository: writes docs/results/minilm-complete/partial/
 #   scripts/study_chunk.sh continue TASK STUDY   # STUDY: a new clone; restores, then starts the rest in the background
 #   DRY_RUN=1 scripts/study_chunk.sh continue TASK STUDY   # restores, then lists the jobs it would run
@@ -12,9 +14,12 @@
 # CPU records, and <TASK>.m_masks.tar.gz the m-masks (bit-packed) that unfinished m-retrainings read, which a
 # summary bundle does not hold (`bertlottery bundle masks`: a bundle with a sha256 manifest, checked when
 # restored). `save` refuses while a job that reads the fine-tuned weights is unfinished: only retrainings,
-# which start from the pre-trained model and a mask, may be left.
+# which start from the pre-trained model and a mask, may be left. That is why `start` runs two Snakemake calls:
+# first every job that reads the fine-tuned weights (each seed's full metrics, pattern counts and one pruned
+# evaluation pull in the fine-tunes, searches and pruned evaluations), prioritized, plus the m-retrainings
+# (fewer masks to carry in a partial bundle); then the whole chunk.
 set -euo pipefail
-verb=${1:?usage: study_chunk.sh save|continue TASK STUDY} task=${2:?TASK} study=${3:?STUDY}
+verb=${1:?usage: study_chunk.sh start|resume|save|continue TASK STUDY} task=${2:?TASK} study=${3:?STUDY}
 shared=${BERTLOTTERY_SHARED:-../shared}
 repo=$(pwd)
 partial=$repo/docs/results/minilm-complete/partial
@@ -23,7 +28,53 @@ cfg=(--configfile config/minilm.yaml --config "model=$shared/models/all-MiniLM-L
 target=task_$(tr -cd '[:alnum:]' <<< "$task")
 log=$study/$(tr '[:upper:]' '[:lower:]' <<< "$task" | tr -cd '[:alnum:]').log
 
+# Run the Snakemake calls `$@` (one argument each) one after the other in STUDY, in the background, every
+# job's CPU recorded (benchmarks/chunk_cost.py); with DRY_RUN set, list what each would run, in the foreground.
+background() {
+    local script="" call
+    if [[ -n ${DRY_RUN:-} ]]; then
+        for call in "$@"; do (cd "$study" && eval "$call -n --quiet rules ${cfg[*]@Q}"); done
+        return
+    fi
+    (cd "$study" && python "$repo/benchmarks/chunk_cost.py" --timer job_timer.sh > /dev/null && mkdir -p "job_cpu/$task")
+    for call in "$@"; do script+="echo \"=== \$(date -u): $call\"; $call --rerun-incomplete ${cfg[*]@Q} || exit; "; done
+    (cd "$study" && BASH_ENV=$study/job_timer.sh STUDY_COST_LOG=$study/job_cpu/$task setsid nohup \
+        bash -c "$script" >> "$log" 2>&1 &)
+}
+
+# The retrainings a continued chunk has left (the file lists them), and only those: the masks and data card
+# they read are restored files, not jobs.
+retrain_left() {
+    local targets
+    mapfile -t targets < "$1"
+    # no targets would make Snakemake run the default target, the whole study
+    (( ${#targets[@]} )) || { echo "$task: no retrainings left; export its bundle (README)"; exit 0; }
+    background "python -m snakemake ${targets[*]} --allowed-rules retrain --cores 2"
+}
+
 case $verb in
+start)
+    seeds=$(cd "$study" && python -c 'import sys, yaml; print(*yaml.safe_load(open("config/minilm.yaml"))["seeds"])')
+    weights=() m_runs=()  # the jobs that read the fine-tuned weights; the m-retrainings
+    for seed in $seeds; do
+        weights+=("results/finetune/$task/seed$seed/metrics.json" "results/eval/s/good/$task/seed$seed/pruned.json"
+                  "results/patterns/counts/finetuned/$task/seed$seed.safetensors"
+                  "results/patterns/counts/pretrained/$task/seed$seed.safetensors")
+        for kind in good random bad; do m_runs+=("results/retrain/m/$kind/$task/seed$seed/metrics.json"); done
+    done
+    background "python -m snakemake ${weights[*]} ${m_runs[*]} --prioritize ${weights[*]} --cores 2" \
+               "python -m snakemake $target --cores 2"
+    echo "$task: started in the background in $study (log: $log)"
+    ;;
+resume)
+    (cd "$study" && python -m snakemake --unlock --cores 1 "${cfg[@]}" > /dev/null 2>&1)
+    if [[ -f $study/$task.remaining.txt ]]; then  # continued from a partial bundle: its retrainings only
+        retrain_left "$study/$task.remaining.txt"
+    else
+        background "python -m snakemake $target --cores 2"
+    fi
+    echo "$task: resumed in the background in $study (log: $log)"
+    ;;
 save)
     mkdir -p "$partial"
     remaining=$partial/$task.remaining.txt
@@ -66,20 +117,8 @@ continue)
         python -m bertlottery bundle unpack --results results "$partial/$task.m_masks.tar.gz"
     fi
     cp "$partial/$task.remaining.txt" "$task.remaining.txt"
-    python "$repo/benchmarks/chunk_cost.py" --timer job_timer.sh
-    # only the retrainings run: the masks and data card they read are restored files, not jobs
-    mapfile -t targets < "$task.remaining.txt"
-    # no targets would make Snakemake run the default target, the whole study
-    (( ${#targets[@]} )) || { echo "$task: no retrainings left; export its bundle (README)"; exit 0; }
-    run=(python -m snakemake "${targets[@]}" --allowed-rules retrain --cores 2)
-    if [[ -n ${DRY_RUN:-} ]]; then  # what would run, in the foreground
-        "${run[@]}" -n --quiet rules "${cfg[@]}"
-        exit
-    fi
-    echo "=== continued from the partial bundle $(date -u)" >> "$log"
-    BASH_ENV=$study/job_timer.sh STUDY_COST_LOG=$study/job_cpu/$task setsid nohup \
-        "${run[@]}" --rerun-incomplete "${cfg[@]}" >> "$log" 2>&1 &
+    retrain_left "$task.remaining.txt"
     echo "$task: $(wc -l < "$task.remaining.txt") retrainings started in the background (log: $log)"
     ;;
-*) echo "usage: study_chunk.sh save|continue TASK STUDY" >&2; exit 2 ;;
+*) echo "usage: study_chunk.sh start|resume|save|continue TASK STUDY" >&2; exit 2 ;;
 esac
