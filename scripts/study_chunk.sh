@@ -34,7 +34,7 @@ background() {
     local script="" call
     if [[ -n ${DRY_RUN:-} ]]; then
         for call in "$@"; do (cd "$study" && eval "$call -n --quiet rules ${cfg[*]@Q}"); done
-        return
+        exit
     fi
     (cd "$study" && python "$repo/benchmarks/chunk_cost.py" --timer job_timer.sh > /dev/null && mkdir -p "job_cpu/$task")
     for call in "$@"; do script+="echo \"=== \$(date -u): $call\"; $call --rerun-incomplete ${cfg[*]@Q} || exit; "; done
