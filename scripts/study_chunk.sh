@@ -67,6 +67,13 @@ start)
     echo "$task: started in the background in $study (log: $log)"
     ;;
 resume)
+    # the lock a killed run left is removed, never that of a run still going in STUDY
+    for pid in $(pgrep -f "snakemake" || true); do
+        if [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$study" ]]; then
+            echo "$task: a Snakemake run (pid $pid) is still going in $study; not resumed" >&2
+            exit 1
+        fi
+    done
     (cd "$study" && python -m snakemake --unlock --cores 1 "${cfg[@]}" > /dev/null 2>&1)
     if [[ -f $study/$task.remaining.txt ]]; then  # continued from a partial bundle: its retrainings only
         retrain_left "$study/$task.remaining.txt"

@@ -128,6 +128,12 @@ def _summarize(results: Path, relative: str, parsed: ResultPath, target: Path, c
     write_summary(target, summary)
 
 
+def _check_new_folder(out_dir: Path) -> None:
+    """A bundle is written into a new (or empty) folder, never over another bundle."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise BertLotteryError(f"{out_dir}: folder exists and is not empty; a bundle is written into a new folder")
+
+
 def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: list[str] = list(M_KINDS),
            m_masks: str = FULL, configfiles: list[str] = (), overrides: list[str] = ()) -> dict:
     """Write the bundle of `tasks` (default: every task with results) into `out`; returns bundle.json.
@@ -138,8 +144,7 @@ def export(results: str, out: str, *, tasks: list[str] | None = None, m_kinds: l
         raise BertLotteryError(f"--m-kinds {' '.join(bad)}: expected some of {' '.join(M_KINDS)}")
     if m_masks not in M_MASK_FORMS:
         raise BertLotteryError(f"--m-masks {m_masks}: expected one of {' '.join(M_MASK_FORMS)}")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise BertLotteryError(f"{out_dir}: folder exists and is not empty; a bundle is written into a new folder")
+    _check_new_folder(out_dir)
     chosen = select_files(results_dir, tasks, m_kinds)
     covered = {p.task for _, _, p in chosen if p.what == "full_metrics"}
     seeds = {p.seed for _, _, p in chosen if p.what == "full_metrics"}
@@ -208,8 +213,7 @@ def export_run_masks(results: str, masks: list[str], out: str) -> dict:
     other (manifest, bundle.json); `bundle unpack` checks each packed mask against the manifest and unpacks it
     to the same bytes. Returns bundle.json."""
     out_dir = Path(out)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise BertLotteryError(f"{out_dir}: folder exists and is not empty; a bundle is written into a new folder")
+    _check_new_folder(out_dir)
     for relative in masks:
         pack_weight_mask(Path(results) / relative, out_dir / relative)
     info = {"format": 1, "bertlottery": library_versions().get("bertlottery"), "created": now_utc(),
