@@ -38,8 +38,9 @@ background() {
     fi
     (cd "$study" && python "$repo/benchmarks/chunk_cost.py" --timer job_timer.sh > /dev/null && mkdir -p "job_cpu/$task")
     for call in "$@"; do script+="echo \"=== \$(date -u): $call\"; $call --rerun-incomplete ${cfg[*]@Q} || exit; "; done
-    (cd "$study" && BASH_ENV=$study/job_timer.sh STUDY_COST_LOG=$study/job_cpu/$task setsid nohup \
-        bash -c "$script" >> "$log" 2>&1 &)
+    # every descriptor redirected, so that a caller reading this script's output is not held until the run ends
+    (cd "$study" && BASH_ENV=$study/job_timer.sh STUDY_COST_LOG=$study/job_cpu/$task exec setsid nohup \
+        bash -c "$script") < /dev/null >> "$log" 2>&1 &
 }
 
 # The retrainings a continued chunk has left (the file lists them), and only those: the masks and data card
