@@ -55,15 +55,18 @@ retrain_left() {
 
 case $verb in
 start)
-    seeds=$(cd "$study" && python -c 'import sys, yaml; print(*yaml.safe_load(open("config/minilm.yaml"))["seeds"])')
-    weights=() m_runs=()  # the jobs that read the fine-tuned weights; the m-retrainings
-    for seed in $seeds; do
-        weights+=("results/finetune/$task/seed$seed/metrics.json" "results/eval/s/good/$task/seed$seed/pruned.json"
-                  "results/patterns/counts/finetuned/$task/seed$seed.safetensors"
-                  "results/patterns/counts/pretrained/$task/seed$seed.safetensors")
-        for kind in good random bad; do m_runs+=("results/retrain/m/$kind/$task/seed$seed/metrics.json"); done
-    done
-    background "python -m snakemake ${weights[*]} ${m_runs[*]} --prioritize ${weights[*]} --cores 2" \
+    # the jobs that read the fine-tuned weights (line 1) and the m-retrainings (line 2), named by the package's layout
+    { read -r weights; read -r m_runs; } < <(cd "$study" && python - "$task" <<'EOF'
+import sys, yaml
+from bertlottery.layout import Layout
+task, layout = sys.argv[1], Layout()
+seeds = yaml.safe_load(open("config/minilm.yaml"))["seeds"]
+print(*(p for s in seeds for p in (layout.full_metrics(task, s), layout.pruned_metrics("s", "good", task, s),
+                                   layout.pattern_counts("finetuned", task, s), layout.pattern_counts("pretrained", task, s))))
+print(*(layout.retrain_metrics("m", kind, task, s) for s in seeds for kind in ("good", "random", "bad")))
+EOF
+)
+    background "python -m snakemake $weights $m_runs --prioritize $weights --cores 2" \
                "python -m snakemake $target --cores 2"
     echo "$task: started in the background in $study (log: $log)"
     ;;
