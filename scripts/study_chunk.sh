@@ -24,7 +24,8 @@ shared=${BERTLOTTERY_SHARED:-../shared}
 repo=$(pwd)
 partial=$repo/docs/results/minilm-complete/partial
 study=$(cd "$study" && pwd)
-cfg=(--configfile config/minilm.yaml --config "model=$shared/models/all-MiniLM-L6-v2-fp16" "glue_dir=$shared/data/glue")
+configfile=config/minilm.yaml
+cfg=(--configfile "$configfile" --config "model=$shared/models/all-MiniLM-L6-v2-fp16" "glue_dir=$shared/data/glue")
 target=task_$(tr -cd '[:alnum:]' <<< "$task")
 log=$study/$(tr '[:upper:]' '[:lower:]' <<< "$task" | tr -cd '[:alnum:]').log
 
@@ -56,11 +57,11 @@ retrain_left() {
 case $verb in
 start)
     # the jobs that read the fine-tuned weights (line 1) and the m-retrainings (line 2), named by the package's layout
-    { read -r weights; read -r m_runs; } < <(cd "$study" && python - "$task" <<'EOF'
+    { read -r weights; read -r m_runs; } < <(cd "$study" && python - "$task" "$configfile" <<'EOF'
 import sys, yaml
 from bertlottery.layout import Layout
-task, layout = sys.argv[1], Layout()
-seeds = yaml.safe_load(open("config/minilm.yaml"))["seeds"]
+task, configfile, layout = sys.argv[1], sys.argv[2], Layout()
+seeds = yaml.safe_load(open(configfile))["seeds"]
 print(*(p for s in seeds for p in (layout.full_metrics(task, s), layout.pruned_metrics("s", "good", task, s),
                                    layout.pattern_counts("finetuned", task, s), layout.pattern_counts("pretrained", task, s))))
 print(*(layout.retrain_metrics("m", kind, task, s) for s in seeds for kind in ("good", "random", "bad")))
