@@ -15,7 +15,7 @@
 # summary bundle does not hold (`bertlottery bundle masks`: a bundle with a sha256 manifest, checked when
 # restored). `save` refuses while a job that reads the fine-tuned weights is unfinished: only retrainings,
 # which start from the pre-trained model and a mask, may be left. That is why `start` runs two Snakemake calls:
-# first every job that reads the fine-tuned weights (each seed's full metrics, pattern counts and one pruned
+# first every job that reads the fine-tuned weights (each seed's full metrics, pattern counts (where the task has them) and one pruned
 # evaluation pull in the fine-tunes, searches and pruned evaluations), prioritized, plus the m-retrainings
 # (fewer masks to carry in a partial bundle); then the whole chunk.
 set -euo pipefail
@@ -60,10 +60,12 @@ start)
     { read -r weights; read -r m_runs; } < <(cd "$study" && python - "$task" "$configfile" <<'EOF'
 import sys, yaml
 from bertlottery.layout import Layout
+from bertlottery.patterns.extract import pattern_tasks
 task, configfile, layout = sys.argv[1], sys.argv[2], Layout()
 seeds = yaml.safe_load(open(configfile))["seeds"]
+counts = ("finetuned", "pretrained") if pattern_tasks([task]) else ()  # WNLI: none (the paper leaves it out)
 print(*(p for s in seeds for p in (layout.full_metrics(task, s), layout.pruned_metrics("s", "good", task, s),
-                                   layout.pattern_counts("finetuned", task, s), layout.pattern_counts("pretrained", task, s))))
+                                   *(layout.pattern_counts(kind, task, s) for kind in counts))))
 print(*(layout.retrain_metrics("m", kind, task, s) for s in seeds for kind in ("good", "random", "bad")))
 EOF
 )
