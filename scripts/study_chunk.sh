@@ -15,9 +15,9 @@
 # summary bundle does not hold (`bertlottery bundle masks`: a bundle with a sha256 manifest, checked when
 # restored). `save` refuses while a job that reads the fine-tuned weights is unfinished: only retrainings,
 # which start from the pre-trained model and a mask, may be left. That is why `start` runs two Snakemake calls:
-# first every job that reads the fine-tuned weights (each seed's full metrics, pattern counts (where the task has them) and one pruned
-# evaluation pull in the fine-tunes, searches and pruned evaluations), prioritized, plus the m-retrainings
-# (fewer masks to carry in a partial bundle); then the whole chunk.
+# first every job that reads the fine-tuned weights (each seed's full metrics, pattern counts where the task has
+# them, and one pruned evaluation pull in the fine-tunes, searches and pruned evaluations), prioritized, plus the
+# m-retrainings (fewer masks to carry in a partial bundle); then the whole chunk.
 set -euo pipefail
 verb=${1:?usage: study_chunk.sh start|resume|save|continue TASK STUDY} task=${2:?TASK} study=${3:?STUDY}
 shared=${BERTLOTTERY_SHARED:-../shared}
