@@ -258,6 +258,18 @@ def test_the_layer_trend_states_its_power():
     assert K.critical_rho(6, 0.05) == pytest.approx(0.886, abs=1e-3)
 
 
+def test_an_empty_super_survivor_set_is_no_small_subnetwork():
+    """WNLI in the complete MiniLM study: no head or MLP survives all 5 seeds. Its 0 % is not 'only about
+    10-26 %': the task cannot be checked, and the others decide."""
+    sizes = {"SST-2": (4, 0, 0.02), "RTE": (40, 2, 0.20), "WNLI": (0, 0, 0.0)}  # heads, MLPs, prunable share
+    table = metrics({(task, "super", "good", "pruned"): 0.6 for task in sizes})
+    for column, i in (("heads_kept", 0), ("mlps_kept", 1), ("prunable_fraction", 2)):
+        table[column] = table["task"].map(lambda task: sizes[task][i])
+    verdict = C.claim_super_small(C.Numbers("ours", summarize(table), metrics=table, majority=MAJORITY))
+    assert verdict.verdict == V.HOLDS and "yes: SST-2, RTE" in verdict.reason
+    assert "cannot be checked: WNLI" in verdict.reason and "no super-survivor subnetwork" in verdict.reason
+
+
 # --- the paper's own published numbers: verdicts pinned ------------------------------------------------
 
 PAPER_VERDICTS = {

@@ -291,6 +291,9 @@ def claim_subnetworks_large(n: Numbers) -> Verdict:
 def claim_super_small(n: Numbers) -> Verdict:
     """The paper's 10-26 % (kept / all - 0.21 of bert-base) is about 11-32 % of the prunable weights."""
     def check(task):
+        units = [_mean(n, task, SUPER, GOOD, "pruned", f"{unit}_kept") for unit in ("heads", "mlps")]
+        if units == [0, 0]:  # an empty set is no subnetwork, not a small one (the paper's WNLI has none either)
+            return SKIP, "no head or MLP survives in every seed: no super-survivor subnetwork"
         e = _size_effect(n, task, [(1, (SUPER, GOOD, "pruned"))])
         return _judged(e, 0.35, above=False, digits=0)
     return grade(_per_task(n, check), MOST, "keep <= 35 % of the prunable weights with the super-survivors "
