@@ -168,12 +168,14 @@ def _full_range(n: Numbers, task: str) -> float | None:
 
 
 def _below_majority(n: Numbers) -> dict:
-    """Tasks whose full model does not beat the majority class: no scale to judge a claim on."""
+    """Tasks whose full model is not clearly above the majority class (by more than COMPETITIVE): subnetworks
+    compared there are compared at chance, so the task cannot tell a claim about them either way."""
     out = {}
     for task in _tasks(n):
         scale = _full_range(n, task)
         if scale is not None and scale <= COMPETITIVE:
-            out[task] = f"our full model is only {100 * scale:.1f} points above the majority class"
+            out[task] = (f"{'our' if n.metrics is not None else 'the'} full model is {100 * scale:+.1f} points from "
+                         f"the majority class (needs > +{100 * COMPETITIVE:.0f}: no scale to compare subnetworks on)")
     return out
 
 
@@ -217,7 +219,7 @@ def claim_good_beats(n: Numbers, family: str, evaluated: str, margin: float) -> 
         good = (1, (family, GOOD, evaluated))
         return _both(*(_judged(effect(n, task, [good, (-1, (family, kind, evaluated))]), margin)
                        for kind in (RANDOM, BAD)))
-    verdict = grade(_per_task(n, check), MOST, f"have good {evaluated} above random and bad {evaluated} by more "
+    verdict = grade(_per_task(n, check, _below_majority(n)), MOST, f"have good {evaluated} above random and bad {evaluated} by more "
                     f"than {100 * margin:.0f} points (good - random / good - bad)")
     return _with_flags(n, verdict, (family,), (GOOD, RANDOM, BAD)) if evaluated == "retrained" else verdict
 
@@ -226,7 +228,7 @@ def claim_m_good_reaches_full(n: Numbers, family: str = M) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (family, GOOD, "retrained")), (-1, ("full", NO_KIND, "full"))]),
                        -FULL_TOLERANCE)
-    return _with_flags(n, grade(_per_task(n, check), MOST, f"have {family} good retrained - full above "
+    return _with_flags(n, grade(_per_task(n, check, _below_majority(n)), MOST, f"have {family} good retrained - full above "
                                 f"-{100 * FULL_TOLERANCE:.0f} points"), (family,), (GOOD,))
 
 
@@ -234,7 +236,7 @@ def claim_s_random_on_par(n: Numbers, tol: float, family: str = S) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (family, GOOD, "retrained")), (-1, (family, RANDOM, "retrained"))]),
                        tol, above=False)
-    return _with_flags(n, grade(_per_task(n, check), MOST, f"have {family} good - random retrained below "
+    return _with_flags(n, grade(_per_task(n, check, _below_majority(n)), MOST, f"have {family} good - random retrained below "
                                 f"{100 * tol:.0f} points"), (family,), (GOOD, RANDOM))
 
 
@@ -304,10 +306,10 @@ def claim_super_loss(n: Numbers) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, ("full", NO_KIND, "full")), (-1, (SUPER, GOOD, "retrained"))]),
                        SUPER_LOSS, above=False)
-    exclude = {"WNLI": "excluded (the full model is below the majority class)"}
+    exclude = _below_majority(n)
     verdict = grade(_per_task(n, check, exclude), MOST, f"lose <= {100 * SUPER_LOSS:.0f} points ('about 10') with "
                     "super good retrained (full - super, points)")
-    large = [t for t in _tasks(n) if t != "WNLI" and claim_super_small_task(n, t) is False]
+    large = [t for t in _tasks(n) if t not in exclude and claim_super_small_task(n, t) is False]
     if large:
         verdict.reason += (f" The super-survivors of {', '.join(large)} are larger than the paper's, so a small "
                            "loss there is not the paper's finding.")
@@ -326,7 +328,7 @@ def claim_six_epoch_bad(n: Numbers) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (S, BAD_6EP, "retrained")), (-1, (S, BAD, "retrained"))]),
                        0.0, above=False)
-    judged = _per_task(n, check)
+    judged = _per_task(n, check, _below_majority(n))
     if not judged:
         return cannot("no 6-epoch bad retraining (retrain.bad_6_epochs: false, or not in the paper's numbers)")
     return _with_flags(n, grade(judged, MOST, "score lower after 6 epochs than after 3 (6 - 3 epochs, points)"),
@@ -336,7 +338,7 @@ def claim_six_epoch_bad(n: Numbers) -> Verdict:
 def claim_m_bad_behind(n: Numbers) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (S, BAD, "retrained")), (-1, (M, BAD, "retrained"))]), 0.045)
-    return _with_flags(n, grade(_per_task(n, check), 6 / 9 - 1e-9, "have m bad >= 5 points (rounded) behind s bad "
+    return _with_flags(n, grade(_per_task(n, check, _below_majority(n)), 6 / 9 - 1e-9, "have m bad >= 5 points (rounded) behind s bad "
                                 "(s bad - m bad retrained, points)"), (S, M), (BAD,))
 
 
@@ -394,7 +396,7 @@ def claim_random_init_beats_m_bad(n: Numbers) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (S, RANDINIT_RANDOM, "retrained")), (-1, (M, BAD, "retrained"))]),
                        0.0)
-    judged = _per_task(n, check)
+    judged = _per_task(n, check, _below_majority(n))
     if not judged:
         return cannot("no random-init + random s-pruning runs (retrain.random_init_random_s: false) "
                       "or no m bad retrained runs")

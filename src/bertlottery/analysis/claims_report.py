@@ -326,9 +326,18 @@ REJUDGED = {
                    "conclusion)",
     "s-bad-trainable": "was 'majority + 0.05' on the mean; now per task, at least half of the full model's gain over "
                        "the majority class (the runs of Table 2's s-bad row)",
-    "super-loss": "was the mean over tasks; now per task, with the super-survivors' size beside",
+    "super-loss": "was the mean over tasks; now per task, with the super-survivors' size beside; a task whose full "
+                  "model is within 5 points of the majority class cannot be checked (was WNLI by name)",
     "s-bad-glove": "a task whose full model does not reach BiLSTM+GloVe cannot be checked",
+    "super-small": "a task where no head or MLP survives every seed cannot be checked (an empty set is no subnetwork, "
+                   "not a small one)",
 }
+# A comparison of subnetworks on a task whose full model is at chance compares chance with chance.
+AT_CHANCE = ("a task whose full model is within 5 points of the majority class cannot be checked (its subnetworks "
+             "all score at chance; it counted as 'on par' or as 'not behind')")
+REJUDGED |= {claim: AT_CHANCE for claim in ("m-good-best-pruned", "s-good-best-pruned", "m-good-retrained-full",
+                                            "m-good-best-retrained", "s-random-on-par", "bad-6ep", "m-bad-behind",
+                                            "randinit-vs-m-bad")}
 
 
 def closing_note(claims: list[dict]) -> list[str]:
