@@ -293,7 +293,8 @@ def test_claims_on_the_papers_numbers_match_the_spec():
     assert all(f"{v} [" in loss for v in ("6.8", "9.1", "12.8", "4.0", "8.2", "8.4", "8.3", "13.2"))
     # 4 of 8: WNLI, whose full model is below the majority class, cannot tell (Table 2's averages: 0.52 vs 0.51)
     randinit = claims["randinit-vs-m-bad"]
-    assert randinit["verdict"] == V.PARTLY and "4/8 tasks" in randinit["reason"] and "cannot be checked: WNLI" in randinit["reason"]
+    assert randinit["verdict"] == V.PARTLY and "4/8 tasks" in randinit["reason"]
+    assert "cannot be checked: WNLI" in randinit["reason"]
     assert claims["m-half"]["verdict"] == V.UNCHECKABLE  # the paper's m-masks are not published
 
 

@@ -179,6 +179,11 @@ def _below_majority(n: Numbers) -> dict:
     return out
 
 
+def _per_task_above_chance(n: Numbers, fn) -> dict:
+    """_per_task for a claim that compares scores: a task whose full model is at chance cannot be checked."""
+    return _per_task(n, fn, _below_majority(n))
+
+
 def _with_flags(n: Numbers, verdict: Verdict, families: tuple[str, ...], kinds: tuple[str, ...]) -> Verdict:
     """Name the retrainings behind a verdict that did not converge (aggregate.flag_nonconverged)."""
     m = n.metrics
@@ -219,8 +224,8 @@ def claim_good_beats(n: Numbers, family: str, evaluated: str, margin: float) -> 
         good = (1, (family, GOOD, evaluated))
         return _both(*(_judged(effect(n, task, [good, (-1, (family, kind, evaluated))]), margin)
                        for kind in (RANDOM, BAD)))
-    verdict = grade(_per_task(n, check, _below_majority(n)), MOST, f"have good {evaluated} above random and bad {evaluated} by more "
-                    f"than {100 * margin:.0f} points (good - random / good - bad)")
+    verdict = grade(_per_task_above_chance(n, check), MOST, f"have good {evaluated} above random and bad "
+                    f"{evaluated} by more than {100 * margin:.0f} points (good - random / good - bad)")
     return _with_flags(n, verdict, (family,), (GOOD, RANDOM, BAD)) if evaluated == "retrained" else verdict
 
 
@@ -228,16 +233,16 @@ def claim_m_good_reaches_full(n: Numbers, family: str = M) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (family, GOOD, "retrained")), (-1, ("full", NO_KIND, "full"))]),
                        -FULL_TOLERANCE)
-    return _with_flags(n, grade(_per_task(n, check, _below_majority(n)), MOST, f"have {family} good retrained - full above "
-                                f"-{100 * FULL_TOLERANCE:.0f} points"), (family,), (GOOD,))
+    return _with_flags(n, grade(_per_task_above_chance(n, check), MOST, f"have {family} good retrained - full "
+                                f"above -{100 * FULL_TOLERANCE:.0f} points"), (family,), (GOOD,))
 
 
 def claim_s_random_on_par(n: Numbers, tol: float, family: str = S) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (family, GOOD, "retrained")), (-1, (family, RANDOM, "retrained"))]),
                        tol, above=False)
-    return _with_flags(n, grade(_per_task(n, check, _below_majority(n)), MOST, f"have {family} good - random retrained below "
-                                f"{100 * tol:.0f} points"), (family,), (GOOD, RANDOM))
+    return _with_flags(n, grade(_per_task_above_chance(n, check), MOST, f"have {family} good - random retrained "
+                                f"below {100 * tol:.0f} points"), (family,), (GOOD, RANDOM))
 
 
 def claim_s_bad_trainable(n: Numbers, family: str = S) -> Verdict:
@@ -249,7 +254,7 @@ def claim_s_bad_trainable(n: Numbers, family: str = S) -> Verdict:
             return None
         e = effect(n, task, [(1 / scale, (family, BAD, "retrained"))], constant=-majority / scale)
         return _judged(e, TRAINABLE_SHARE, scale=100, digits=0)
-    verdict = grade(_per_task(n, check, _below_majority(n)), MOST,
+    verdict = grade(_per_task_above_chance(n, check), MOST,
                     f"recover >= {TRAINABLE_SHARE:.0%} of the full model's gain over the majority class with "
                     f"{family} bad retrained (% of that gain)")
     return _with_flags(n, verdict, (family,), (BAD,))
@@ -328,7 +333,7 @@ def claim_six_epoch_bad(n: Numbers) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (S, BAD_6EP, "retrained")), (-1, (S, BAD, "retrained"))]),
                        0.0, above=False)
-    judged = _per_task(n, check, _below_majority(n))
+    judged = _per_task_above_chance(n, check)
     if not judged:
         return cannot("no 6-epoch bad retraining (retrain.bad_6_epochs: false, or not in the paper's numbers)")
     return _with_flags(n, grade(judged, MOST, "score lower after 6 epochs than after 3 (6 - 3 epochs, points)"),
@@ -338,8 +343,8 @@ def claim_six_epoch_bad(n: Numbers) -> Verdict:
 def claim_m_bad_behind(n: Numbers) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (S, BAD, "retrained")), (-1, (M, BAD, "retrained"))]), 0.045)
-    return _with_flags(n, grade(_per_task(n, check, _below_majority(n)), 6 / 9 - 1e-9, "have m bad >= 5 points (rounded) behind s bad "
-                                "(s bad - m bad retrained, points)"), (S, M), (BAD,))
+    return _with_flags(n, grade(_per_task_above_chance(n, check), 6 / 9 - 1e-9, "have m bad >= 5 points (rounded) "
+                                "behind s bad (s bad - m bad retrained, points)"), (S, M), (BAD,))
 
 
 def claim_m_bad_cola_stsb(n: Numbers) -> Verdict:
@@ -396,7 +401,7 @@ def claim_random_init_beats_m_bad(n: Numbers) -> Verdict:
     def check(task):
         return _judged(effect(n, task, [(1, (S, RANDINIT_RANDOM, "retrained")), (-1, (M, BAD, "retrained"))]),
                        0.0)
-    judged = _per_task(n, check, _below_majority(n))
+    judged = _per_task_above_chance(n, check)
     if not judged:
         return cannot("no random-init + random s-pruning runs (retrain.random_init_random_s: false) "
                       "or no m bad retrained runs")
