@@ -68,10 +68,21 @@ def test_grade_names_every_task_and_separates_the_five_verdicts():
     assert graded(V.YES, V.NO) == V.PARTLY
     assert graded(V.NO, V.UNCLEAR) == V.FAILS
     assert graded(V.SKIP, V.SKIP) == V.UNCHECKABLE
-    assert graded(V.YES, V.SKIP) == V.HOLDS  # a task that cannot be checked does not count
+    assert graded(V.YES, V.SKIP, V.YES) == V.HOLDS  # a task that cannot be checked does not count
     assert graded(V.YES, V.NO, V.NO, need=C.MOST) == V.PARTLY and graded(V.YES, V.YES, V.NO, need=C.MOST) == V.HOLDS
     reason = V.grade({"A": (V.YES, "1.0"), "B": (V.NO, "0.1")}, 1.0, "meet it").reason
     assert reason.startswith("1/2 tasks meet it") and "yes: A" in reason and "no: B" in reason
+
+
+def test_one_checkable_task_shows_no_claim_about_tasks_but_can_refute_all_of_them():
+    def graded(*judgements, need=1.0):
+        return V.grade({f"T{i}": (j, "x") for i, j in enumerate(judgements)}, need, "meet it")
+    alone = graded(V.YES, V.SKIP, V.SKIP, need=C.MOST)
+    assert alone.verdict == V.NOT_SHOWN and "Only 1 of the 3 tasks can be checked" in alone.reason
+    assert graded(V.YES, need=1.0).verdict == V.NOT_SHOWN  # 'all tasks' is not shown by the only one there is
+    assert graded(V.NO, V.SKIP, need=C.MOST).verdict == V.NOT_SHOWN  # nor is 'most tasks' refuted by it
+    assert graded(V.NO, V.SKIP, need=1.0).verdict == V.FAILS  # but one counterexample refutes 'all tasks'
+    assert graded(V.YES, V.YES, V.SKIP, need=C.MOST).verdict == V.HOLDS  # two are enough
 
 
 def test_t_and_welch_intervals():

@@ -46,7 +46,8 @@ def claim_m_half(n: Numbers) -> Verdict:
         inside = float(((pruned - overall).abs() <= HALF_BAND).mean())
         judged[task] = (YES if inside >= 0.9 else NO, f"{overall:.0%} pruned overall, blocks {pruned.min():.0%}.."
                         f"{pruned.max():.0%}, {inside:.0%} of blocks within {100 * HALF_BAND:.1f} points")
-    return grade(judged, 1.0, "lose about as much in every block as overall (>= 90 % of heads/MLPs within the band)")
+    return grade(judged, 1.0, "lose about as much in every block as overall (>= 90 % of heads/MLPs within the band)",
+                 min_checkable=1)  # the paper's sentence is about one task's Figure 1a (QNLI)
 
 
 def spearman_exact(x, y) -> tuple[float, float]:

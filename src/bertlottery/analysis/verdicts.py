@@ -111,10 +111,16 @@ def percentile_interval(replicates, level: float = LEVEL) -> tuple[float, float]
     return float(lo), float(hi)
 
 
-def grade(judged: dict[str, tuple[str, str]], need: float, what: str, items: str = "tasks") -> Verdict:
+MIN_CHECKABLE = 2  # a claim about tasks in general is not shown by (or refuted on) a single task
+
+
+def grade(judged: dict[str, tuple[str, str]], need: float, what: str, items: str = "tasks",
+          min_checkable: int = MIN_CHECKABLE) -> Verdict:
     """The claim's verdict from per-task (judgement, effect text), when `need` (a share) of the checkable
     tasks must satisfy it: holds (enough yes), not shown (enough only with the unclear ones), partly holds
-    (some yes), does not hold (none), cannot be checked (no checkable task)."""
+    (some yes), does not hold (none), cannot be checked (no checkable task). With fewer than `min_checkable`
+    checkable tasks a verdict stands only where one task decides it (a counterexample to 'all tasks'): the
+    rest is not shown (min_checkable=1: a claim the paper itself makes of one task)."""
     by = {j: [t for t, (jj, _) in judged.items() if jj == j] for j in (YES, NO, UNCLEAR, SKIP)}
     checkable = len(judged) - len(by[SKIP])
     details = "; ".join(f"{t} {text} ({j})" for t, (j, text) in judged.items())
@@ -131,7 +137,12 @@ def grade(judged: dict[str, tuple[str, str]], need: float, what: str, items: str
         verdict = PARTLY
     else:
         verdict = FAILS
+    few = ""
+    if checkable < min_checkable and verdict != NOT_SHOWN and not (verdict == FAILS and need == 1):
+        verdict = NOT_SHOWN
+        few = (f" Only {checkable} of the {len(judged)} {items} can be checked: too few for a claim about "
+               f"{items} in general (needs {min_checkable}).")
     counts = ", ".join(f"{j}: {', '.join(by[j])}" for j in (YES, NO, UNCLEAR, SKIP) if by[j])
     needs = "more than half" if 0.5 < need < 0.51 else "all" if need == 1 else f"{need:.0%}"
-    reason = f"{len(by[YES])}/{checkable} {items} {what} (needs {needs}) — {counts}. {details}"
+    reason = f"{len(by[YES])}/{checkable} {items} {what} (needs {needs}) — {counts}.{few} {details}"
     return Verdict(verdict, reason, evidence)
