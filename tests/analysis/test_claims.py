@@ -301,6 +301,16 @@ def test_verdicts_on_the_papers_published_numbers_are_pinned():
     assert got == PAPER_VERDICTS
 
 
+def test_the_closing_note_names_every_claim_that_leaves_out_tasks_at_chance():
+    """REJUDGED is written by hand beside the claims; WNLI (at chance in the paper) tells which claims apply
+    the at-chance rule, and each of them must say so in the closing note."""
+    paper = CR.paper_numbers(load_paper())
+    reasons = {c.id: c.check(paper).reason for c in claim_list(0.05, C.PAR_TOLERANCE)}
+    at_chance = {cid for cid, why in reasons.items() if "WNLI the full model is" in why and "majority class (needs" in why}
+    noted = {cid for cid, why in CR.REJUDGED.items() if "within 5 points of the majority class" in why}
+    assert at_chance == noted and len(noted) == 10
+
+
 # --- reports and the command ---------------------------------------------------------------------------
 
 CLAIMS = [

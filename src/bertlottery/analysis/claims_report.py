@@ -325,7 +325,8 @@ REJUDGED = {
     "kappa-range": "a miss names its direction (below the range: less stable masks, which supports the paper's "
                    "conclusion)",
     "s-bad-trainable": "was 'majority + 0.05' on the mean; now per task, at least half of the full model's gain over "
-                       "the majority class (the runs of Table 2's s-bad row)",
+                       "the majority class (the runs of Table 2's s-bad row); a task whose full model is within 5 "
+                       "points of the majority class cannot be checked",
     "super-loss": "was the mean over tasks; now per task, with the super-survivors' size beside; a task whose full "
                   "model is within 5 points of the majority class cannot be checked (was WNLI by name)",
     "s-bad-glove": "a task whose full model does not reach BiLSTM+GloVe cannot be checked",
