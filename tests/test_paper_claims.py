@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import numpy as np
 from conftest import REPO
@@ -37,3 +38,14 @@ def test_claims_on_original_layout_masks(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "claims.json", "claims.md", "overlaps.csv",
                                                     "stability.csv", "stability_pairs.csv", "survivors.csv"]
     assert str(tmp_path) not in (out / "claims.md").read_text() + (out / "stability.csv").read_text()
+
+
+def test_the_top_readme_counts_the_committed_verdicts_on_the_papers_numbers():
+    """The README's sentence on docs/results/paper is written by hand: it must give claims.md's counts."""
+    summary = (REPO / "docs" / "results" / "paper" / "claims.md").read_text().split("Summary: ")[1].split("\n")[0]
+    counted = {verdict: int(n) for n, verdict in re.findall(r"(\d+) \S (holds|partly holds|not shown|does not hold|"
+                                                            r"cannot be checked)", summary)}
+    sentence = " ".join((REPO / "README.md").read_text().split("authors' published per-seed s-masks")[1].split())
+    said = {"holds": r"(\d+) claims hold", "partly holds": r"(\d+) partly holds", "not shown": r"(\d+) are not shown",
+            "does not hold": r"(\d+) does not hold", "cannot be checked": r"(\d+) cannot be checked"}
+    assert {v: int(re.search(pattern, sentence).group(1)) for v, pattern in said.items()} == counted, summary
