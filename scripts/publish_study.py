@@ -5,9 +5,11 @@
 Runs the workflow in bundle mode (config `bundles`, no model needed) in a scratch working directory, then
 copies into the study folder: claims.md, metrics.csv (one row per run) and summary.csv, the statistics
 (stability, overlaps, survivors, paired tests, m-blocks) as CSV, every table as Markdown and every figure
-as PNG. The README.md of the folder is written by hand, except the claims table between the lines
-`<!-- claims:start -->` and `<!-- claims:end -->`, which is rewritten from claims.json (one row per claim:
-verdict and numbers on this study, verdict on the paper's numbers). Exit status: Snakemake's.
+as PNG. The README.md of the folder is written by hand, except two parts rewritten from the results: the
+claims table between `<!-- claims:start -->` and `<!-- claims:end -->` (from claims.json: one row per
+claim, verdict and numbers on this study, verdict on the paper's numbers) and the per-task scores between
+`<!-- scores:start -->` and `<!-- scores:end -->` (from summary.csv: every family's good, random and bad
+masks, pruned and retrained, beside the paper's numbers). Exit status: Snakemake's.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def publish(results: Path, study: Path) -> list[Path]:
 
 
 CLAIMS_START, CLAIMS_END = "<!-- claims:start -->", "<!-- claims:end -->"
+SCORES_START, SCORES_END = "<!-- scores:start -->", "<!-- scores:end -->"
 
 
 def claims_table(claims_json: Path) -> str:
@@ -69,17 +72,36 @@ def claims_table(claims_json: Path) -> str:
     return "\n".join(rows)
 
 
-def update_readme(readme: Path, claims_json: Path) -> bool:
-    """Rewrite the claims table between the markers of a hand-written README; False when it has none."""
-    if not readme.is_file() or not claims_json.is_file():
-        return False
-    text = readme.read_text()
-    start, end = text.find(CLAIMS_START), text.find(CLAIMS_END)
+def scores_tables(summary_csv: Path) -> str:
+    """Per task, every family's scores beside the paper's (tables.scores_by_task_markdown)."""
+    from bertlottery.analysis.aggregate import load_paper, read_table
+    from bertlottery.analysis.tables import scores_by_task_markdown
+
+    return scores_by_task_markdown(read_table(summary_csv), load_paper())
+
+
+def _replace_between(text: str, start_marker: str, end_marker: str, body: str) -> str | None:
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        return False
-    table = claims_table(claims_json)
-    readme.write_text(text[: start + len(CLAIMS_START)] + "\n" + table + "\n" + text[end:])
-    return True
+        return None
+    return text[: start + len(start_marker)] + "\n" + body + "\n" + text[end:]
+
+
+def update_readme(readme: Path, results: Path) -> list[str]:
+    """Rewrite the generated parts of a hand-written README from a rebuild's results: the claims table and
+    the per-task scores, each between its markers; returns the parts rewritten (none without markers)."""
+    if not readme.is_file():
+        return []
+    text, done = readme.read_text(), []
+    for name, (start, end), source, render in (
+            ("claims table", (CLAIMS_START, CLAIMS_END), results / "analysis" / "claims.json", claims_table),
+            ("scores", (SCORES_START, SCORES_END), results / "analysis" / "summary.csv", scores_tables)):
+        if source.is_file() and (new := _replace_between(text, start, end, render(source))) is not None:
+            text = new
+            done.append(name)
+    if done:
+        readme.write_text(text)
+    return done
 
 
 def _copy(source: Path, target: Path) -> Path:
@@ -116,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         for path in publish(workdir / "results", args.study):
             print(path)
-        if update_readme(args.study / "README.md", claims):
-            print(args.study / "README.md", "(claims table)")
+        if done := update_readme(args.study / "README.md", workdir / "results"):
+            print(args.study / "README.md", f"({', '.join(done)})")
     return 0
 
 

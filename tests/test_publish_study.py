@@ -48,18 +48,29 @@ def test_bundles_are_folders_with_a_manifest_or_archives(tmp_path):
     assert publish_study.find_bundles(tmp_path) == [tmp_path / "CoLA", tmp_path / "SST-2.tar.gz"]
 
 
-def test_the_claims_table_is_rewritten_between_the_markers_only(tmp_path):
-    claims = tmp_path / "claims.json"
-    claims.write_text(json.dumps({"notes": [], "claims": [
+def test_the_claims_table_and_scores_are_rewritten_between_their_markers_only(tmp_path):
+    results = tmp_path / "results"
+    (results / "analysis").mkdir(parents=True)
+    (results / "analysis" / "claims.json").write_text(json.dumps({"notes": [], "claims": [
         {"section": "4.2", "claim": "good beats random", "verdict": "holds", "reason": "3/3 tasks | ok",
          "paper_verdict": "holds"}]}))
+    rows = [("full", "none", "full", 0.83, 0.01, 0), ("m", "good", "pruned", 0.77, 0.014, 0),
+            ("m", "bad", "retrained", 0.685, 0.061, 2)]
+    (results / "analysis" / "summary.csv").write_text(
+        "task,family,kind,evaluated,n_seeds,reported_metric,reported_mean,reported_std,n_nonconverged\n"
+        + "".join(f"SST-2,{f},{k},{e},3,accuracy,{m},{sd},{nc}\n" for f, k, e, m, sd, nc in rows))
     readme = tmp_path / "README.md"
-    readme.write_text("# Study\nby hand\n<!-- claims:start -->\nold table\n<!-- claims:end -->\nafter\n")
-    assert publish_study.update_readme(readme, claims)
+    readme.write_text("# Study\nby hand\n<!-- claims:start -->\nold table\n<!-- claims:end -->\nbetween\n"
+                      "<!-- scores:start -->\nold scores\n<!-- scores:end -->\nafter\n")
+    assert publish_study.update_readme(readme, results) == ["claims table", "scores"]
     text = readme.read_text()
     assert text.startswith("# Study\nby hand\n<!-- claims:start -->\n| § | claim |")
     assert "| 4.2 | good beats random | **✔ holds** | 3/3 tasks / ok | ✔ holds |" in text
-    assert "old table" not in text and text.endswith("<!-- claims:end -->\nafter\n")
+    assert "old table" not in text and "old scores" not in text and text.endswith("<!-- scores:end -->\nafter\n")
+    # ours ± std with the paper's bert-base mean (Appendix C) in brackets; †2: two retrainings did not converge
+    assert "**SST-2** (accuracy; 3 seeds; majority class 0.509; full model 0.830 ± 0.010 (0.926))" in text
+    assert "| m-pruning | 0.770 ± 0.014 (0.846) | – | – | – | – | 0.685 ± 0.061 (0.816) †2 |" in text
+    assert "\n<!-- claims:end -->\nbetween\n<!-- scores:start -->\n**SST-2**" in text
     plain = tmp_path / "PLAIN.md"
     plain.write_text("no markers")
-    assert not publish_study.update_readme(plain, claims) and plain.read_text() == "no markers"
+    assert publish_study.update_readme(plain, results) == [] and plain.read_text() == "no markers"

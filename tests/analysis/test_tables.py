@@ -119,3 +119,17 @@ def test_the_sizes_note_says_whether_the_paper_correction_fits_the_model():
     bert = pd.DataFrame({"params_total_mean": [float(T.BERT_BASE_PARAMS)]})
     assert "the model of this run" in T._model_size_note(bert)
     assert "not comparable" in T._model_size_note(pd.DataFrame({"task": ["RTE"]}))
+
+
+def test_scores_by_task_put_the_papers_mean_beside_every_cell_it_has(tmp_path):
+    summary = summarize(collect(make_results_tree(tmp_path, tasks=("RTE", "CoLA"), seeds=(1, 2, 3), extras=True)))
+    fisher = summary[(summary["family"] == "s") & (summary["kind"] == "good")].assign(family="f")  # beyond the paper
+    text = T.scores_by_task_markdown(pd.concat([summary, fisher]), load_paper())
+    assert text.index("**CoLA** (mcc; 3 seeds; majority class 0.000;") < text.index("**RTE** (accuracy;")  # paper order
+    cola = text.split("**RTE**")[0].splitlines()
+    for label in ("m-pruning", "s-pruning", "super-survivors"):
+        row = next(line for line in cola if line.startswith(f"| {label} |"))
+        assert row.count("(") == 6 and "–" not in row, row  # the paper reports all six cells of these families
+    f_row = next(line for line in cola if line.startswith("| f-pruning |"))
+    assert "(" not in f_row and f_row.split(" | ")[2:4] == ["–", "–"], f_row  # no paper numbers; random, bad not run
+    assert any(line.startswith("s-pruning bad, 6 epochs (App. D), retrained: ") for line in cola)

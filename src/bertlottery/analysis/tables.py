@@ -33,7 +33,18 @@ from bertlottery.analysis.table_format import (
     write_report_table,
 )
 from bertlottery.errors import BertLotteryError
-from bertlottery.families import FAMILIES, FISHER, IMP, KIND_LABELS, M, RANDINIT_RANDOM, S, SUPER, VARIANTS
+from bertlottery.families import (
+    EVALUATED_KINDS,
+    FAMILIES,
+    FISHER,
+    IMP,
+    KIND_LABELS,
+    M,
+    RANDINIT_RANDOM,
+    S,
+    SUPER,
+    VARIANTS,
+)
 
 
 
@@ -419,6 +430,51 @@ def tests_table(tests: pd.DataFrame) -> tuple:
              "Bootstrap: percentile 95 % CI of the mean difference. With n <= 5 the Wilcoxon test cannot reach "
              "p < 0.05 and the bootstrap is coarse; read these as descriptive."]
     return tests, show, "Paired tests of good vs random vs bad subnetworks across seeds", notes
+
+
+def _cell(row: pd.Series | None, paper: tuple[float, float] | None) -> str:
+    """'ours ± std (paper)' with †k where k of the row's retrainings did not converge; '–' where not run."""
+    if row is None:
+        return "–"
+    text = fmt_ms(float(row["reported_mean"]), float(row["reported_std"]))
+    if paper is not None:
+        text += f" ({fmt(paper[0])})"
+    stalled = int(row.get("n_nonconverged", 0) or 0)
+    return text + (f" †{stalled}" if stalled else "")
+
+
+def scores_by_task_markdown(summary: pd.DataFrame, paper: dict) -> str:
+    """One small table per task (the paper's order): every family's good, random and bad masks, pruned and
+    retrained, ours (mean ± std over seeds) with the paper's bert-base mean in brackets; the extra retraining
+    variants (6 epochs, random init) on a line below. For a README, where the appendix tables are too wide."""
+    columns = [(kind, evaluated) for evaluated in ("pruned", "retrained") for kind in EVALUATED_KINDS]
+    blocks = []
+    for task in task_order(summary["task"].unique()):
+        full = lookup(summary, task, "full", NO_KIND, "full")
+        if full is None:
+            continue
+        majority = paper_majority(paper, task)
+        head = (f"**{task}** ({full['reported_metric']}; {int(full['n_seeds'])} seeds; majority class "
+                f"{fmt(majority)}; full model {_cell(full, paper_performance(paper, 'full', NO_KIND, 'full', task))})")
+        lines = [head, "", "| subnetwork | " + " | ".join(f"{k}, {e}" for k, e in columns) + " |",
+                 "|---|" + "---:|" * len(columns)]
+        extras = []
+        for name, fam in FAMILIES.items():
+            if all(lookup(summary, task, name, k, e) is None for k, e in columns):
+                continue
+            cells = [_cell(lookup(summary, task, name, k, e), paper_performance(paper, name, k, e, task))
+                     for k, e in columns]
+            lines.append(f"| {fam.title.split(' (')[0]} | " + " | ".join(cells) + " |")
+            for variant in (v for v in VARIANTS if v not in EVALUATED_KINDS):
+                row = lookup(summary, task, name, variant, "retrained")
+                if row is not None:
+                    extras.append(f"{fam.title.split(' (')[0]} {KIND_LABELS[variant]}, retrained: "
+                                  f"{_cell(row, paper_performance(paper, name, variant, 'retrained', task))}")
+        blocks.append("\n".join(lines + ([""] + ["; ".join(extras) + "."] if extras else [])))
+    note = ("Mean ± std over seeds of each task's reported metric; in brackets the paper's bert-base mean (5 seeds) "
+            "where it reports one; †k: k of the cell's retrainings ended with more than twice their full model's "
+            "training loss (not converged); –: not run.")
+    return "\n\n".join(blocks + [note])
 
 
 # --- CLI -------------------------------------------------------------------------------------------
