@@ -45,13 +45,29 @@ background() {
 }
 
 # The retrainings a continued chunk has left (the file lists them), and only those: the masks and data card
-# they read are restored files, not jobs.
+# they read are restored files, not jobs. The m-retrainings go first: once they are done a save carries no
+# m-masks (1.3 MB each).
 retrain_left() {
-    local targets
-    mapfile -t targets < "$1"
+    local m_runs others calls=()
+    mapfile -t m_runs < <(grep '^results/retrain/m/' "$1" || true)
+    mapfile -t others < <(grep -v '^results/retrain/m/' "$1" || true)
     # no targets would make Snakemake run the default target, the whole study
-    (( ${#targets[@]} )) || { echo "$task: no retrainings left; export its bundle (README)"; exit 0; }
-    background "python -m snakemake ${targets[*]} --allowed-rules retrain --cores 2"
+    (( ${#m_runs[@]} + ${#others[@]} )) || { echo "$task: no retrainings left; export its bundle (README)"; exit 0; }
+    (( ${#m_runs[@]} )) && calls+=("python -m snakemake ${m_runs[*]} --allowed-rules retrain --cores 2")
+    (( ${#others[@]} )) && calls+=("python -m snakemake ${others[*]} --allowed-rules retrain --cores 2")
+    background "${calls[@]}"
+}
+
+# The chunk's m-retrainings, as `start`'s second line names them.
+m_retrainings() {
+    (cd "$study" && python - "$task" "$configfile" <<'EOF'
+import sys, yaml
+from bertlottery.layout import Layout
+task, configfile, layout = sys.argv[1], sys.argv[2], Layout()
+print(*(layout.retrain_metrics("m", kind, task, s) for s in yaml.safe_load(open(configfile))["seeds"]
+        for kind in ("good", "random", "bad")))
+EOF
+)
 }
 
 case $verb in
@@ -84,8 +100,8 @@ resume)
     (cd "$study" && python -m snakemake --unlock --cores 1 "${cfg[@]}" > /dev/null 2>&1)
     if [[ -f $study/$task.remaining.txt ]]; then  # continued from a partial bundle: its retrainings only
         retrain_left "$study/$task.remaining.txt"
-    else
-        background "python -m snakemake $target --cores 2"
+    else  # the m-retrainings first (nothing to do once they are done), then the rest
+        background "python -m snakemake $(m_retrainings) --cores 2" "python -m snakemake $target --cores 2"
     fi
     echo "$task: resumed in the background in $study (log: $log)"
     ;;
