@@ -58,7 +58,7 @@ retrain_left() {
     background "${calls[@]}"
 }
 
-# The chunk's m-retrainings, as `start`'s second line names them.
+# The chunk's m-retrainings, named by the package's layout.
 m_retrainings() {
     (cd "$study" && python - "$task" "$configfile" <<'EOF'
 import sys, yaml
@@ -72,19 +72,19 @@ EOF
 
 case $verb in
 start)
-    # the jobs that read the fine-tuned weights (line 1) and the m-retrainings (line 2), named by the package's layout
-    { read -r weights; read -r m_runs; } < <(cd "$study" && python - "$task" "$configfile" <<'EOF'
+    # the jobs that read the fine-tuned weights, named by the package's layout, and the m-retrainings
+    weights=$(cd "$study" && python - "$task" "$configfile" <<'EOF'
 import sys, yaml
 from bertlottery.layout import Layout
 from bertlottery.patterns.extract import pattern_tasks
 task, configfile, layout = sys.argv[1], sys.argv[2], Layout()
-seeds = yaml.safe_load(open(configfile))["seeds"]
 counts = ("finetuned", "pretrained") if pattern_tasks([task]) else ()  # WNLI: none (the paper leaves it out)
-print(*(p for s in seeds for p in (layout.full_metrics(task, s), layout.pruned_metrics("s", "good", task, s),
-                                   *(layout.pattern_counts(kind, task, s) for kind in counts))))
-print(*(layout.retrain_metrics("m", kind, task, s) for s in seeds for kind in ("good", "random", "bad")))
+print(*(p for s in yaml.safe_load(open(configfile))["seeds"]
+        for p in (layout.full_metrics(task, s), layout.pruned_metrics("s", "good", task, s),
+                  *(layout.pattern_counts(kind, task, s) for kind in counts))))
 EOF
 )
+    m_runs=$(m_retrainings)
     background "python -m snakemake $weights $m_runs --prioritize $weights --cores 2" \
                "python -m snakemake $target --cores 2"
     echo "$task: started in the background in $study (log: $log)"

@@ -462,13 +462,14 @@ def scores_by_task_markdown(summary: pd.DataFrame, paper: dict) -> str:
         for name, fam in FAMILIES.items():
             if all(lookup(summary, task, name, k, e) is None for k, e in columns):
                 continue
+            label = fam.title.split(" (")[0]  # without the citation
             cells = [_cell(lookup(summary, task, name, k, e), paper_performance(paper, name, k, e, task))
                      for k, e in columns]
-            lines.append(f"| {fam.title.split(' (')[0]} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
             for variant in (v for v in VARIANTS if v not in EVALUATED_KINDS):
                 row = lookup(summary, task, name, variant, "retrained")
                 if row is not None:
-                    extras.append(f"{fam.title.split(' (')[0]} {KIND_LABELS[variant]}, retrained: "
+                    extras.append(f"{label} {KIND_LABELS[variant]}, retrained: "
                                   f"{_cell(row, paper_performance(paper, name, variant, 'retrained', task))}")
         blocks.append("\n".join(lines + ([""] + ["; ".join(extras) + "."] if extras else [])))
     note = ("Mean ± std over seeds of each task's reported metric; in brackets the paper's bert-base mean (5 seeds) "
