@@ -48,9 +48,11 @@ background() {
 # they read are restored files, not jobs. The m-retrainings go first: once they are done a save carries no
 # m-masks (1.3 MB each).
 retrain_left() {
-    local m_runs others calls=()
-    mapfile -t m_runs < <(grep '^results/retrain/m/' "$1" || true)
-    mapfile -t others < <(grep -v '^results/retrain/m/' "$1" || true)
+    local m_all f m_runs=() others=() calls=()
+    m_all=" $(m_retrainings) "
+    while read -r f; do
+        if [[ $m_all == *" $f "* ]]; then m_runs+=("$f"); else others+=("$f"); fi
+    done < "$1"
     # no targets would make Snakemake run the default target, the whole study
     (( ${#m_runs[@]} + ${#others[@]} )) || { echo "$task: no retrainings left; export its bundle (README)"; exit 0; }
     (( ${#m_runs[@]} )) && calls+=("python -m snakemake ${m_runs[*]} --allowed-rules retrain --cores 2")
@@ -137,7 +139,8 @@ continue)
     [[ -f $partial/$task.tar.gz ]] || { echo "$partial/$task.tar.gz: no partial bundle to continue" >&2; exit 1; }
     cd "$study"
     # the splits (never in bundles), tokenized again; their data card must be the bundle's, byte for byte
-    python -m snakemake "results/data/$task/splits" --cores 1 "${cfg[@]}" > /dev/null 2>&1
+    python -m snakemake "results/data/$task/splits" --cores 1 "${cfg[@]}" > "$log" 2>&1 ||
+        { tail -n 20 "$log" >&2; echo "$task: the data splits could not be made; nothing restored (log: $log)" >&2; exit 1; }
     before=$(sha256sum < "results/data/$task/data_card.json")
     python -m bertlottery bundle unpack --results results --benchmarks "$partial/$task.tar.gz"
     [[ $before == "$(sha256sum < "results/data/$task/data_card.json")" ]] ||
