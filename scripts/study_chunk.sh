@@ -139,7 +139,7 @@ continue)
     [[ -f $partial/$task.tar.gz ]] || { echo "$partial/$task.tar.gz: no partial bundle to continue" >&2; exit 1; }
     cd "$study"
     # the splits (never in bundles), tokenized again; their data card must be the bundle's, byte for byte
-    python -m snakemake "results/data/$task/splits" --cores 1 "${cfg[@]}" > "$log" 2>&1 ||
+    python -m snakemake "results/data/$task/splits" --cores 1 "${cfg[@]}" >> "$log" 2>&1 ||
         { tail -n 20 "$log" >&2; echo "$task: the data splits could not be made; nothing restored (log: $log)" >&2; exit 1; }
     before=$(sha256sum < "results/data/$task/data_card.json")
     python -m bertlottery bundle unpack --results results --benchmarks "$partial/$task.tar.gz"
